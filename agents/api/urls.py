@@ -1,0 +1,7 @@
+from tmws_site.rest import OptionalSlashRouter
+
+from .views import AgentViewSet
+
+router = OptionalSlashRouter()
+router.register("agents", AgentViewSet, basename="agent")
+urlpatterns = router.urls

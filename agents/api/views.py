@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
+from rest_framework.response import Response
+
+from tmws_site.api import BaseViewSet
+
+from .. import services
+from ..models import Agent
+from .serializers import AgentCreateSerializer, AgentSerializer, AgentUpdateSerializer, AgentWithKeySerializer
+
+
+class AgentFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__namespace")
+    capability = filters.CharFilter(method="filter_capability", label="has this capability key")
+
+    class Meta:
+        model = Agent
+        fields = ["agent_type", "access_level", "is_active", "namespace"]
+
+    def filter_capability(self, queryset, name, value):
+        return queryset.filter(capabilities__has_key=value)
+
+
+def _with_key(agent: Agent, key: str) -> dict:
+    data = AgentSerializer(agent).data
+    data["api_key"] = key
+    return data
+
+
+class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
+    """Agents: every agent may list and read agents; operators and admin agents manage them."""
+
+    queryset = Agent.objects.select_related("namespace")
+    serializer_class = AgentSerializer
+    lookup_field = "agent_id"
+    lookup_value_regex = "[^/]+"
+    filterset_class = AgentFilter
+
+    def restrict(self, queryset):
+        return queryset
+
+    @extend_schema(request=AgentCreateSerializer, responses={201: AgentWithKeySerializer})
+    def create(self, request):
+        serializer = AgentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        agent, key = services.register_agent(self.principal, **serializer.validated_data)
+        return Response(_with_key(agent, key), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
+    def partial_update(self, request, agent_id=None):
+        agent = self.get_object()
+        serializer = AgentUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        agent = services.update_agent(self.principal, agent, **serializer.validated_data)
+        return Response(AgentSerializer(agent).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, agent_id=None):
+        services.retire_agent(self.principal, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=AgentSerializer)
+    @action(detail=False, methods=["get"])
+    def me(self, request):
+        if self.principal.agent is None:
+            return Response(
+                {"error": {"code": "not_an_agent", "message": "This endpoint is for agents; you are an operator."}},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        return Response(AgentSerializer(self.principal.agent).data)
+
+    @extend_schema(request=None, responses=AgentWithKeySerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-key")
+    def rotate_key(self, request, agent_id=None):
+        agent = get_object_or_404(Agent, agent_id=agent_id)
+        key = services.rotate_key(self.principal, agent)
+        agent.refresh_from_db()
+        return Response(_with_key(agent, key))

@@ -1,0 +1,143 @@
+"""State changes on agents: registration, updates, retirement and API keys."""
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from namespaces import access
+from namespaces.services import get_namespace, set_role
+from tmws_site.errors import Conflict, Forbidden, InvalidInput
+
+from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
+
+USERNAME_PREFIX = "agent:"
+
+
+def _require_registrar(actor) -> None:
+    principal = access.Principal.of(actor)
+    if not (principal.is_operator or principal.is_admin_agent):
+        raise Forbidden("Only operators and admin agents register or change other agents.")
+
+
+def _clean_object(value, field: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field} must be a JSON object.", field=field)
+    return value
+
+
+@transaction.atomic
+def register_agent(
+    actor,
+    *,
+    agent_id: str,
+    namespace: str,
+    display_name: str = "",
+    agent_type: str = "language_model",
+    capabilities: dict | None = None,
+    configuration: dict | None = None,
+    access_level: str = AgentAccessLevel.STANDARD,
+    metadata: dict | None = None,
+    is_active: bool = True,
+) -> tuple[Agent, str]:
+    """Create an agent with its permission principal and a first API key; return the key's plaintext."""
+    if actor is not None:
+        _require_registrar(actor)
+    if not isinstance(agent_id, str):
+        raise InvalidInput("agent_id must be a string.", field="agent_id")
+    try:
+        agent_id_validator(agent_id)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="agent_id") from exc
+    if access_level not in AgentAccessLevel.values:
+        raise InvalidInput(f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level")
+    home = get_namespace(namespace)
+    if Agent.objects.filter(agent_id=agent_id).exists():
+        raise Conflict(f"Agent '{agent_id}' already exists.", field="agent_id", code="duplicate")
+    user = get_user_model().objects.create(username=f"{USERNAME_PREFIX}{agent_id}"[:150])
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    agent = Agent.objects.create(
+        agent_id=agent_id,
+        display_name=display_name or agent_id,
+        agent_type=agent_type or "language_model",
+        capabilities=_clean_object(capabilities, "capabilities"),
+        configuration=_clean_object(configuration, "configuration"),
+        namespace=home,
+        access_level=access_level,
+        metadata=_clean_object(metadata, "metadata"),
+        is_active=is_active,
+        user=user,
+    )
+    set_role(agent, home, "member")
+    _, key = ApiKey.issue(user)
+    return agent, key
+
+
+UPDATABLE_BY_SELF = {"display_name", "capabilities", "configuration", "metadata", "agent_type"}
+UPDATABLE_BY_REGISTRAR = UPDATABLE_BY_SELF | {"namespace", "access_level", "is_active"}
+
+
+@transaction.atomic
+def update_agent(actor, agent: Agent, **changes) -> Agent:
+    """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
+    principal = access.Principal.of(actor)
+    is_self = principal.agent is not None and principal.agent.pk == agent.pk
+    allowed = UPDATABLE_BY_REGISTRAR if (principal.is_operator or principal.is_admin_agent) else (
+        UPDATABLE_BY_SELF if is_self else set()
+    )
+    if not allowed:
+        raise Forbidden("Only the agent itself, operators and admin agents change an agent.")
+    refused = sorted(set(changes) - allowed)
+    if refused:
+        raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
+    for field in ("capabilities", "configuration", "metadata"):
+        if field in changes:
+            setattr(agent, field, _clean_object(changes[field], field))
+    for field in ("display_name", "agent_type"):
+        if field in changes:
+            setattr(agent, field, changes[field] or "")
+    if "access_level" in changes:
+        if changes["access_level"] not in AgentAccessLevel.values:
+            raise InvalidInput(
+                f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level"
+            )
+        agent.access_level = changes["access_level"]
+    if "namespace" in changes:
+        agent.namespace = get_namespace(changes["namespace"])
+        set_role(agent, agent.namespace, "member")
+    if "is_active" in changes:
+        agent.is_active = bool(changes["is_active"])
+    agent.save()
+    return agent
+
+
+@transaction.atomic
+def retire_agent(actor, agent: Agent) -> None:
+    """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
+    _require_registrar(actor)
+    agent.is_active = False
+    agent.save(update_fields=["is_active", "updated_at"])
+    ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+@transaction.atomic
+def rotate_key(actor, agent: Agent) -> str:
+    """Revoke every key of the agent and issue a new one, returned in plaintext once."""
+    principal = access.Principal.of(actor)
+    if not (principal.agent is not None and principal.agent.pk == agent.pk):
+        _require_registrar(actor)
+    ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    _, key = ApiKey.issue(agent.user)
+    return key
+
+
+def issue_operator_key(user, name: str = "script") -> str:
+    """A bearer key for an operator's scripts."""
+    if getattr(user, "agent", None) is not None:
+        raise InvalidInput("That user belongs to an agent; rotate the agent's key instead.")
+    _, key = ApiKey.issue(user, name=name)
+    return key

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CompatConfig(AppConfig):
+    name = "compat"
+    verbose_name = "Persona-era compatibility"

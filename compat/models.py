@@ -1,0 +1,1 @@
+"""Persona-era models kept for migration and the compatibility layer."""

@@ -1,0 +1,71 @@
+"""Output shapes of memories, and request shapes for the schema (values are validated by memories.services)."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..choices import AccessLevel
+from ..models import Memory
+
+
+class MemorySerializer(serializers.ModelSerializer):
+    agent_id = serializers.SlugRelatedField(source="agent", slug_field="agent_id", read_only=True)
+    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True)
+    parent_memory_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Memory
+        fields = [
+            "id", "content", "agent_id", "namespace", "access_level", "context_tags", "memory_category",
+            "learning_weight", "parent_memory_id", "embedding_status", "access_count", "last_accessed_at",
+            "metadata", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MemoryWriteSerializer(serializers.Serializer):
+    content = serializers.CharField()
+    access_level = serializers.ChoiceField(choices=AccessLevel.choices, default=AccessLevel.PRIVATE)
+    namespace = serializers.CharField(required=False, help_text="Defaults to the agent's home namespace.")
+    context_tags = serializers.ListField(child=serializers.CharField(), required=False)
+    memory_category = serializers.CharField(required=False, default="general")
+    learning_weight = serializers.FloatField(required=False, default=1.0)
+    parent_memory_id = serializers.UUIDField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False)
+    agent_id = serializers.CharField(required=False, help_text="Operators only: the owning agent.")
+
+
+class MemoryBulkSerializer(serializers.Serializer):
+    memories = MemoryWriteSerializer(many=True)
+
+
+class ShareSerializer(serializers.Serializer):
+    agent_ids = serializers.ListField(child=serializers.CharField())
+
+
+class FeedbackSerializer(serializers.Serializer):
+    useful = serializers.BooleanField()
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    mode = serializers.ChoiceField(choices=["hybrid", "semantic", "keyword"], default="hybrid")
+    namespace = serializers.CharField(required=False)
+    agent_id = serializers.CharField(required=False)
+    access_levels = serializers.ListField(child=serializers.ChoiceField(choices=AccessLevel.choices), required=False)
+    context_tags = serializers.ListField(child=serializers.CharField(), required=False)
+    memory_category = serializers.CharField(required=False)
+    min_similarity = serializers.FloatField(required=False, min_value=-1, max_value=1)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    memory = MemorySerializer()
+    score = serializers.FloatField()
+    similarity = serializers.FloatField(allow_null=True)
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    results = SearchHitSerializer(many=True)
+    mode = serializers.CharField()
+    count = serializers.IntegerField()
+    took_ms = serializers.FloatField()

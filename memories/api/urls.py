@@ -1,0 +1,7 @@
+from tmws_site.rest import OptionalSlashRouter
+
+from .views import MemoryViewSet
+
+router = OptionalSlashRouter()
+router.register("memories", MemoryViewSet, basename="memory")
+urlpatterns = router.urls

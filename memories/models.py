@@ -1,0 +1,96 @@
+"""Memories: what agents remember, with an embedding for meaning and a text-search vector for words."""
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from pgvector.django import HnswIndex, VectorField
+
+from tmws_site.models import BaseModel, choices_check
+
+from .choices import AccessLevel, EmbeddingStatus
+from .querysets import MemoryQuerySet
+
+EMBEDDING_DIMENSIONS = 384
+TEXT_SEARCH_CONFIG = "english"
+
+
+class Memory(BaseModel):
+    """One remembered piece of text, owned by an agent (or by the system) inside a namespace."""
+
+    content = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
+    embedding_status = models.CharField(
+        max_length=16, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING, db_index=True
+    )
+    embedding_error = models.TextField(blank=True, editable=False)
+    embedding_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="memories"
+    )
+    namespace = models.ForeignKey("namespaces.Namespace", on_delete=models.PROTECT, related_name="memories")
+    access_level = models.CharField(max_length=16, choices=AccessLevel.choices, default=AccessLevel.PRIVATE)
+    context_tags = models.JSONField(default=list, blank=True)
+    learning_weight = models.FloatField(default=1.0)
+    memory_category = models.CharField(max_length=64, default="general")
+    parent_memory = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    access_count = models.PositiveIntegerField(default=0)
+    last_accessed_at = models.DateTimeField(null=True, blank=True)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("content", config=TEXT_SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    objects = MemoryQuerySet.as_manager()
+
+    class Meta:
+        db_table = "memories"
+        ordering = ["-created_at"]
+        verbose_name_plural = "memories"
+        indexes = [
+            HnswIndex(
+                name="memories_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["agent", "created_at"], name="memories_agent_idx"),
+            models.Index(fields=["namespace", "access_level"], name="memories_namespace_idx"),
+            models.Index(fields=["access_level"], name="memories_access_level_idx"),
+            models.Index(fields=["memory_category"], name="memories_category_idx"),
+            GinIndex(fields=["context_tags"], name="memories_tags_gin"),
+            GinIndex(fields=["search_vector"], name="memories_search_gin"),
+        ]
+        constraints = [
+            choices_check("access_level", AccessLevel, "memories_access_level_valid"),
+            choices_check("embedding_status", EmbeddingStatus, "memories_embedding_status_valid"),
+            models.CheckConstraint(condition=~models.Q(content__regex=r"^\s*$"), name="memories_content_not_blank"),
+            models.CheckConstraint(
+                condition=models.Q(access_level=AccessLevel.SYSTEM) | models.Q(agent__isnull=False),
+                name="memories_owner_unless_system",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.preview
+
+    @property
+    def preview(self) -> str:
+        text = " ".join(self.content.split())
+        return text if len(text) <= 80 else text[:79] + "…"
+
+
+class MemoryUserObjectPermission(UserObjectPermissionBase):
+    """Direct-FK guardian permissions on memories: explicit shares (`view_memory`)."""
+
+    content_object = models.ForeignKey(Memory, on_delete=models.CASCADE)
+
+
+class MemoryGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Memory, on_delete=models.CASCADE)
+

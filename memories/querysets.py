@@ -1,0 +1,17 @@
+"""Read-side queries on memories; visibility always comes from namespaces.access."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class MemoryQuerySet(models.QuerySet):
+    def visible_to(self, actor) -> MemoryQuerySet:
+        """Only the memories `actor` (agent, operator user or Principal) may read."""
+        from namespaces.access import memory_visibility_q
+
+        return self.filter(memory_visibility_q(actor))
+
+    def pending_embedding(self) -> MemoryQuerySet:
+        from .choices import EmbeddingStatus
+
+        return self.filter(embedding_status=EmbeddingStatus.PENDING)

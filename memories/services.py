@@ -1,0 +1,322 @@
+"""State changes on memories. Every write checks namespaces.access first and changes nothing on refusal."""
+from __future__ import annotations
+
+import math
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from guardian.shortcuts import assign_perm, remove_perm
+
+from agents.models import Agent
+from namespaces import access
+from namespaces.services import get_namespace
+from tmws_site.errors import Forbidden, InvalidInput, NotFound
+
+from .choices import AccessLevel, EmbeddingStatus
+from .models import Memory
+from .tasks import enqueue_embedding
+
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 64
+MAX_CATEGORY_LENGTH = 64
+MAX_METADATA_DEPTH = 8
+LEARNING_WEIGHT_RANGE = (0.0, 10.0)
+
+
+# --- Validation of single values (used by serializers and MCP tools alike) -----------------
+
+def clean_content(content) -> str:
+    if not isinstance(content, str):
+        raise InvalidInput("content must be a string.", field="content")
+    if not content.strip():
+        raise InvalidInput("content may not be empty.", field="content")
+    if "\x00" in content:
+        raise InvalidInput("content may not contain NUL characters.", field="content")
+    limit = settings.TMWS_MAX_CONTENT_LENGTH
+    if len(content) > limit:
+        raise InvalidInput(f"content is {len(content)} characters; the limit is {limit}.", field="content")
+    return content
+
+
+def clean_access_level(value) -> str:
+    if value not in AccessLevel.values:
+        raise InvalidInput(f"access_level must be one of {', '.join(AccessLevel.values)}.", field="access_level")
+    return value
+
+
+def clean_tags(tags) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise InvalidInput("context_tags must be a list of strings.", field="context_tags")
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"context_tags holds at most {MAX_TAGS} tags.", field="context_tags")
+    cleaned = []
+    for tag in tags:
+        tag = tag.strip()
+        if not tag or len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
+            raise InvalidInput(f"Each tag must be 1-{MAX_TAG_LENGTH} characters.", field="context_tags")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    return cleaned
+
+
+def clean_category(value) -> str:
+    if value is None:
+        return "general"
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CATEGORY_LENGTH or "\x00" in value:
+        raise InvalidInput(f"memory_category must be 1-{MAX_CATEGORY_LENGTH} characters.", field="memory_category")
+    return value.strip()
+
+
+def clean_learning_weight(value) -> float:
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput("learning_weight must be a number.", field="learning_weight")
+    low, high = LEARNING_WEIGHT_RANGE
+    if not low <= value <= high:
+        raise InvalidInput(f"learning_weight must be between {low} and {high}.", field="learning_weight")
+    return float(value)
+
+
+def _depth(value, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value] or [level + 1])
+    return level
+
+
+def clean_metadata(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata must be a JSON object.", field="metadata")
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"metadata nests at most {MAX_METADATA_DEPTH} levels deep.", field="metadata")
+    return value
+
+
+def _parse_uuid(value, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput(f"{field} must be a UUID.", field=field) from exc
+
+
+# --- Lookups -------------------------------------------------------------------------------
+
+def get_visible_memory(actor, memory_id) -> Memory:
+    """A memory the actor may read, or NotFound (hidden and missing look the same)."""
+    try:
+        pk = uuid.UUID(str(memory_id))
+    except ValueError as exc:
+        raise NotFound("Memory not found.") from exc
+    memory = Memory.objects.visible_to(actor).select_related("agent", "namespace").filter(pk=pk).first()
+    if memory is None:
+        raise NotFound("Memory not found.")
+    return memory
+
+
+def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
+    """The owning agent: the calling agent itself, or whom an operator names."""
+    principal = access.Principal.of(actor)
+    if principal.agent is not None:
+        if agent_id not in (None, "", principal.agent.agent_id):
+            raise Forbidden("Agents store memories only as themselves.", field="agent_id")
+        return principal.agent
+    if agent_id in (None, ""):
+        if access_level == AccessLevel.SYSTEM:
+            return None
+        raise InvalidInput("agent_id is required when an operator stores a non-system memory.", field="agent_id")
+    owner = Agent.objects.filter(agent_id=agent_id).first() if isinstance(agent_id, str) else None
+    if owner is None:
+        raise InvalidInput(f"Agent '{str(agent_id)[:128]}' does not exist.", field="agent_id")
+    return owner
+
+
+def _build_memory(actor, data: dict, namespaces: dict | None = None) -> Memory:
+    content = clean_content(data.get("content"))
+    access_level = clean_access_level(data.get("access_level", AccessLevel.PRIVATE))
+    principal = access.Principal.of(actor)
+    slug = data.get("namespace")
+    if slug in (None, "") and principal.agent is not None:
+        namespace = principal.agent.namespace
+    else:
+        namespace = (namespaces or {}).get(slug) or get_namespace(slug)
+    allowed, reason = access.can_create_memory(actor, namespace, access_level)
+    if not allowed:
+        raise Forbidden(reason, field="access_level" if access_level == AccessLevel.SYSTEM else "namespace")
+    owner = _owner_for(actor, data.get("agent_id"), access_level)
+    parent = None
+    if data.get("parent_memory_id") not in (None, ""):
+        parent_id = _parse_uuid(data["parent_memory_id"], "parent_memory_id")
+        parent = Memory.objects.visible_to(actor).filter(pk=parent_id).first()
+        if parent is None:
+            raise InvalidInput("parent_memory_id names no memory you can see.", field="parent_memory_id")
+    return Memory(
+        content=content,
+        access_level=access_level,
+        namespace=namespace,
+        agent=owner,
+        context_tags=clean_tags(data.get("context_tags")),
+        memory_category=clean_category(data.get("memory_category")),
+        learning_weight=clean_learning_weight(data.get("learning_weight")),
+        parent_memory=parent,
+        metadata=clean_metadata(data.get("metadata")),
+        embedding_status=EmbeddingStatus.PENDING,
+    )
+
+
+@transaction.atomic
+def create_memory(actor, data: dict) -> Memory:
+    """Store one memory; its embedding is computed in the background after commit."""
+    memory = _build_memory(actor, data)
+    memory.save()
+    enqueue_embedding([memory.pk])
+    return memory
+
+
+@transaction.atomic
+def bulk_create_memories(actor, items: list[dict]) -> list[Memory]:
+    """Store up to TMWS_MAX_BULK_MEMORIES memories, all or nothing: one bad item rejects the lot."""
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("memories must be a non-empty list.", field="memories")
+    limit = settings.TMWS_MAX_BULK_MEMORIES
+    if len(items) > limit:
+        raise InvalidInput(f"At most {limit} memories per bulk call.", field="memories")
+    slugs = {item.get("namespace") for item in items if isinstance(item, dict)}
+    from namespaces.models import Namespace
+
+    namespaces = {ns.namespace: ns for ns in Namespace.objects.filter(namespace__in=[s for s in slugs if s])}
+    built = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"memories[{index}] must be an object.", field=f"memories[{index}]")
+        try:
+            built.append(_build_memory(actor, item, namespaces))
+        except (InvalidInput, Forbidden) as exc:
+            field = f"memories[{index}].{exc.field}" if exc.field else f"memories[{index}]"
+            raise type(exc)(f"memories[{index}]: {exc.message}", field=field, code=exc.code) from exc
+    Memory.objects.bulk_create(built, batch_size=500)
+    enqueue_embedding([m.pk for m in built])
+    return built
+
+
+UPDATABLE_FIELDS = {"content", "access_level", "context_tags", "memory_category", "learning_weight", "metadata", "namespace"}
+
+
+@transaction.atomic
+def update_memory(actor, memory: Memory, changes: dict) -> Memory:
+    """Change a memory the actor may write; new content resets the embedding to pending."""
+    if not access.can(actor, access.Action.CHANGE, memory):
+        raise Forbidden("You may read this memory but not change it.")
+    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"{unknown[0]} cannot be changed.", field=unknown[0])
+    fields = {"updated_at"}
+    if "content" in changes:
+        content = clean_content(changes["content"])
+        if content != memory.content:
+            memory.content = content
+            memory.embedding = None
+            memory.embedding_status = EmbeddingStatus.PENDING
+            memory.embedding_error = ""
+            memory.embedding_attempts = 0
+            fields |= {"content", "embedding", "embedding_status", "embedding_error", "embedding_attempts"}
+    if "access_level" in changes or "namespace" in changes:
+        level = clean_access_level(changes.get("access_level", memory.access_level))
+        namespace = get_namespace(changes["namespace"]) if "namespace" in changes else memory.namespace
+        allowed, reason = access.can_create_memory(actor, namespace, level)
+        if not allowed or (memory.access_level == AccessLevel.SYSTEM and level != AccessLevel.SYSTEM
+                           and memory.agent_id is None):
+            raise Forbidden(reason or "A system memory without an owner must stay a system memory.")
+        memory.access_level, memory.namespace = level, namespace
+        fields |= {"access_level", "namespace"}
+    if "context_tags" in changes:
+        memory.context_tags = clean_tags(changes["context_tags"])
+        fields.add("context_tags")
+    if "memory_category" in changes:
+        memory.memory_category = clean_category(changes["memory_category"])
+        fields.add("memory_category")
+    if "learning_weight" in changes:
+        memory.learning_weight = clean_learning_weight(changes["learning_weight"])
+        fields.add("learning_weight")
+    if "metadata" in changes:
+        memory.metadata = clean_metadata(changes["metadata"])
+        fields.add("metadata")
+    memory.save(update_fields=sorted(fields))
+    if "embedding_status" in fields:
+        enqueue_embedding([memory.pk])
+    return memory
+
+
+@transaction.atomic
+def delete_memory(actor, memory: Memory) -> None:
+    if not access.can(actor, access.Action.DELETE, memory):
+        raise Forbidden("You may read this memory but not delete it.")
+    memory.delete()
+
+
+def _agents_named(agent_ids) -> list[Agent]:
+    if not isinstance(agent_ids, list) or not agent_ids or not all(isinstance(a, str) for a in agent_ids):
+        raise InvalidInput("agent_ids must be a non-empty list of agent ids.", field="agent_ids")
+    if len(agent_ids) > 100:
+        raise InvalidInput("Share with at most 100 agents per call.", field="agent_ids")
+    agents = list(Agent.objects.select_related("user").filter(agent_id__in=agent_ids))
+    missing = sorted(set(agent_ids) - {a.agent_id for a in agents})
+    if missing:
+        raise InvalidInput(f"Unknown agent '{missing[0][:128]}'.", field="agent_ids")
+    return agents
+
+
+@transaction.atomic
+def share_memory(actor, memory: Memory, agent_ids) -> list[str]:
+    """Let named agents read a shared memory (owner or namespace admin only)."""
+    if not access.can(actor, access.Action.SHARE, memory):
+        raise Forbidden("Only the owner or an admin of the memory's namespace may share it.")
+    if memory.access_level != AccessLevel.SHARED:
+        raise InvalidInput("Only memories with access_level 'shared' can be shared with agents.", field="access_level")
+    agents = _agents_named(agent_ids)
+    for agent in agents:
+        assign_perm(access.SHARE_PERMISSION, agent.user, memory)
+    return shared_agent_ids(memory)
+
+
+@transaction.atomic
+def unshare_memory(actor, memory: Memory, agent_ids) -> list[str]:
+    if not access.can(actor, access.Action.SHARE, memory):
+        raise Forbidden("Only the owner or an admin of the memory's namespace may un-share it.")
+    for agent in _agents_named(agent_ids):
+        remove_perm(access.SHARE_PERMISSION, agent.user, memory)
+    return shared_agent_ids(memory)
+
+
+def shared_agent_ids(memory: Memory) -> list[str]:
+    from .models import MemoryUserObjectPermission
+
+    return sorted(
+        Agent.objects.filter(
+            user__in=MemoryUserObjectPermission.objects.filter(
+                content_object=memory, permission__codename=access.SHARE_PERMISSION
+            ).values("user")
+        ).values_list("agent_id", flat=True)
+    )
+
+
+FEEDBACK_STEP = 0.1
+
+
+@transaction.atomic
+def record_feedback(actor, memory: Memory, useful) -> Memory:
+    """Readers nudge a memory's learning_weight up or down (bounded) by saying whether it helped."""
+    if not isinstance(useful, bool):
+        raise InvalidInput("useful must be true or false.", field="useful")
+    low, high = LEARNING_WEIGHT_RANGE
+    step = FEEDBACK_STEP if useful else -FEEDBACK_STEP
+    weight = min(high, max(low, memory.learning_weight + step))
+    Memory.objects.filter(pk=memory.pk).update(learning_weight=weight)
+    memory.learning_weight = weight
+    return memory

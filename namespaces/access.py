@@ -1,0 +1,233 @@
+"""The one access module: every read and write path asks it who may see or change what.
+
+Principals are agents (authenticated by API key) and operators (Django users without an
+agent). Superusers see and change everything. The same visibility rule is repeated in SQL
+by the row-level-security policy on `memories` (migration namespaces/0002) as defence in
+depth; keep the two in step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+
+from memories.choices import AccessLevel
+
+from .models import ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
+
+if TYPE_CHECKING:
+    from agents.models import Agent
+    from memories.models import Memory
+
+OPERATOR_NAMESPACE_PERMISSIONS = ("view_namespace", "change_namespace")
+SHARE_PERMISSION = "view_memory"
+
+
+class Action(str, Enum):
+    VIEW = "view"
+    CHANGE = "change"
+    DELETE = "delete"
+    SHARE = "share"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an agent (with its user) or an operator user."""
+
+    user: object
+    agent: Agent | None = None
+
+    @classmethod
+    def of(cls, actor) -> Principal:
+        if isinstance(actor, Principal):
+            return actor
+        from agents.models import Agent
+
+        if isinstance(actor, Agent):
+            return cls(user=actor.user, agent=actor)
+        agent = getattr(actor, "agent", None) if actor is not None else None
+        return cls(user=actor, agent=agent)
+
+    @property
+    def is_superuser(self) -> bool:
+        return bool(getattr(self.user, "is_superuser", False)) and self.agent is None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.agent is None and bool(getattr(self.user, "is_staff", False) or self.is_superuser)
+
+    @property
+    def is_admin_agent(self) -> bool:
+        return self.agent is not None and self.agent.is_admin
+
+    @property
+    def user_id(self):
+        return getattr(self.user, "pk", None)
+
+
+# --- Namespaces ---------------------------------------------------------------------------
+
+def _namespace_ids_with(user_id, codenames) -> set:
+    return set(
+        NamespaceUserObjectPermission.objects.filter(
+            user_id=user_id, permission__codename__in=codenames
+        ).values_list("content_object_id", flat=True)
+    )
+
+
+def member_namespace_ids(agent: Agent) -> set:
+    """Namespaces the agent belongs to: its home namespace plus member/admin grants."""
+    return {agent.namespace_id} | _namespace_ids_with(agent.user_id, ROLE_PERMISSIONS.values())
+
+
+def admin_namespace_ids(agent: Agent) -> set:
+    return _namespace_ids_with(agent.user_id, [ROLE_PERMISSIONS[Role.ADMIN]])
+
+
+def readable_namespace_ids(agent: Agent) -> set:
+    """Namespaces whose shared memories the agent reads: its own and all their ancestors."""
+    paths = Namespace.objects.filter(id__in=member_namespace_ids(agent)).values_list("path", flat=True)
+    wanted = set()
+    for path in paths:
+        parts = path.split("/")
+        wanted.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return set(Namespace.objects.filter(path__in=wanted).values_list("id", flat=True))
+
+
+def operator_namespace_ids(user, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> set:
+    """Namespaces a non-superuser operator holds guardian permissions on (and their subtrees)."""
+    roots = Namespace.objects.filter(id__in=_namespace_ids_with(user.pk, codenames)).values_list("path", flat=True)
+    query = Q(pk__in=[])
+    for path in roots:
+        query |= Q(path=path) | Q(path__startswith=path + "/")
+    return set(Namespace.objects.filter(query).values_list("id", flat=True))
+
+
+def namespace_visibility_q(actor) -> Q:
+    """Namespaces a principal may list: admins and superusers all; agents their own, ancestors and open ones."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return Q()
+    if principal.agent is not None:
+        return Q(id__in=readable_namespace_ids(principal.agent)) | Q(access_policy=AccessPolicy.OPEN)
+    if principal.is_operator:
+        return Q(id__in=operator_namespace_ids(principal.user))
+    return Q(pk__in=[])
+
+
+def is_member(agent: Agent, namespace: Namespace) -> bool:
+    return namespace.pk in member_namespace_ids(agent)
+
+
+def is_namespace_admin(actor, namespace: Namespace) -> bool:
+    """Namespace admins, admin agents and operators with change rights manage a namespace."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return True
+    if principal.agent is not None:
+        return namespace.pk in admin_namespace_ids(principal.agent)
+    if principal.is_operator:
+        return namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
+    return False
+
+
+def can_create_namespace(actor, parent: Namespace | None) -> bool:
+    if actor is None:  # management commands act as the system
+        return True
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return True
+    return parent is not None and is_namespace_admin(principal, parent)
+
+
+def can_add_member(actor, namespace: Namespace) -> bool:
+    """Closed namespaces take members from operators only; invite-only ones also from their admins."""
+    principal = Principal.of(actor)
+    if namespace.access_policy == AccessPolicy.CLOSED:
+        return principal.is_superuser or (
+            principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
+        )
+    return is_namespace_admin(principal, namespace)
+
+
+def can_join(agent: Agent, namespace: Namespace) -> bool:
+    return namespace.access_policy == AccessPolicy.OPEN
+
+
+def can_delete_namespace(actor, namespace: Namespace) -> bool:
+    principal = Principal.of(actor)
+    return principal.is_superuser or principal.is_admin_agent or (
+        principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["delete_namespace"])
+    )
+
+
+# --- Memories -----------------------------------------------------------------------------
+
+def shared_with_q(agent: Agent) -> Q:
+    from memories.models import MemoryUserObjectPermission
+
+    return Q(
+        id__in=MemoryUserObjectPermission.objects.filter(
+            user_id=agent.user_id, permission__codename=SHARE_PERMISSION
+        ).values("content_object_id")
+    )
+
+
+def memory_visibility_q(actor) -> Q:
+    """The read rule of ARCHITECTURE section 5, as a filter on Memory."""
+    principal = Principal.of(actor)
+    if principal.is_superuser:
+        return Q()
+    if principal.agent is not None:
+        agent = principal.agent
+        return (
+            Q(access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM])
+            | Q(agent_id=agent.pk)
+            | Q(access_level=AccessLevel.SHARED, namespace_id__in=readable_namespace_ids(agent))
+            | (Q(access_level=AccessLevel.SHARED) & shared_with_q(agent))
+        )
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal.user))
+    return Q(pk__in=[])
+
+
+def can_create_memory(actor, namespace: Namespace, access_level: str) -> tuple[bool, str]:
+    """Whether a principal may store a memory of `access_level` in `namespace`, and why not."""
+    principal = Principal.of(actor)
+    if access_level == AccessLevel.SYSTEM and not (principal.is_operator or principal.is_admin_agent):
+        return False, "Only operators and admin agents may create system memories."
+    if principal.is_superuser:
+        return True, ""
+    if principal.agent is not None:
+        if access_level == AccessLevel.SYSTEM or is_member(principal.agent, namespace):
+            return True, ""
+        return False, f"Agent '{principal.agent.agent_id}' is not a member of namespace '{namespace.namespace}'."
+    if principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"]):
+        return True, ""
+    return False, f"No right to write into namespace '{namespace.namespace}'."
+
+
+def can(actor, action: Action | str, memory: Memory) -> bool:
+    """Whether a principal may perform `action` on a memory it can already see."""
+    principal = Principal.of(actor)
+    action = Action(action)
+    if principal.is_superuser:
+        return True
+    if action == Action.VIEW:
+        from memories.models import Memory
+
+        return Memory.objects.filter(pk=memory.pk).filter(memory_visibility_q(principal)).exists()
+    if principal.agent is not None:
+        agent = principal.agent
+        if memory.access_level == AccessLevel.SYSTEM:
+            return agent.is_admin
+        if memory.agent_id == agent.pk:
+            return True
+        if memory.access_level == AccessLevel.SHARED:
+            return memory.namespace_id in admin_namespace_ids(agent)
+        return False
+    if principal.is_operator:
+        return memory.namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
+    return False

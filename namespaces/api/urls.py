@@ -1,0 +1,7 @@
+from tmws_site.rest import OptionalSlashRouter
+
+from .views import NamespaceViewSet
+
+router = OptionalSlashRouter()
+router.register("namespaces", NamespaceViewSet, basename="namespace")
+urlpatterns = router.urls

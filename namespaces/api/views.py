@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
+from rest_framework.response import Response
+
+from agents.models import Agent
+from tmws_site.api import BaseViewSet
+from tmws_site.errors import Forbidden, InvalidInput
+
+from .. import access, services
+from ..models import Namespace
+from .serializers import MemberSerializer, NamespaceCreateSerializer, NamespaceSerializer, NamespaceUpdateSerializer
+
+
+class NamespaceFilter(filters.FilterSet):
+    parent_namespace = filters.CharFilter(field_name="parent__namespace")
+
+    class Meta:
+        model = Namespace
+        fields = ["access_policy", "parent_namespace"]
+
+
+def _agent_named(agent_id: str) -> Agent:
+    agent = Agent.objects.select_related("user").filter(agent_id=agent_id).first()
+    if agent is None:
+        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field="agent_id")
+    return agent
+
+
+class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
+    """Namespaces visible to the caller; creation and membership follow the access policies."""
+
+    queryset = Namespace.objects.select_related("parent")
+    serializer_class = NamespaceSerializer
+    lookup_field = "namespace"
+    lookup_value_regex = "[^/]+"
+    filterset_class = NamespaceFilter
+
+    def restrict(self, queryset):
+        return queryset.filter(access.namespace_visibility_q(self.principal))
+
+    @extend_schema(request=NamespaceCreateSerializer, responses={201: NamespaceSerializer})
+    def create(self, request):
+        serializer = NamespaceCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        namespace = services.create_namespace(self.principal, **serializer.validated_data)
+        return Response(NamespaceSerializer(namespace).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=NamespaceUpdateSerializer, responses=NamespaceSerializer)
+    def partial_update(self, request, namespace=None):
+        target = self.get_object()
+        serializer = NamespaceUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        target = services.update_namespace(self.principal, target, **serializer.validated_data)
+        return Response(NamespaceSerializer(target).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, namespace=None):
+        services.delete_namespace(self.principal, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=MemberSerializer, responses={201: MemberSerializer})
+    @action(detail=True, methods=["post"])
+    def members(self, request, namespace=None):
+        target = self.get_object()
+        serializer = MemberSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        agent = _agent_named(serializer.validated_data["agent_id"])
+        services.add_member(self.principal, target, agent, serializer.validated_data["role"])
+        return Response(serializer.validated_data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<agent_id>[^/]+)")
+    def remove_member(self, request, namespace=None, agent_id=None):
+        target = self.get_object()
+        services.remove_member(self.principal, target, _agent_named(agent_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: NamespaceSerializer})
+    @action(detail=True, methods=["post"])
+    def join(self, request, namespace=None):
+        target = self.get_object()
+        if self.principal.agent is None:
+            raise Forbidden("Only agents join namespaces; operators add members.")
+        services.join_namespace(self.principal.agent, target)
+        return Response(NamespaceSerializer(target).data)

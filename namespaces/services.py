@@ -1,0 +1,175 @@
+"""State changes on namespaces: creation, moves in the tree, and membership."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from guardian.shortcuts import assign_perm, remove_perm
+
+from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+from . import access
+from .models import MAX_DEPTH, PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, Role, validate_namespace_slug
+
+
+def get_namespace(slug, *, field: str = "namespace") -> Namespace:
+    """Look a namespace up by slug; a missing one is bad input naming the field."""
+    if not isinstance(slug, str) or not slug:
+        raise InvalidInput("A namespace name is required.", field=field)
+    namespace = Namespace.objects.filter(namespace=slug).first()
+    if namespace is None:
+        raise InvalidInput(f"Namespace '{slug[:64]}' does not exist.", field=field, code="unknown_namespace")
+    return namespace
+
+
+def _clean_slug(slug) -> str:
+    if not isinstance(slug, str):
+        raise InvalidInput("Namespace must be a string.", field="namespace")
+    try:
+        validate_namespace_slug(slug)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="namespace") from exc
+    return slug
+
+
+def _place(namespace: Namespace, parent: Namespace | None) -> None:
+    """Set path and depth under `parent`, refusing cycles and over-deep trees."""
+    if parent is not None:
+        if parent.pk == namespace.pk or (namespace.path and parent.path.startswith(namespace.path + PATH_SEPARATOR)):
+            raise InvalidInput("A namespace cannot be moved under itself or its descendants.", field="parent_namespace")
+        if parent.depth + 1 >= MAX_DEPTH:
+            raise InvalidInput(f"Namespaces nest at most {MAX_DEPTH} levels deep.", field="parent_namespace")
+    namespace.parent = parent
+    namespace.depth = 0 if parent is None else parent.depth + 1
+    namespace.path = namespace.namespace if parent is None else f"{parent.path}{PATH_SEPARATOR}{namespace.namespace}"
+
+
+@transaction.atomic
+def create_namespace(
+    actor,
+    *,
+    namespace: str,
+    display_name: str = "",
+    description: str = "",
+    access_policy: str = AccessPolicy.INVITE_ONLY,
+    parent_namespace: str | None = None,
+    metadata: dict | None = None,
+) -> Namespace:
+    """Create a namespace. A non-admin agent that creates a child of a namespace it administers becomes its admin."""
+    slug = _clean_slug(namespace)
+    if access_policy not in AccessPolicy.values:
+        raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
+    parent = get_namespace(parent_namespace, field="parent_namespace") if parent_namespace else None
+    if not access.can_create_namespace(actor, parent):
+        raise Forbidden("Only operators, admin agents and admins of the parent namespace create namespaces.")
+    if Namespace.objects.filter(namespace=slug).exists():
+        raise Conflict(f"Namespace '{slug}' already exists.", field="namespace", code="duplicate")
+    created = Namespace(
+        namespace=slug,
+        display_name=display_name or slug,
+        description=description or "",
+        access_policy=access_policy,
+        metadata=metadata or {},
+    )
+    _place(created, parent)
+    created.save()
+    principal = access.Principal.of(actor)
+    if principal.agent is not None and not principal.agent.is_admin:
+        set_role(principal.agent, created, Role.ADMIN)
+    return created
+
+
+@transaction.atomic
+def update_namespace(actor, namespace: Namespace, **changes) -> Namespace:
+    """Change a namespace's description, policy or parent; a move rewrites the subtree's paths."""
+    if not access.is_namespace_admin(actor, namespace):
+        raise Forbidden("Only admins of this namespace, admin agents and operators may change it.")
+    if "namespace" in changes and changes["namespace"] != namespace.namespace:
+        raise InvalidInput("A namespace cannot be renamed.", field="namespace")
+    for field in ("display_name", "description", "metadata"):
+        if field in changes:
+            setattr(namespace, field, changes[field] if changes[field] is not None else "")
+    if "access_policy" in changes:
+        if changes["access_policy"] not in AccessPolicy.values:
+            raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
+        if changes["access_policy"] != namespace.access_policy and not access.can_add_member(actor, namespace):
+            raise Forbidden("Only operators may change the policy of a closed namespace.")
+        namespace.access_policy = changes["access_policy"]
+    if "parent_namespace" in changes:
+        slug = changes["parent_namespace"]
+        parent = get_namespace(slug, field="parent_namespace") if slug else None
+        if parent is not None and not access.is_namespace_admin(actor, parent):
+            raise Forbidden("Moving a namespace needs admin rights on the new parent.")
+        old_path = namespace.path
+        _place(namespace, parent)
+        descendants = list(Namespace.objects.select_for_update().filter(path__startswith=old_path + PATH_SEPARATOR))
+        if descendants and max(d.depth for d in descendants) - namespace_depth(old_path) + namespace.depth >= MAX_DEPTH:
+            raise InvalidInput(f"Namespaces nest at most {MAX_DEPTH} levels deep.", field="parent_namespace")
+        for descendant in descendants:
+            descendant.path = namespace.path + descendant.path[len(old_path):]
+            descendant.depth = namespace_depth(descendant.path)
+        Namespace.objects.bulk_update(descendants, ["path", "depth"])
+    namespace.save()
+    return namespace
+
+
+def namespace_depth(path: str) -> int:
+    return path.count(PATH_SEPARATOR)
+
+
+@transaction.atomic
+def delete_namespace(actor, namespace: Namespace) -> None:
+    if not access.can_delete_namespace(actor, namespace):
+        raise Forbidden("Only operators and admin agents delete namespaces.")
+    if namespace.children.exists():
+        raise Conflict("The namespace has child namespaces; move or delete them first.", code="not_empty")
+    if namespace.memories.exists() or namespace.home_agents.exists():
+        raise Conflict("The namespace still holds memories or is an agent's home namespace.", code="not_empty")
+    namespace.delete()
+
+
+def set_role(agent, namespace: Namespace, role: str) -> None:
+    """Give `agent` exactly `role` in `namespace` (admins are members too)."""
+    if role not in Role.values:
+        raise InvalidInput(f"role must be one of {', '.join(Role.values)}.", field="role")
+    assign_perm(ROLE_PERMISSIONS[Role.MEMBER], agent.user, namespace)
+    if role == Role.ADMIN:
+        assign_perm(ROLE_PERMISSIONS[Role.ADMIN], agent.user, namespace)
+    else:
+        remove_perm(ROLE_PERMISSIONS[Role.ADMIN], agent.user, namespace)
+
+
+@transaction.atomic
+def add_member(actor, namespace: Namespace, agent, role: str = Role.MEMBER) -> None:
+    if not access.can_add_member(actor, namespace):
+        if namespace.access_policy == AccessPolicy.CLOSED:
+            raise Forbidden("Only operators add members to a closed namespace.")
+        raise Forbidden("Only admins of this namespace and operators add members.")
+    set_role(agent, namespace, role)
+
+
+@transaction.atomic
+def remove_member(actor, namespace: Namespace, agent) -> None:
+    principal = access.Principal.of(actor)
+    leaving_self = principal.agent is not None and principal.agent.pk == agent.pk
+    if not leaving_self and not access.can_add_member(actor, namespace):
+        raise Forbidden("Only admins of this namespace and operators remove members.")
+    if agent.namespace_id == namespace.pk:
+        raise InvalidInput("An agent cannot leave its home namespace; change its home namespace first.")
+    for codename in ROLE_PERMISSIONS.values():
+        remove_perm(codename, agent.user, namespace)
+
+
+@transaction.atomic
+def join_namespace(agent, namespace: Namespace) -> None:
+    if access.is_member(agent, namespace):
+        return
+    if not access.can_join(agent, namespace):
+        raise Forbidden(f"Namespace '{namespace.namespace}' is {namespace.access_policy}: ask an admin to add you.")
+    set_role(agent, namespace, Role.MEMBER)
+
+
+def visible_namespace_or_404(actor, slug: str) -> Namespace:
+    namespace = Namespace.objects.filter(access.namespace_visibility_q(actor)).filter(namespace=slug).first()
+    if namespace is None:
+        raise NotFound(f"Namespace '{str(slug)[:64]}' not found.")
+    return namespace

