@@ -44,7 +44,7 @@ def embed_batch(ids) -> tuple[int, int]:
                 memories, ["embedding_attempts", "embedding_error", "embedding_status", "updated_at"]
             )
             return 0, len(memories)
-        for memory, vector in zip(memories, vectors):
+        for memory, vector in zip(memories, vectors, strict=True):
             memory.embedding = vector
             memory.embedding_status = EmbeddingStatus.READY
             memory.embedding_error = ""

