@@ -1,0 +1,215 @@
+"""The persona adapter: how a persona-era persona maps onto a v2 Agent, and back.
+
+A persona becomes an agent whose `agent_id` is the persona's name and whose `agent_type` is
+`persona`. What has no v2 column is kept on the agent:
+
+- `capabilities` (a JSON object) holds `persona_type`, `persona_role`, `specialties` and the
+  persona's capability list under `capabilities`;
+- `configuration` is the persona's `config`;
+- `metadata["persona"]` holds the legacy persona UUID (`id`), `description`, `preferences`, the
+  task statistics, `last_active_at` and the persona's own `metadata`.
+
+The same module holds the other persona-era mappings (importance <-> learning_weight, tags,
+context type) so the data migration, the import command, the v1 API and the persona MCP tools
+all translate the same way. Nothing here touches the database except the lookups at the end.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import models
+
+PERSONA_AGENT_TYPE = "persona"
+PERSONA_METADATA_KEY = "persona"
+LEGACY_NAMESPACE = "legacy"
+MEMORY_LEGACY_KEY = "legacy"
+
+
+class PersonaType(models.TextChoices):
+    ATHENA = "athena", "Athena"
+    ARTEMIS = "artemis", "Artemis"
+    HESTIA = "hestia", "Hestia"
+    BELLONA = "bellona", "Bellona"
+    SESHAT = "seshat", "Seshat"
+
+
+class PersonaRole(models.TextChoices):
+    STRATEGIST = "strategist", "Strategist"
+    OPTIMIZER = "optimizer", "Optimizer"
+    AUDITOR = "auditor", "Auditor"
+    COORDINATOR = "coordinator", "Coordinator"
+    DOCUMENTER = "documenter", "Documenter"
+
+
+# The role each persona type played in the persona-era service.
+DEFAULT_ROLE_FOR_TYPE = {
+    PersonaType.ATHENA: PersonaRole.STRATEGIST,
+    PersonaType.ARTEMIS: PersonaRole.OPTIMIZER,
+    PersonaType.HESTIA: PersonaRole.AUDITOR,
+    PersonaType.BELLONA: PersonaRole.COORDINATOR,
+    PersonaType.SESHAT: PersonaRole.DOCUMENTER,
+}
+
+
+# --- importance (0..1) <-> learning_weight (0..10) ----------------------------------------
+# learning_weight = 0.5 + 1.5 * importance: an average old memory (0.5) lands at 1.25, just above
+# the v2 default of 1.0; the most important (1.0) at 2.0, leaving room for feedback to raise it.
+IMPORTANCE_BASE = 0.5
+IMPORTANCE_SCALE = 1.5
+DEFAULT_IMPORTANCE = 0.5
+
+
+def importance_to_learning_weight(importance) -> float:
+    """Scale a persona-era importance (0..1, None means the old default 0.5) into learning_weight."""
+    if importance is None:
+        importance = DEFAULT_IMPORTANCE
+    importance = min(1.0, max(0.0, float(importance)))
+    return round(IMPORTANCE_BASE + IMPORTANCE_SCALE * importance, 6)
+
+
+def learning_weight_to_importance(weight) -> float:
+    """The inverse of importance_to_learning_weight, clamped to 0..1."""
+    if weight is None:
+        return DEFAULT_IMPORTANCE
+    return round(min(1.0, max(0.0, (float(weight) - IMPORTANCE_BASE) / IMPORTANCE_SCALE)), 6)
+
+
+def memory_importance(memory) -> float:
+    """The importance an old client sees: the imported value when unchanged, else derived from the weight."""
+    legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY) or {}
+    if "importance" in legacy and importance_to_learning_weight(legacy["importance"]) == round(
+        memory.learning_weight, 6
+    ):
+        return legacy["importance"]
+    return learning_weight_to_importance(memory.learning_weight)
+
+
+# --- personas <-> agents --------------------------------------------------------------------
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _capability_list(capabilities) -> list:
+    """The persona-era `capabilities` list for any agent: stored verbatim for personas, else the enabled keys."""
+    if isinstance(capabilities, list):
+        return list(capabilities)
+    if not isinstance(capabilities, dict):
+        return []
+    stored = capabilities.get("capabilities")
+    if isinstance(stored, list):
+        return list(stored)
+    skipped = {"persona_type", "persona_role", "specialties", "capabilities"}
+    return sorted(key for key, value in capabilities.items() if key not in skipped and value)
+
+
+def agent_fields_from_persona(persona: dict) -> dict:
+    """The Agent field values for a persona given as a dict of persona-era columns.
+
+    Used by the data migration (historical models) and by the import command (raw source rows),
+    so it takes plain values and returns plain values.
+    """
+    persona_type = persona.get("type") or None
+    persona_role = persona.get("role") or (DEFAULT_ROLE_FOR_TYPE.get(persona_type) if persona_type else None)
+    capabilities = {
+        "persona_type": persona_type,
+        "persona_role": persona_role and str(persona_role),
+        "specialties": list(persona.get("specialties") or []),
+        "capabilities": list(persona.get("capabilities") or []),
+    }
+    average = persona.get("average_response_time")
+    persona_meta = {
+        "id": str(persona["id"]) if persona.get("id") else None,
+        "description": persona.get("description") or "",
+        "preferences": dict(persona.get("preferences") or {}),
+        "total_tasks": int(persona.get("total_tasks") or 0),
+        "successful_tasks": int(persona.get("successful_tasks") or 0),
+        "average_response_time": float(average) if average is not None else None,
+        "last_active_at": _iso(persona.get("last_active_at")),
+        "metadata": dict(persona.get("metadata") or {}),
+    }
+    return {
+        "agent_id": persona["name"],
+        "display_name": persona.get("display_name") or persona["name"],
+        "agent_type": PERSONA_AGENT_TYPE,
+        "capabilities": capabilities,
+        "configuration": dict(persona.get("config") or {}),
+        "is_active": bool(persona.get("is_active", True)),
+        "metadata": {PERSONA_METADATA_KEY: persona_meta},
+    }
+
+
+def persona_fields_from_agent(agent) -> dict:
+    """The persona-era column values for an agent (the inverse of agent_fields_from_persona)."""
+    capabilities = agent.capabilities if isinstance(agent.capabilities, dict) else {}
+    persona_meta = (agent.metadata or {}).get(PERSONA_METADATA_KEY) or {}
+    last_active = getattr(agent, "last_activity", None) or persona_meta.get("last_active_at")
+    return {
+        "id": persona_meta.get("id") or str(agent.pk),
+        "name": agent.agent_id,
+        "type": capabilities.get("persona_type"),
+        "role": capabilities.get("persona_role"),
+        "display_name": agent.display_name or agent.agent_id,
+        "description": persona_meta.get("description", ""),
+        "specialties": list(capabilities.get("specialties") or []),
+        "capabilities": _capability_list(capabilities),
+        "config": dict(agent.configuration or {}),
+        "preferences": dict(persona_meta.get("preferences") or {}),
+        "is_active": bool(agent.is_active),
+        "total_tasks": int(persona_meta.get("total_tasks") or 0),
+        "successful_tasks": int(persona_meta.get("successful_tasks") or 0),
+        "average_response_time": persona_meta.get("average_response_time"),
+        "last_active_at": _iso(last_active),
+        "metadata": dict(persona_meta.get("metadata") or {}),
+    }
+
+
+def persona_to_dict(agent) -> dict:
+    """An agent in the persona-era response shape (what v1 clients and persona tools expect)."""
+    data = persona_fields_from_agent(agent)
+    data["created_at"] = _iso(agent.created_at)
+    data["updated_at"] = _iso(agent.updated_at)
+    return data
+
+
+def legacy_persona_id(agent) -> str | None:
+    """The persona-era UUID an imported or migrated agent came from, if any."""
+    return ((agent.metadata or {}).get(PERSONA_METADATA_KEY) or {}).get("id")
+
+
+def agent_for_persona(name_or_id):
+    """The agent a persona reference names: the persona name (== agent_id), its legacy UUID or the agent's UUID.
+
+    Raises tmws_site.errors.NotFound when nothing matches.
+    """
+    from agents.models import Agent
+    from tmws_site.errors import NotFound
+
+    if isinstance(name_or_id, Agent):
+        return name_or_id
+    if not isinstance(name_or_id, (str, uuid.UUID)) or not str(name_or_id).strip():
+        raise NotFound("Persona not found.")
+    reference = str(name_or_id).strip()
+    agents = Agent.objects.select_related("namespace", "user")
+    agent = agents.filter(agent_id=reference).first()
+    if agent is not None:
+        return agent
+    try:
+        as_uuid = str(uuid.UUID(reference))
+    except ValueError:
+        # Persona names were case-insensitive in practice ("Athena" vs "athena").
+        agent = agents.filter(agent_id__iexact=reference).order_by("agent_id").first()
+        if agent is None:
+            raise NotFound(f"Persona '{reference[:128]}' not found.") from None
+        return agent
+    agent = agents.filter(**{f"metadata__{PERSONA_METADATA_KEY}__id": as_uuid}).first()
+    if agent is None:
+        agent = agents.filter(pk=as_uuid).first()
+    if agent is None:
+        raise NotFound(f"Persona '{reference}' not found.")
+    return agent
