@@ -231,3 +231,149 @@ def can(actor, action: Action | str, memory: Memory) -> bool:
     if principal.is_operator:
         return memory.namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
     return False
+
+
+# --- Admin --------------------------------------------------------------------------------
+
+def operator_scope_q(user, field: str = "namespace", codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> Q:
+    """Rows of any namespaced model an operator works on in the Django admin.
+
+    Superusers get every row; other operators the rows whose `field` namespace lies in a namespace
+    (or its subtree) they hold one of `codenames` on. Rows without a namespace stay superuser-only.
+    """
+    principal = Principal.of(user)
+    if principal.is_superuser:
+        return Q()
+    if principal.is_operator:
+        return Q(**{f"{field}__in": operator_namespace_ids(principal.user, codenames)})
+    return Q(pk__in=[])
+
+
+def operator_can_change_in(user, namespace_id) -> bool:
+    """Whether an operator may change objects that live in the namespace `namespace_id`."""
+    principal = Principal.of(user)
+    if principal.is_superuser:
+        return True
+    if not principal.is_operator or namespace_id is None:
+        return False
+    return namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
+
+
+# --- Tasks and workflows ------------------------------------------------------------------
+# Tasks and workflows live in namespaces like memories do, but carry no access level: whoever
+# may read a namespace's shared memories sees its tasks and workflows. Admin agents see and
+# manage all of them. Workflow runs can hold what the triggering agent found, so a run is seen
+# only by whoever started it and by those who manage the workflow.
+
+def task_visibility_q(actor) -> Q:
+    """Tasks a principal may read: its own (created or assigned) and those of namespaces it reads."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return Q()
+    if principal.agent is not None:
+        agent = principal.agent
+        return (
+            Q(created_by_id=agent.pk)
+            | Q(assigned_agent_id=agent.pk)
+            | Q(namespace_id__in=readable_namespace_ids(agent))
+        )
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal.user))
+    return Q(pk__in=[])
+
+
+def _manages_namespace_of(principal: Principal, namespace_id) -> bool:
+    if principal.is_superuser or principal.is_admin_agent:
+        return True
+    if principal.agent is not None:
+        return namespace_id is not None and namespace_id in admin_namespace_ids(principal.agent)
+    if principal.is_operator:
+        return namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
+    return False
+
+
+def can_change_task(actor, task) -> bool:
+    """Creator, assignee, admins of the task's namespace, admin agents and operators change a task."""
+    principal = Principal.of(actor)
+    if principal.agent is not None and principal.agent.pk in (task.created_by_id, task.assigned_agent_id):
+        return True
+    return _manages_namespace_of(principal, task.namespace_id)
+
+
+def can_delete_task(actor, task) -> bool:
+    """Like can_change_task, except that being assigned a task is no right to delete it."""
+    principal = Principal.of(actor)
+    if principal.agent is not None and principal.agent.pk == task.created_by_id:
+        return True
+    return _manages_namespace_of(principal, task.namespace_id)
+
+
+def can_create_in_namespace(actor, namespace: Namespace) -> tuple[bool, str]:
+    """Whether a principal may put a task or workflow into `namespace`, and why not."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return True, ""
+    if principal.agent is not None:
+        if is_member(principal.agent, namespace):
+            return True, ""
+        return False, f"Agent '{principal.agent.agent_id}' is not a member of namespace '{namespace.namespace}'."
+    if principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"]):
+        return True, ""
+    return False, f"No right to write into namespace '{namespace.namespace}'."
+
+
+def can_be_assigned(agent: Agent, task) -> bool:
+    """An agent may be given a task only if it could read the task's namespace anyway."""
+    if not agent.is_active:
+        return False
+    return agent.is_admin or task.namespace_id is None or task.namespace_id in readable_namespace_ids(agent)
+
+
+def workflow_visibility_q(actor) -> Q:
+    """Workflows a principal may read: its own and those of namespaces it reads."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return Q()
+    if principal.agent is not None:
+        agent = principal.agent
+        return Q(created_by_id=agent.pk) | Q(namespace_id__in=readable_namespace_ids(agent))
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal.user))
+    return Q(pk__in=[])
+
+
+def can_change_workflow(actor, workflow) -> bool:
+    """Creator, admins of the workflow's namespace, admin agents and operators change a workflow."""
+    principal = Principal.of(actor)
+    if principal.agent is not None and principal.agent.pk == workflow.created_by_id:
+        return True
+    return _manages_namespace_of(principal, workflow.namespace_id)
+
+
+def workflow_run_visibility_q(actor) -> Q:
+    """Runs a principal may read: those it started and all runs of workflows it manages."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return Q()
+    if principal.agent is not None:
+        agent = principal.agent
+        return (
+            Q(triggered_by_id=agent.pk)
+            | Q(workflow__created_by_id=agent.pk)
+            | Q(workflow__namespace_id__in=admin_namespace_ids(agent))
+        )
+    if principal.is_operator:
+        return Q(metadata__triggered_by_user_id=principal.user_id) | Q(
+            workflow__namespace_id__in=operator_namespace_ids(principal.user, ["change_namespace"])
+        )
+    return Q(pk__in=[])
+
+
+def can_cancel_workflow_run(actor, run) -> bool:
+    """Whoever started a run, and whoever manages its workflow, may cancel it."""
+    principal = Principal.of(actor)
+    if principal.agent is not None and principal.agent.pk == run.triggered_by_id:
+        return True
+    if principal.agent is None and run.metadata.get("triggered_by_user_id") == principal.user_id:
+        return principal.user_id is not None
+    return can_change_workflow(principal, run.workflow)
