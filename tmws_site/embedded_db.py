@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 DATABASE_NAME = "tmws"
 
@@ -48,12 +48,13 @@ def parse_database_url(url: str) -> dict:
     if parsed.scheme not in {"postgres", "postgresql"}:
         raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parsed.scheme!r}")
     query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
-    host = query.pop("host", None) or parsed.hostname or ""
+    host = query.pop("host", None) or unquote(parsed.hostname or "")
+    # Credentials and names with reserved characters arrive percent-encoded, as libpq expects.
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": (parsed.path or "/").lstrip("/") or "postgres",
-        "USER": parsed.username or "",
-        "PASSWORD": parsed.password or "",
+        "NAME": unquote((parsed.path or "/").lstrip("/")) or "postgres",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
         "OPTIONS": query,

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 
+# Probes stay outside ATOMIC_REQUESTS: liveness must not need the database, and readiness must
+# answer 503 (not fail opening a transaction) when the database is down.
+@transaction.non_atomic_requests
 @require_GET
 def healthz(request):
     """The process is up and serving."""
@@ -29,13 +32,15 @@ def _broker_ok() -> tuple[bool, str]:
     try:
         from tmws_site.celery import app
 
-        with app.connection_for_write() as conn:
+        # Name the URL from settings: the app's own conf is read once and may predate an override.
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return True, "reachable"
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+@transaction.non_atomic_requests
 @require_GET
 def readyz(request):
     """The database (with pgvector) and, when configured, the Celery broker are reachable."""

@@ -1,0 +1,135 @@
+"""Environment-driven settings: the production guard and DATABASE_URL parsing."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tmws_site.embedded_db import parse_database_url
+from tmws_site.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def _settings_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "SECRET_KEY_FILE", "DEBUG"}}
+    env.update(overrides)
+    return env
+
+
+def test_settings_refuse_to_load_without_secret_key_when_debug_is_off():
+    # given
+    env = _settings_env(DEBUG="0")
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import tmws_site.settings"], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    # then
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_secret_key_is_read_from_a_file_named_by_secret_key_file(tmp_path):
+    # given: an external DATABASE_URL so the settings do not start the embedded server
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file-0123456789\n")
+    env = _settings_env(DEBUG="0", SECRET_KEY_FILE=str(secret_file), DATABASE_URL="postgresql://u@db.invalid/tmws")
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import tmws_site.settings as s; print(s.SECRET_KEY, s.ALLOWED_HOSTS)"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "from-a-file-0123456789 []"
+
+
+def test_parse_database_url_for_tcp():
+    # when
+    parsed = parse_database_url("postgresql://tmws:s3cret@db.example.com:6543/tmws_prod?sslmode=require")
+    # then
+    assert parsed == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "tmws_prod",
+        "USER": "tmws",
+        "PASSWORD": "s3cret",
+        "HOST": "db.example.com",
+        "PORT": "6543",
+        "OPTIONS": {"sslmode": "require"},
+    }
+
+
+def test_parse_database_url_for_a_unix_socket():
+    # when
+    parsed = parse_database_url("postgresql://postgres:@/tmws?host=/tmp/tmws-data/pgdata")
+    # then
+    assert parsed == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "tmws",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": "/tmp/tmws-data/pgdata",
+        "PORT": "",
+        "OPTIONS": {},
+    }
+
+
+def test_parse_database_url_decodes_percent_encoded_credentials():
+    # when
+    parsed = parse_database_url("postgres://app%40corp:p%40ss%3Aw%2Frd@localhost/my%20db")
+    # then
+    assert (parsed["USER"], parsed["PASSWORD"], parsed["NAME"], parsed["HOST"], parsed["PORT"]) == (
+        "app@corp", "p@ss:w/rd", "my db", "localhost", "",
+    )
+
+
+def test_parse_database_url_defaults_the_database_name():
+    # when
+    parsed = parse_database_url("postgresql://localhost")
+    # then
+    assert parsed["NAME"] == "postgres"
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@localhost/db", "sqlite:///db.sqlite3", "localhost/db"])
+def test_parse_database_url_refuses_other_schemes(url):
+    # when / then
+    with pytest.raises(ValueError, match="DATABASE_URL must be a postgresql:// URL"):
+        parse_database_url(url)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False), ("no", False),
+                          ("", False), (None, False)],
+)
+def test_env_bool(monkeypatch, raw, expected):
+    # given
+    if raw is None:
+        monkeypatch.delenv("TMWS_TEST_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("TMWS_TEST_FLAG", raw)
+    # when / then
+    assert env_bool("TMWS_TEST_FLAG", False) is expected
+
+
+def test_env_int_names_the_variable_on_bad_input(monkeypatch):
+    # given
+    monkeypatch.setenv("TMWS_TEST_NUMBER", "ten")
+    # when / then
+    with pytest.raises(ValueError, match="TMWS_TEST_NUMBER must be an integer, got 'ten'"):
+        env_int("TMWS_TEST_NUMBER", 1)
+
+
+def test_env_list_and_env_str(monkeypatch, tmp_path):
+    # given
+    monkeypatch.setenv("TMWS_TEST_LIST", " a.example , b.example,, ")
+    secret = tmp_path / "value"
+    secret.write_text("  from file \n")
+    monkeypatch.setenv("TMWS_TEST_VALUE_FILE", str(secret))
+    # when / then
+    assert env_list("TMWS_TEST_LIST", []) == ["a.example", "b.example"]
+    assert env_str("TMWS_TEST_VALUE", "default") == "from file"
+    assert env_str("TMWS_TEST_UNSET_VALUE", "default") == "default"
