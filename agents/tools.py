@@ -1,0 +1,108 @@
+"""MCP tools about agents: who am I, who else is there, registration and capabilities."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from tmws_site.errors import InvalidInput
+from tmws_site.mcp_server import agent_tool, render_json
+
+from . import services
+from .models import Agent
+
+MAX_LIST = 200
+
+
+def render_agent(agent: Agent) -> dict:
+    """An agent in the REST API's shape (GET /api/v2/agents/{agent_id})."""
+    from .api.serializers import AgentSerializer
+
+    return render_json(AgentSerializer(agent).data)
+
+
+@agent_tool(
+    title="Who am I",
+    read_only=True,
+    description="Describe the agent this session acts as: agent_id, home namespace, access level, capabilities.",
+)
+def whoami(agent: Agent) -> dict[str, Any]:
+    return render_agent(agent)
+
+
+@agent_tool(
+    title="List agents",
+    read_only=True,
+    description="List registered agents, optionally filtered by namespace, type or a capability key. "
+    'Example: {"capability": "code_review", "active_only": true}.',
+)
+def list_agents(
+    agent: Agent,
+    namespace: Annotated[str | None, Field(description="Only agents whose home namespace is this slug.")] = None,
+    agent_type: Annotated[str | None, Field(description="Only agents of this type, e.g. 'language_model'.")] = None,
+    capability: Annotated[str | None, Field(description="Only agents whose capabilities contain this key.")] = None,
+    active_only: Annotated[bool, Field(description="Leave out retired (inactive) agents.")] = True,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="At most this many agents.")] = 50,
+) -> dict[str, Any]:
+    agents = Agent.objects.select_related("namespace").order_by("agent_id")
+    if namespace:
+        agents = agents.filter(namespace__namespace=namespace)
+    if agent_type:
+        agents = agents.filter(agent_type=agent_type)
+    if capability:
+        agents = agents.filter(capabilities__has_key=capability)
+    if active_only:
+        agents = agents.filter(is_active=True)
+    found = [render_agent(a) for a in agents[: limit + 1]]
+    return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
+
+
+@agent_tool(
+    title="Register an agent",
+    description="Register a new agent (admin agents only) and return it with its API key, shown once. "
+    'Example: {"agent_id": "research-bot", "namespace": "team-alpha", "capabilities": {"search": true}}.',
+)
+def register_agent(
+    agent: Agent,
+    agent_id: Annotated[str, Field(description="Unique id: 1-128 letters, digits, '.', '_', ':', '@' or '-'.")],
+    namespace: Annotated[str, Field(description="Slug of the new agent's home namespace (must exist).")],
+    display_name: Annotated[str, Field(max_length=200, description="Human-readable name.")] = "",
+    agent_type: Annotated[str, Field(max_length=64, description="Free text, e.g. 'language_model'.")] = "language_model",
+    capabilities: Annotated[dict[str, Any] | None, Field(description="JSON object of capabilities.")] = None,
+    configuration: Annotated[dict[str, Any] | None, Field(description="JSON object of configuration.")] = None,
+    access_level: Annotated[Literal["standard", "admin"], Field(description="'admin' agents manage others.")] = "standard",
+    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
+) -> dict[str, Any]:
+    created, key = services.register_agent(
+        agent,
+        agent_id=agent_id,
+        namespace=namespace,
+        display_name=display_name,
+        agent_type=agent_type,
+        capabilities=capabilities,
+        configuration=configuration,
+        access_level=access_level,
+        metadata=metadata,
+    )
+    return {**render_agent(created), "api_key": key}
+
+
+@agent_tool(
+    title="Update my capabilities",
+    description="Replace (or merge into) the calling agent's capabilities object; optionally its display name. "
+    'Example: {"capabilities": {"python": true, "max_context": 200000}, "merge": true}.',
+)
+def update_capabilities(
+    agent: Agent,
+    capabilities: Annotated[dict[str, Any], Field(description="JSON object of capabilities.")],
+    merge: Annotated[bool, Field(description="Merge into the current capabilities instead of replacing them.")] = False,
+    display_name: Annotated[str | None, Field(max_length=200, description="New display name (optional).")] = None,
+) -> dict[str, Any]:
+    if not isinstance(capabilities, dict):
+        raise InvalidInput("capabilities must be a JSON object.", field="capabilities")
+    changes: dict[str, Any] = {
+        "capabilities": {**(agent.capabilities or {}), **capabilities} if merge else capabilities,
+    }
+    if display_name is not None:
+        changes["display_name"] = display_name
+    return render_agent(services.update_agent(agent, agent, **changes))

@@ -1,0 +1,60 @@
+"""MCP tools for namespaces: see the ones you may use, and join open ones."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from agents.models import Agent
+from tmws_site.mcp_server import agent_tool, render_json
+
+from . import access, services
+from .models import Namespace
+
+
+def render_namespace(namespace: Namespace, member_ids: set | None = None, admin_ids: set | None = None) -> dict:
+    """A namespace in the REST API's shape, plus the caller's role in it when known."""
+    from .api.serializers import NamespaceSerializer
+
+    data = render_json(NamespaceSerializer(namespace).data)
+    if member_ids is not None:
+        data["my_role"] = (
+            "admin" if namespace.pk in (admin_ids or set()) else "member" if namespace.pk in member_ids else None
+        )
+    return data
+
+
+@agent_tool(
+    title="List namespaces",
+    read_only=True,
+    description="List the namespaces you can see: your own (my_role member/admin), their ancestors, and open ones "
+    'you may join. Example: {"access_policy": "open"}.',
+)
+def list_namespaces(
+    agent: Agent,
+    access_policy: Annotated[Literal["open", "invite_only", "closed"] | None,
+                             Field(description="Only namespaces with this policy.")] = None,
+    member_only: Annotated[bool, Field(description="Only namespaces you are a member of.")] = False,
+) -> dict[str, Any]:
+    namespaces = Namespace.objects.select_related("parent").filter(access.namespace_visibility_q(agent)).order_by("path")
+    if access_policy:
+        namespaces = namespaces.filter(access_policy=access_policy)
+    member_ids, admin_ids = access.member_namespace_ids(agent), access.admin_namespace_ids(agent)
+    if member_only:
+        namespaces = namespaces.filter(pk__in=member_ids)
+    results = [render_namespace(ns, member_ids, admin_ids) for ns in namespaces]
+    return {"results": results, "count": len(results)}
+
+
+@agent_tool(
+    title="Join a namespace",
+    description="Become a member of an open namespace (invite-only and closed ones need an admin or operator). "
+    'Joining one you already belong to changes nothing. Example: {"namespace": "community"}.',
+)
+def join_namespace(
+    agent: Agent,
+    namespace: Annotated[str, Field(description="The namespace slug.")],
+) -> dict[str, Any]:
+    target = services.visible_namespace_or_404(agent, namespace)
+    services.join_namespace(agent, target)
+    return render_namespace(target, access.member_namespace_ids(agent), access.admin_namespace_ids(agent))
