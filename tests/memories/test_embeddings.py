@@ -1,0 +1,135 @@
+"""Embeddings with the real model: shape, the embed_pending command, and the failure path."""
+from __future__ import annotations
+
+import math
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from memories import embeddings
+from memories.models import Memory
+from memories.tasks import MAX_EMBEDDING_ATTEMPTS, embed_memories
+
+
+@pytest.fixture
+def owner(make_namespace, make_agent):
+    make_namespace("team")
+    return make_agent("embedding-owner", "team").agent
+
+
+def _pending(owner, content: str) -> Memory:
+    return Memory.objects.create(content=content, agent=owner, namespace=owner.namespace)
+
+
+@pytest.fixture
+def broken_model(settings):
+    """Point the model setting at a folder that does not exist; the real model is restored afterwards."""
+    settings.TMWS_EMBEDDING_MODEL = "/nonexistent/tmws-embedding-model"
+    embeddings.get_model.cache_clear()
+    yield
+    embeddings.get_model.cache_clear()
+
+
+def test_the_real_model_gives_384_floats_of_unit_norm():
+    # when
+    vectors = embeddings.embed_texts(["Deploys need approval.", "The cafeteria opens at noon."])
+    # then
+    assert len(vectors) == 2
+    for vector in vectors:
+        values = [float(v) for v in vector]
+        assert len(values) == 384
+        assert math.isclose(math.sqrt(sum(v * v for v in values)), 1.0, abs_tol=1e-5)
+
+
+def test_similar_sentences_are_closer_than_unrelated_ones():
+    # when
+    deploy, release, lunch = embeddings.embed_texts(
+        ["Deploying to staging needs approval.", "Releases to the staging server must be approved.",
+         "The cafeteria serves soup on Mondays."]
+    )
+    # then
+    assert float(deploy @ release) > float(deploy @ lunch) + 0.2
+
+
+def test_embed_texts_of_nothing_is_nothing():
+    # then
+    assert embeddings.embed_texts([]) == []
+
+
+def test_embed_pending_embeds_every_pending_memory_and_reports(owner):
+    # given
+    first = _pending(owner, "The build uses Python 3.11.")
+    second = _pending(owner, "Backups run nightly at two.")
+    out = StringIO()
+    # when
+    call_command("embed_pending", "--batch-size", "1", stdout=out)
+    # then
+    assert out.getvalue().splitlines() == ["Embedded 2 memories; 0 failed."]
+    for memory in (first, second):
+        memory.refresh_from_db()
+        assert memory.embedding_status == "ready"
+        assert len(memory.embedding) == 384
+        assert memory.embedding_attempts == 1
+
+
+def test_embed_pending_with_nothing_to_do(owner):
+    # given
+    out = StringIO()
+    # when
+    call_command("embed_pending", stdout=out)
+    # then
+    assert out.getvalue().strip() == "Nothing to embed: no pending memories."
+
+
+def test_failed_embedding_keeps_attempts_and_error_until_it_gives_up(owner, broken_model):
+    # given
+    memory = _pending(owner, "This one will not embed.")
+    # when / then: each attempt is counted, the row stays pending until the last one
+    for attempt in range(1, MAX_EMBEDDING_ATTEMPTS + 1):
+        result = embed_memories.apply(args=[[str(memory.pk)]]).get()
+        assert result == {"embedded": 0, "failed": 1}
+        memory.refresh_from_db()
+        assert memory.embedding_attempts == attempt
+        assert "/nonexistent/tmws-embedding-model" in memory.embedding_error
+        expected = "failed" if attempt == MAX_EMBEDDING_ATTEMPTS else "pending"
+        assert memory.embedding_status == expected
+    assert memory.embedding is None
+    # a failed row is left alone by further runs
+    assert embed_memories.apply(args=[[str(memory.pk)]]).get() == {"embedded": 0, "failed": 0}
+    memory.refresh_from_db()
+    assert memory.embedding_attempts == MAX_EMBEDDING_ATTEMPTS
+
+
+def test_embed_pending_reports_failures(owner, broken_model):
+    # given
+    memory = _pending(owner, "Also will not embed.")
+    out = StringIO()
+    # when
+    call_command("embed_pending", stdout=out)
+    # then
+    assert out.getvalue().splitlines() == [
+        "Embedded 0 memories; 1 failed.",
+        "Failed memories keep their error; see the admin or run again with --retry-failed.",
+    ]
+    memory.refresh_from_db()
+    assert (memory.embedding_status, memory.embedding_attempts) == ("pending", 1)
+
+
+def test_embed_pending_retry_failed_embeds_failed_memories_again(owner):
+    # given: a memory that ran out of attempts earlier
+    failed = _pending(owner, "Give it another go.")
+    Memory.objects.filter(pk=failed.pk).update(
+        embedding_status="failed", embedding_attempts=MAX_EMBEDDING_ATTEMPTS, embedding_error="OSError: gone"
+    )
+    plain = StringIO()
+    retry = StringIO()
+    # when
+    call_command("embed_pending", stdout=plain)
+    untouched = Memory.objects.get(pk=failed.pk).embedding_status
+    call_command("embed_pending", "--retry-failed", stdout=retry)
+    # then
+    assert untouched == "failed"
+    assert retry.getvalue().splitlines() == ["1 failed memories queued again.", "Embedded 1 memories; 0 failed."]
+    failed.refresh_from_db()
+    assert (failed.embedding_status, failed.embedding_error, failed.embedding_attempts) == ("ready", "", 1)
