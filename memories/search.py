@@ -3,11 +3,16 @@
 Visibility and filters are part of the SQL of every mode (never applied to results in
 Python), so `limit` results come back whenever that many visible matches exist.
 
-Semantic mode picks its plan by the size of the filtered candidate set: small sets are
-scanned exactly (ordering by an expression the HNSW index cannot serve), large ones use the
-HNSW index with pgvector's iterative scan so filtered-out rows do not starve the result.
-Hybrid mode fuses the semantic and keyword rankings with weighted reciprocal-rank fusion,
-then applies small, bounded boosts for learning_weight and recency.
+Semantic ranking picks its plan by the size of the filtered candidate set (counted with a
+cap): small sets are scanned exactly, ordering by an expression the HNSW index cannot
+serve, so the planner filters first and sorts the few survivors; large sets use the HNSW
+index with pgvector's iterative scan, so rows removed by the filters do not starve the
+result. The threshold is measured by `python -m bench.search` (see docs/search.md).
+
+Hybrid mode fuses the semantic and keyword rankings with weighted reciprocal-rank fusion
+(rank-based, so the two very different score scales need no calibration), then applies
+small, bounded boosts for learning_weight and recency. Contextual search (memories.contextual)
+reuses this with a blended query vector and extra boosts for the task's tags and namespace.
 """
 from __future__ import annotations
 
@@ -28,14 +33,20 @@ from .models import TEXT_SEARCH_CONFIG, Memory
 
 MODES = ("hybrid", "semantic", "keyword")
 MAX_LIMIT = 100
+MAX_QUERY_LENGTH = 10_000
+# Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
 HNSW_EF_SEARCH = 100
 RRF_K = 60
 SEMANTIC_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
-WEIGHT_BOOST = 0.05  # at most +/-5% for learning_weight
-RECENCY_BOOST = 0.03  # at most +3% for a memory created just now
+HYBRID_DEPTH_FACTOR = 4  # each ranking contributes limit * factor candidates (at least HYBRID_MIN_DEPTH)
+HYBRID_MIN_DEPTH = 40
+WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%
+RECENCY_BOOST = 0.03  # a memory created just now gains at most +3%, halving every RECENCY_HALF_LIFE_DAYS
 RECENCY_HALF_LIFE_DAYS = 30.0
+# Columns a search result never needs: skip reading them with the rows.
+HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
 
 # OR together the stemmed words of the query: natural questions rarely contain every word.
 KEYWORD_QUERY_SQL = (
@@ -43,6 +54,8 @@ KEYWORD_QUERY_SQL = (
     "select quote_literal(lexeme) from unnest(tsvector_to_array(to_tsvector(%s::regconfig, %s))) as lexeme"
     "), ' | '), ''), ''''''))"
 )
+# ts_rank_cd normalisation: 1 divides by 1 + log(document length), 32 maps the rank into [0, 1).
+KEYWORD_RANK_NORMALIZATION = 1 | 32
 
 
 @dataclass
@@ -57,6 +70,10 @@ class SearchRequest:
     memory_category: str | None = None
     min_similarity: float | None = None
     query_vector: object = None  # precomputed (e.g. blended) query embedding
+    boost_tags: list[str] | None = None  # contextual: memories sharing these tags rank higher
+    boost_namespace: str | None = None  # contextual: memories in this namespace rank higher
+    tag_boost: float = 0.0
+    namespace_boost: float = 0.0
 
 
 @dataclass
@@ -74,26 +91,38 @@ class SearchResult:
     plan: dict = field(default_factory=dict)
 
 
+def _string_list(data: dict, name: str, max_items: int = 50) -> list[str] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > max_items or not all(
+        isinstance(item, str) and len(item) <= 128 for item in value
+    ):
+        raise InvalidInput(f"{name} must be a list of at most {max_items} strings.", field=name)
+    return value or None
+
+
 def clean_request(data: dict) -> SearchRequest:
     """Validate a search body into a SearchRequest, naming the field at fault."""
+    if not isinstance(data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
     query = data.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query must be a non-empty string.", field="query")
-    if len(query) > 10_000:
-        raise InvalidInput("query is limited to 10000 characters.", field="query")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidInput(f"query is limited to {MAX_QUERY_LENGTH} characters.", field="query")
+    if "\x00" in query:
+        raise InvalidInput("query may not contain NUL characters.", field="query")
     limit = data.get("limit", 10)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}.", field="limit")
     mode = data.get("mode") or "hybrid"
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}.", field="mode")
-    levels = data.get("access_levels")
-    if levels is not None:
-        if not isinstance(levels, list) or not all(level in AccessLevel.values for level in levels):
-            raise InvalidInput(f"access_levels must be a list of {', '.join(AccessLevel.values)}.", field="access_levels")
-    tags = data.get("context_tags")
-    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > 50):
-        raise InvalidInput("context_tags must be a list of at most 50 strings.", field="context_tags")
+    levels = _string_list(data, "access_levels", max_items=len(AccessLevel.values))
+    if levels and not all(level in AccessLevel.values for level in levels):
+        raise InvalidInput(f"access_levels must be a list of {', '.join(AccessLevel.values)}.", field="access_levels")
+    tags = _string_list(data, "context_tags")
     for name in ("namespace", "agent_id", "memory_category"):
         value = data.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > 128):
@@ -110,8 +139,8 @@ def clean_request(data: dict) -> SearchRequest:
         mode=mode,
         namespace=data.get("namespace") or None,
         agent_id=data.get("agent_id") or None,
-        access_levels=levels or None,
-        context_tags=tags or None,
+        access_levels=levels,
+        context_tags=tags,
         memory_category=data.get("memory_category") or None,
         min_similarity=float(min_similarity) if min_similarity is not None else None,
     )
@@ -133,57 +162,79 @@ def candidates(actor, request: SearchRequest) -> QuerySet:
     return queryset
 
 
-def _candidate_count(queryset: QuerySet, cap: int) -> int:
+def _result_rows(queryset: QuerySet) -> QuerySet:
+    return queryset.select_related("agent", "namespace").defer(*HEAVY_COLUMNS)
+
+
+def candidate_count(queryset: QuerySet, cap: int) -> int:
+    """How many rows pass the filters, counting no further than `cap`."""
     return queryset.values("pk")[:cap].count()
 
 
-def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict) -> list[tuple]:
-    """(id, similarity) of the `depth` nearest candidates, exact for small candidate sets."""
+def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[tuple]:
+    """(memory, similarity) of the `depth` nearest candidates, best first; exact for small candidate sets."""
     embedded = queryset.filter(embedding__isnull=False)
     distance = CosineDistance("embedding", vector)
-    small = _candidate_count(embedded, EXACT_SCAN_THRESHOLD + 1) <= EXACT_SCAN_THRESHOLD
-    plan["semantic"] = "exact" if small else "hnsw_iterative"
-    if small:
+    if exact is None:
+        exact = candidate_count(embedded, EXACT_SCAN_THRESHOLD + 1) <= EXACT_SCAN_THRESHOLD
+    plan["semantic"] = "exact" if exact else "hnsw_iterative"
+    if exact:
         # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
         order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-        rows = embedded.annotate(distance=order).order_by("distance").values_list("pk", "distance")[:depth]
-        return [(pk, 1.0 - d) for pk, d in rows]
+        rows = _result_rows(embedded).annotate(distance=order).order_by("distance", "pk")[:depth]
+        return [(memory, 1.0 - memory.distance) for memory in rows]
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
-    rows = list(embedded.annotate(distance=distance).order_by("distance").values_list("pk", "distance")[:depth])
-    rows.sort(key=lambda row: row[1])  # relaxed_order may return neighbours slightly out of order
-    return [(pk, 1.0 - d) for pk, d in rows]
+    rows = list(_result_rows(embedded).annotate(distance=distance).order_by("distance")[:depth])
+    rows.sort(key=lambda memory: memory.distance)  # relaxed_order may return neighbours slightly out of order
+    return [(memory, 1.0 - memory.distance) for memory in rows]
 
 
-def keyword_ranking(queryset: QuerySet, text: str, depth: int) -> list[tuple]:
-    """(id, rank) of the `depth` best full-text matches, any query word counting."""
+def keyword_ranking(queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None) -> list[tuple]:
+    """(memory, rank, similarity) of the `depth` best full-text matches, any query word counting.
+
+    With a vector, each row also carries its similarity, and `min_similarity` is applied in SQL
+    so rows below it never take a place in the ranking.
+    """
     params = [TEXT_SEARCH_CONFIG, text]
     matches = RawSQL(f"search_vector @@ {KEYWORD_QUERY_SQL}", params, output_field=BooleanField())
-    rank = RawSQL(f"ts_rank_cd(search_vector, {KEYWORD_QUERY_SQL}, 32)", params, output_field=FloatField())
-    rows = (
-        queryset.annotate(matches=matches)
-        .filter(matches=True)
-        .annotate(rank=rank)
-        .order_by("-rank", "-created_at")
-        .values_list("pk", "rank")[:depth]
+    rank = RawSQL(
+        f"ts_rank_cd(search_vector, {KEYWORD_QUERY_SQL}, {KEYWORD_RANK_NORMALIZATION})",
+        params,
+        output_field=FloatField(),
     )
-    return list(rows)
+    rows = _result_rows(queryset).annotate(matches=matches).filter(matches=True).annotate(rank=rank)
+    if vector is not None:
+        rows = rows.annotate(distance=CosineDistance("embedding", vector))
+        if min_similarity is not None:
+            rows = rows.filter(embedding__isnull=False, distance__lte=1.0 - min_similarity)
+    rows = rows.order_by("-rank", "-created_at")[:depth]
+    return [
+        (memory, memory.rank, None if getattr(memory, "distance", None) is None else 1.0 - memory.distance)
+        for memory in rows
+    ]
 
 
-def _similarities(ids, vector) -> dict:
-    rows = Memory.objects.filter(pk__in=ids, embedding__isnull=False).annotate(
-        distance=CosineDistance("embedding", vector)
-    ).values_list("pk", "distance")
-    return {pk: 1.0 - d for pk, d in rows}
-
-
-def _boost(memory: Memory, now) -> float:
+def learning_and_recency_factor(memory: Memory, now) -> float:
+    """Bounded multiplier: learning_weight (1.0 neutral) and how recently the memory was made."""
     weight = max(memory.learning_weight, 0.0)
     weight_factor = 1.0 + WEIGHT_BOOST * math.tanh(math.log(weight)) if weight > 0 else 1.0 - WEIGHT_BOOST
     age_days = max((now - memory.created_at).total_seconds() / 86400.0, 0.0)
     recency_factor = 1.0 + RECENCY_BOOST * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
     return weight_factor * recency_factor
+
+
+def context_factor(memory: Memory, request: SearchRequest) -> float:
+    """Bounded multiplier for contextual search: shared tags and the task's namespace."""
+    factor = 1.0
+    if request.boost_tags and request.tag_boost:
+        wanted = {tag.lower() for tag in request.boost_tags}
+        overlap = len(wanted & {tag.lower() for tag in memory.context_tags or []})
+        factor += request.tag_boost * overlap / len(wanted)
+    if request.boost_namespace and request.namespace_boost and memory.namespace.namespace == request.boost_namespace:
+        factor += request.namespace_boost
+    return factor
 
 
 def fuse(rankings: list[tuple[list, float]]) -> dict:
@@ -201,53 +252,71 @@ def query_embedding(text: str):
     return embed_text(text)
 
 
+def _scaled(score: float, factor: float) -> float:
+    # Raises a score by the factor whatever its sign (semantic scores are similarities and may be negative).
+    return score + abs(score) * (factor - 1.0)
+
+
 def search(actor, request: SearchRequest) -> SearchResult:
     """Run a search for `actor`; only memories it may read can appear."""
     started = time.perf_counter()
     plan: dict = {}
     base = candidates(actor, request)
-    depth = request.limit if request.mode != "hybrid" else max(request.limit * 4, 40)
+    mode = request.mode
+    depth = request.limit if mode != "hybrid" else max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_MIN_DEPTH)
+    contextual = bool(request.boost_tags or request.boost_namespace)
+    if contextual and mode != "hybrid":
+        depth = max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_MIN_DEPTH)  # room for boosts to reorder
     vector = request.query_vector
-    if vector is None and request.mode != "keyword":
+    if vector is None and (mode != "keyword" or request.min_similarity is not None):
         vector = query_embedding(request.query)
+    memories: dict = {}
+    similarity: dict = {}
     with transaction.atomic():
-        semantic = semantic_ranking(base, vector, depth, plan) if request.mode != "keyword" else []
-        keyword = keyword_ranking(base, request.query, depth) if request.mode != "semantic" else []
-        similarity = dict(semantic)
-        if request.mode == "semantic":
-            scores = dict(semantic)
-        elif request.mode == "keyword":
-            scores = dict(keyword)
-        else:
-            scores = fuse([([pk for pk, _ in semantic], SEMANTIC_WEIGHT), ([pk for pk, _ in keyword], KEYWORD_WEIGHT)])
-        missing = [pk for pk in scores if pk not in similarity]
-        if vector is not None and missing:
-            similarity.update(_similarities(missing, vector))
-        memories = Memory.objects.select_related("agent", "namespace").in_bulk(list(scores))
+        semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
+        if request.min_similarity is not None:
+            # Rows come best first, so cutting here keeps a correct prefix of the ranking.
+            semantic = [(memory, sim) for memory, sim in semantic if sim >= request.min_similarity]
+        keyword = (
+            keyword_ranking(base, request.query, depth, vector, request.min_similarity) if mode != "semantic" else []
+        )
+    for memory, sim in semantic:
+        memories[memory.pk] = memory
+        similarity[memory.pk] = sim
+    for memory, _, sim in keyword:
+        memories.setdefault(memory.pk, memory)
+        if sim is not None:
+            similarity.setdefault(memory.pk, sim)
+    if mode == "semantic":
+        scores = {memory.pk: sim for memory, sim in semantic}
+    elif mode == "keyword":
+        scores = {memory.pk: rank for memory, rank, _ in keyword}
+    else:
+        scores = fuse([
+            ([memory.pk for memory, _ in semantic], SEMANTIC_WEIGHT),
+            ([memory.pk for memory, _, _ in keyword], KEYWORD_WEIGHT),
+        ])
     now = timezone.now()
     hits = []
     for pk, score in scores.items():
-        memory = memories.get(pk)
-        if memory is None:
-            continue
+        memory = memories[pk]
+        if mode == "hybrid":
+            score *= learning_and_recency_factor(memory, now)
+        if contextual:
+            score = _scaled(score, context_factor(memory, request))
         sim = similarity.get(pk)
-        if request.min_similarity is not None and request.mode != "keyword":
-            if sim is None or sim < request.min_similarity:
-                continue
-        if request.mode == "hybrid":
-            score *= _boost(memory, now)
         hits.append(SearchHit(memory=memory, score=float(score), similarity=None if sim is None else float(sim)))
-    hits.sort(key=lambda hit: hit.score, reverse=True)
+    hits.sort(key=lambda hit: (-hit.score, str(hit.memory.pk)))
     hits = hits[: request.limit]
-    _track_hits([hit.memory.pk for hit in hits])
-    return SearchResult(hits=hits, mode=request.mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
+    track_hits([hit.memory.pk for hit in hits])
+    return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
 
 
-def _track_hits(ids) -> None:
+def track_hits(ids) -> None:
+    """Count the hits in the background once the request commits: one bulk UPDATE, off the search path."""
     if not ids:
         return
     from .tasks import record_memory_hits
 
     ids = [str(pk) for pk in ids]
     transaction.on_commit(lambda: record_memory_hits.delay(ids))
-

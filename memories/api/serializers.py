@@ -58,6 +58,25 @@ class SearchRequestSerializer(serializers.Serializer):
     min_similarity = serializers.FloatField(required=False, min_value=-1, max_value=1)
 
 
+class ConversationTurnSerializer(serializers.Serializer):
+    role = serializers.CharField(required=False, help_text="user, assistant, system, ...")
+    content = serializers.CharField()
+
+
+class TaskContextSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    namespace = serializers.CharField(required=False)
+    task_type = serializers.CharField(required=False)
+    memory_category = serializers.CharField(required=False)
+
+
+class ContextualSearchRequestSerializer(SearchRequestSerializer):
+    conversation_context = ConversationTurnSerializer(many=True, required=False, help_text="Recent turns, oldest first.")
+    task_context = TaskContextSerializer(required=False)
+
+
 class SearchHitSerializer(serializers.Serializer):
     memory = MemorySerializer()
     score = serializers.FloatField()

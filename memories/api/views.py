@@ -10,10 +10,11 @@ from rest_framework.response import Response
 from tmws_site.api import BaseViewSet
 from tmws_site.errors import InvalidInput
 
+from .. import contextual, services
 from .. import search as memory_search
-from .. import services
 from ..models import Memory
 from .serializers import (
+    ContextualSearchRequestSerializer,
     FeedbackSerializer,
     MemoryBulkSerializer,
     MemorySerializer,
@@ -99,6 +100,12 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def search(self, request):
         search_request = memory_search.clean_request(body_object(request))
         return Response(search_response(memory_search.search(self.principal, search_request)))
+
+    @extend_schema(request=ContextualSearchRequestSerializer, responses=SearchResponseSerializer)
+    @action(detail=False, methods=["post"], url_path="contextual-search")
+    def contextual_search(self, request):
+        search_request, turns, task = contextual.clean_contextual_request(body_object(request))
+        return Response(search_response(contextual.contextual_search(self.principal, search_request, turns, task)))
 
     @extend_schema(request=ShareSerializer, responses={200: ShareSerializer})
     @action(detail=True, methods=["post", "delete"])

@@ -1,0 +1,210 @@
+"""Search modes, ordering, min_similarity, filters and small candidate sets (service level)."""
+from __future__ import annotations
+
+import pytest
+
+from memories import search as memory_search
+from memories.search import clean_request, search
+from tmws_site.errors import InvalidInput
+
+from .conftest import ids
+
+FACTS = [
+    "The staging database is refreshed from production every Sunday night.",
+    "Deploys to production need approval from the release manager.",
+    "Our office cat is called Biscuit and sleeps on the server rack.",
+    "The billing service stores invoices in PostgreSQL.",
+    "Lunch on Fridays is pizza from the place around the corner.",
+]
+
+
+@pytest.fixture
+def facts(team, store):
+    owner = team["owner"].agent
+    return team, store(owner, [{"content": text} for text in FACTS], namespace="team", access_level="private")
+
+
+def run(actor, **body):
+    return search(actor, clean_request(body))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "keyword"])
+def test_each_mode_puts_the_matching_memory_first_and_reports_itself(facts, mode):
+    # given
+    team, memories = facts
+    # when
+    result = run(team["owner"].agent, query="which pet sleeps on the server rack", mode=mode, limit=3)
+    # then
+    assert result.mode == mode
+    assert ids(result)[0] == str(memories[2].pk)
+    assert result.took_ms > 0
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.django_db
+def test_semantic_mode_orders_by_similarity_and_reports_it(facts):
+    # given
+    team, memories = facts
+    # when
+    result = run(team["owner"].agent, query="who signs off on a production release?", mode="semantic", limit=5)
+    # then
+    assert len(result.hits) == 5
+    assert ids(result)[0] == str(memories[1].pk)
+    similarities = [hit.similarity for hit in result.hits]
+    assert similarities == sorted(similarities, reverse=True)
+    assert [hit.score for hit in result.hits] == similarities
+
+
+@pytest.mark.django_db
+def test_semantic_mode_finds_a_paraphrase_that_keyword_mode_cannot(facts):
+    # given: no word of the query appears in the memory about the cat
+    team, memories = facts
+    query = "feline companion"
+    # when
+    semantic = run(team["owner"].agent, query=query, mode="semantic", limit=1)
+    keyword = run(team["owner"].agent, query=query, mode="keyword", limit=5)
+    # then
+    assert ids(semantic) == [str(memories[2].pk)]
+    assert keyword.hits == []
+
+
+@pytest.mark.django_db
+def test_keyword_mode_needs_no_embedding_and_reports_no_similarity(facts):
+    # given
+    team, memories = facts
+    # when
+    result = run(team["owner"].agent, query="invoices PostgreSQL", mode="keyword")
+    # then
+    assert ids(result) == [str(memories[3].pk)]
+    assert result.hits[0].similarity is None
+    assert result.hits[0].score > 0
+
+
+@pytest.mark.django_db
+def test_hybrid_mode_finds_both_word_and_meaning_matches(facts):
+    # given
+    team, memories = facts
+    # when
+    result = run(team["owner"].agent, query="cat", mode="hybrid", limit=5)
+    # then
+    assert ids(result)[0] == str(memories[2].pk)
+    assert all(hit.similarity is not None for hit in result.hits)
+    assert len(result.hits) == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "keyword"])
+def test_min_similarity_drops_weaker_matches_in_every_mode(facts, mode):
+    # given
+    team, memories = facts
+    query = "Deploys to production need approval from the release manager"
+    # when
+    everything = run(team["owner"].agent, query=query, mode=mode, limit=5, min_similarity=-1)
+    strict = run(team["owner"].agent, query=query, mode=mode, limit=5, min_similarity=0.9)
+    # then
+    assert str(memories[1].pk) in ids(everything)
+    assert ids(strict) == [str(memories[1].pk)]
+    assert all(hit.similarity >= 0.9 for hit in strict.hits)
+
+
+@pytest.mark.django_db
+def test_min_similarity_still_fills_the_limit_from_the_semantic_side(facts):
+    # given: a keyword match that is semantically unrelated must not take a place
+    team, memories = facts
+    # when
+    result = run(team["owner"].agent, query="production database refresh", mode="hybrid", limit=2, min_similarity=0.2)
+    # then
+    assert len(result.hits) == 2
+    assert all(hit.similarity >= 0.2 for hit in result.hits)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"namespace": "squad"}, ["squad note about the database"]),
+        ({"agent_id": "squad-agent"}, ["squad note about the database"]),
+        ({"context_tags": ["db", "ops"]}, ["ops note about the database"]),
+        ({"memory_category": "decision"}, ["decision about the database"]),
+        ({"access_levels": ["public"]}, ["public note about the database"]),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "keyword"])
+def test_filters_narrow_the_candidates_in_sql(team, store, filters, expected, mode):
+    # given
+    owner, squad = team["owner"].agent, team["descendant"].agent
+    store(owner, [
+        {"content": "ops note about the database", "context_tags": ["db", "ops"]},
+        {"content": "db note about the database", "context_tags": ["db"]},
+        {"content": "decision about the database", "memory_category": "decision"},
+        {"content": "public note about the database", "access_level": "public"},
+    ], namespace="team", access_level="shared")
+    store(squad, [{"content": "squad note about the database"}], namespace="squad", access_level="shared")
+    # when
+    result = run(squad, query="database note", mode=mode, limit=10, **filters)
+    # then
+    assert [hit.memory.content for hit in result.hits] == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_small_candidate_set_returns_limit_results_in_exact_order(team, store, monkeypatch, exact):
+    # given: 40 memories, only 6 of them carry the tag asked for
+    owner = team["owner"].agent
+    items = [{"content": f"Runbook step {i}: restart the cache node number {i}."} for i in range(34)]
+    items += [{"content": f"Tagged incident {i}: the cache node {i} ran out of memory.", "context_tags": ["incident"]}
+              for i in range(6)]
+    store(owner, items, namespace="team", access_level="private")
+    monkeypatch.setattr(memory_search, "EXACT_SCAN_THRESHOLD", 1000 if exact else 0)
+    request = clean_request({"query": "cache node out of memory", "mode": "semantic", "limit": 5,
+                             "context_tags": ["incident"]})
+    exact_order = [
+        str(memory.pk) for memory, _ in memory_search.semantic_ranking(
+            memory_search.candidates(owner, request), memory_search.query_embedding(request.query), 100, {}, exact=True
+        )
+    ]
+    # when
+    result = search(owner, request)
+    # then
+    assert result.plan["semantic"] == ("exact" if exact else "hnsw_iterative")
+    assert len(exact_order) == 6
+    assert ids(result) == exact_order[:5]
+
+
+@pytest.mark.django_db
+def test_learning_weight_breaks_a_tie_in_hybrid_mode(team, store):
+    # given: the same text twice, one marked more useful
+    owner = team["owner"].agent
+    plain, useful = store(owner, [
+        {"content": "Rotate the API keys every ninety days.", "learning_weight": 1.0},
+        {"content": "Rotate the API keys every ninety days.", "learning_weight": 3.0},
+    ], namespace="team")
+    # when
+    result = run(owner, query="how often do we rotate keys", limit=2)
+    # then
+    assert ids(result) == [str(useful.pk), str(plain.pk)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"query": ""}, "query"),
+        ({"query": "x", "limit": 0}, "limit"),
+        ({"query": "x", "limit": 101}, "limit"),
+        ({"query": "x", "limit": True}, "limit"),
+        ({"query": "x", "mode": "fuzzy"}, "mode"),
+        ({"query": "x", "min_similarity": 2}, "min_similarity"),
+        ({"query": "x", "access_levels": ["secret"]}, "access_levels"),
+        ({"query": "x", "context_tags": "ops"}, "context_tags"),
+        ({"query": "x", "namespace": 5}, "namespace"),
+    ],
+)
+def test_clean_request_names_the_bad_field(body, field):
+    # when
+    with pytest.raises(InvalidInput) as error:
+        clean_request(body)
+    # then
+    assert error.value.field == field
