@@ -42,6 +42,9 @@ from .db import agent_context
 from .errors import ServiceError
 
 logger = logging.getLogger(__name__)
+# Each stateless HTTP exchange starts and stops a transport; those INFO lines would drown the log.
+for _noisy in ("mcp.server.streamable_http", "mcp.server.streamable_http_manager"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 SERVER_NAME = "tmws"
 SERVER_INSTRUCTIONS = (

@@ -3,17 +3,20 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import healthz, readyz
+from .mcp_server import mcp_http_view
 
 api_v2 = [
     path("", include("agents.api.urls")),
     path("", include("namespaces.api.urls")),
     path("", include("memories.api.urls")),
+    path("", include("workflows.api.urls")),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("mcp", mcp_http_view, name="mcp"),
     path("api/v2/", include((api_v2, "v2"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
