@@ -6,6 +6,8 @@ from django.db import models
 
 from tmws_site.models import BaseModel, choices_check
 
+from .querysets import TaskQuerySet, WorkflowQuerySet, WorkflowRunQuerySet
+
 
 class TaskStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -50,6 +52,8 @@ class Task(BaseModel):
     due_at = models.DateTimeField(null=True, blank=True)
     retry_count = models.PositiveSmallIntegerField(default=0)
     max_retries = models.PositiveSmallIntegerField(default=3)
+
+    objects = TaskQuerySet.as_manager()
 
     class Meta:
         db_table = "tasks"
@@ -103,6 +107,8 @@ class Workflow(BaseModel):
     execution_count = models.PositiveIntegerField(default=0)
     last_executed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WorkflowQuerySet.as_manager()
+
     class Meta:
         db_table = "workflows"
         ordering = ["-created_at"]
@@ -140,6 +146,8 @@ class WorkflowRun(BaseModel):
     failed_step_index = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:
         db_table = "workflow_runs"

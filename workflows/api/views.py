@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
+from rest_framework.response import Response
+
+from tmws_site.api import BaseViewSet
+from tmws_site.errors import InvalidInput
+
+from .. import services
+from ..models import Task, Workflow
+from .serializers import (
+    RunRequestSerializer,
+    TaskAssignSerializer,
+    TaskCompleteSerializer,
+    TaskSerializer,
+    TaskStatusSerializer,
+    TaskWriteSerializer,
+    WorkflowRunDetailSerializer,
+    WorkflowRunSerializer,
+    WorkflowSerializer,
+    WorkflowWriteSerializer,
+)
+
+RUN_ID = r"runs/(?P<run_id>[^/.]+)"
+
+
+def body_object(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return request.data
+
+
+class TaskFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__namespace")
+    assigned_agent_id = filters.CharFilter(field_name="assigned_agent__agent_id")
+    tag = filters.CharFilter(method="filter_tag")
+
+    class Meta:
+        model = Task
+        fields = ["status", "priority", "task_type", "assigned_agent_id", "namespace", "tag"]
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(tags__contains=[value])
+
+
+class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
+    """Tasks the caller may read; writes go through workflows.services."""
+
+    queryset = Task.objects.select_related("assigned_agent", "created_by", "namespace").prefetch_related("dependencies")
+    serializer_class = TaskSerializer
+    filterset_class = TaskFilter
+
+    def restrict(self, queryset):
+        return queryset.visible_to(self.principal)
+
+    def get_object(self):
+        return services.get_visible_task(self.principal, self.kwargs["pk"])
+
+    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer})
+    def create(self, request):
+        task = services.create_task(self.principal, body_object(request))
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=TaskWriteSerializer, responses=TaskSerializer)
+    def partial_update(self, request, pk=None):
+        task = services.update_task(self.principal, self.get_object(), body_object(request))
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.delete_task(self.principal, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=TaskAssignSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        body = body_object(request)
+        if "agent_id" not in body:
+            raise InvalidInput("agent_id is required (null unassigns).", field="agent_id")
+        task = services.assign_task(self.principal, self.get_object(), body["agent_id"])
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=TaskStatusSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"], url_path="status")
+    def change_status(self, request, pk=None):
+        body = body_object(request)
+        if "status" not in body:
+            raise InvalidInput("status is required.", field="status")
+        task = services.update_task_status(
+            self.principal, self.get_object(), body["status"],
+            progress=body.get("progress"), result=body.get("result"), error=body.get("error"),
+        )
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=TaskCompleteSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        body = request.data if isinstance(request.data, dict) else {}
+        task = services.complete_task(self.principal, self.get_object(), body.get("result"))
+        return Response(TaskSerializer(task).data)
+
+
+class WorkflowFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__namespace")
+    created_by = filters.CharFilter(field_name="created_by__agent_id")
+    tag = filters.CharFilter(method="filter_tag")
+
+    class Meta:
+        model = Workflow
+        fields = ["status", "workflow_type", "namespace", "created_by", "tag"]
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(tags__contains=[value])
+
+
+class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
+    """Workflows the caller may read, and their runs; writes go through workflows.services."""
+
+    queryset = Workflow.objects.select_related("created_by", "namespace")
+    serializer_class = WorkflowSerializer
+    filterset_class = WorkflowFilter
+
+    def restrict(self, queryset):
+        return queryset.visible_to(self.principal)
+
+    def get_object(self):
+        return services.get_visible_workflow(self.principal, self.kwargs["pk"])
+
+    @extend_schema(request=WorkflowWriteSerializer, responses={201: WorkflowSerializer})
+    def create(self, request):
+        workflow = services.create_workflow(self.principal, body_object(request))
+        return Response(WorkflowSerializer(workflow).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=WorkflowWriteSerializer, responses=WorkflowSerializer)
+    def partial_update(self, request, pk=None):
+        workflow = services.update_workflow(self.principal, self.get_object(), body_object(request))
+        return Response(WorkflowSerializer(workflow).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.delete_workflow(self.principal, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=RunRequestSerializer, responses={202: WorkflowRunSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        body = request.data if request.data not in (None, "") else {}
+        if not isinstance(body, dict):
+            raise InvalidInput("The request body must be a JSON object.")
+        run = services.start_workflow_run(self.principal, self.get_object(), body.get("input"))
+        return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=WorkflowRunSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def runs(self, request, pk=None):
+        runs = services.visible_runs(self.principal, self.get_object())
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(WorkflowRunSerializer(page, many=True).data)
+
+    @extend_schema(request=None, responses=WorkflowRunDetailSerializer)
+    @action(detail=True, methods=["get"], url_path=RUN_ID)
+    def run_detail(self, request, pk=None, run_id=None):
+        run = services.get_visible_run(self.principal, self.get_object(), run_id)
+        return Response(WorkflowRunDetailSerializer(run).data)
+
+    @extend_schema(request=None, responses=WorkflowRunSerializer)
+    @action(detail=True, methods=["post"], url_path=f"{RUN_ID}/cancel")
+    def cancel_run(self, request, pk=None, run_id=None):
+        run = services.get_visible_run(self.principal, self.get_object(), run_id)
+        return Response(WorkflowRunSerializer(services.cancel_workflow_run(self.principal, run)).data)

@@ -1,0 +1,583 @@
+"""State changes on tasks, workflows and workflow runs. Every write checks namespaces.access first.
+
+Callers: the REST API (workflows.api), the MCP tools and the v1 compatibility layer. Errors are
+tmws_site.errors exceptions naming the field at fault; a refused call changes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from agents.models import Agent
+from memories.services import clean_metadata
+from namespaces import access
+from namespaces.models import Namespace
+from namespaces.services import get_namespace
+from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+from .models import (
+    RunStatus,
+    StepRun,
+    Task,
+    TaskPriority,
+    TaskStatus,
+    Workflow,
+    WorkflowRun,
+    WorkflowStatus,
+    WorkflowType,
+)
+from .steps import clean_steps
+
+MAX_TITLE_LENGTH = 255
+MAX_TEXT_LENGTH = 50_000
+MAX_TYPE_LENGTH = 64
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 64
+MAX_DEPENDENCIES = 100
+MAX_RETRIES_LIMIT = 100
+
+TERMINAL_TASK_STATUSES = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
+# Which status a task may move to from each status. Completed, cancelled and skipped tasks are
+# final; a failed task may be retried (back to pending or in_progress) while retries remain.
+TASK_TRANSITIONS = {
+    TaskStatus.PENDING: {TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED, TaskStatus.FAILED,
+                         TaskStatus.CANCELLED, TaskStatus.SKIPPED},
+    TaskStatus.IN_PROGRESS: {TaskStatus.IN_PROGRESS, TaskStatus.PENDING, TaskStatus.COMPLETED, TaskStatus.FAILED,
+                             TaskStatus.CANCELLED},
+    TaskStatus.FAILED: {TaskStatus.PENDING, TaskStatus.IN_PROGRESS},
+    TaskStatus.COMPLETED: set(),
+    TaskStatus.CANCELLED: set(),
+    TaskStatus.SKIPPED: set(),
+}
+# Statuses that need every dependency completed first.
+STATUSES_AFTER_DEPENDENCIES = {TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED}
+
+TASK_CREATE_FIELDS = {
+    "title", "description", "task_type", "priority", "status", "namespace", "assigned_agent_id", "dependencies",
+    "tags", "metadata", "due_at", "max_retries",
+}
+TASK_UPDATE_FIELDS = (TASK_CREATE_FIELDS | {"progress", "result", "error"})
+WORKFLOW_FIELDS = {"name", "description", "workflow_type", "status", "steps", "config", "tags", "namespace", "metadata"}
+# A workflow's own status describes the definition; runs carry their own status.
+WORKFLOW_DEFINITION_STATUSES = (WorkflowStatus.DRAFT, WorkflowStatus.ACTIVE, WorkflowStatus.INACTIVE)
+
+
+# --- Validation of single values ------------------------------------------------------------
+
+def _clean_text(value, field: str, *, max_length: int, required: bool = False, default: str = "") -> str:
+    if value is None:
+        if required:
+            raise InvalidInput(f"{field} is required.", field=field)
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string.", field=field)
+    value = value.strip()
+    if required and not value:
+        raise InvalidInput(f"{field} may not be empty.", field=field)
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} is {len(value)} characters; the limit is {max_length}.", field=field)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} may not contain NUL characters.", field=field)
+    return value or default
+
+
+def _clean_choice(value, choices, field: str) -> str:
+    if value not in choices:
+        raise InvalidInput(f"{field} must be one of {', '.join(choices)}.", field=field)
+    return value
+
+
+def clean_tags(tags, field: str = "tags") -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise InvalidInput(f"{field} must be a list of strings.", field=field)
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"{field} holds at most {MAX_TAGS} tags.", field=field)
+    cleaned: list[str] = []
+    for tag in tags:
+        tag = tag.strip()
+        if not tag or len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
+            raise InvalidInput(f"Each tag must be 1-{MAX_TAG_LENGTH} characters.", field=field)
+        if tag not in cleaned:
+            cleaned.append(tag)
+    return cleaned
+
+
+def _clean_object(value, field: str) -> dict:
+    try:
+        return clean_metadata(value)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message.replace("metadata", field), field=field) from exc
+
+
+def _clean_json(value, field: str):
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{field} must be JSON (objects, lists, strings, finite numbers, booleans).",
+                           field=field) from exc
+    return value
+
+
+def _clean_datetime(value, field: str) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = value if isinstance(value, dt.datetime) else parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidInput(f"{field} must be an ISO 8601 date and time.", field=field)
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, dt.UTC)
+    return parsed
+
+
+def _clean_int(value, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{field} must be an integer from {low} to {high}.", field=field)
+    return value
+
+
+def _clean_progress(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidInput("progress must be a number from 0 to 1.", field="progress")
+    return float(value)
+
+
+def _parse_uuid(value, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput(f"{field} must hold UUIDs.", field=field) from exc
+
+
+def _reject_unknown(data, allowed: set[str], what: str) -> None:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"The {what} must be a JSON object.")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InvalidInput(f"Unknown field '{str(unknown[0])[:64]}'.", field=str(unknown[0])[:64])
+
+
+def _namespace_for_create(actor, slug) -> Namespace:
+    """The namespace a new task or workflow goes into: the named one, or the calling agent's home."""
+    principal = access.Principal.of(actor)
+    if slug in (None, "") and principal.agent is not None:
+        namespace = principal.agent.namespace
+    else:
+        namespace = get_namespace(slug)
+    allowed, reason = access.can_create_in_namespace(principal, namespace)
+    if not allowed:
+        raise Forbidden(reason, field="namespace")
+    return namespace
+
+
+# --- Tasks ----------------------------------------------------------------------------------
+
+def get_visible_task(actor, task_id) -> Task:
+    """A task the actor may read, or NotFound (hidden and missing look the same)."""
+    try:
+        pk = uuid.UUID(str(task_id))
+    except ValueError as exc:
+        raise NotFound("Task not found.") from exc
+    task = (
+        Task.objects.visible_to(actor)
+        .select_related("assigned_agent", "created_by", "namespace")
+        .filter(pk=pk)
+        .first()
+    )
+    if task is None:
+        raise NotFound("Task not found.")
+    return task
+
+
+def _assignee(task: Task, agent_id) -> Agent | None:
+    if agent_id in (None, ""):
+        return None
+    if not isinstance(agent_id, str):
+        raise InvalidInput("assigned_agent_id must be an agent id.", field="assigned_agent_id")
+    agent = Agent.objects.filter(agent_id=agent_id).first()
+    if agent is None:
+        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field="assigned_agent_id")
+    if not access.can_be_assigned(agent, task):
+        reason = "is inactive" if not agent.is_active else f"cannot read namespace '{task.namespace}'"
+        raise InvalidInput(f"Agent '{agent_id[:128]}' {reason}; it cannot take this task.", field="assigned_agent_id")
+    return agent
+
+
+def _dependencies(actor, task: Task, values) -> list[Task]:
+    """The visible tasks named by `values`, refusing the task itself and anything that waits on it."""
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise InvalidInput("dependencies must be a list of task ids.", field="dependencies")
+    if len(values) > MAX_DEPENDENCIES:
+        raise InvalidInput(f"A task has at most {MAX_DEPENDENCIES} dependencies.", field="dependencies")
+    ids = list(dict.fromkeys(_parse_uuid(value, "dependencies") for value in values))
+    found = {t.pk: t for t in Task.objects.visible_to(actor).filter(pk__in=ids)}
+    missing = [pk for pk in ids if pk not in found]
+    if missing:
+        raise InvalidInput(f"dependencies names no task you can see: {missing[0]}.", field="dependencies")
+    if not task._state.adding and task.pk in found:
+        raise InvalidInput("A task cannot depend on itself.", field="dependencies")
+    if not task._state.adding and set(found) & _dependents_of(task):
+        raise InvalidInput("These dependencies would form a cycle.", field="dependencies")
+    return [found[pk] for pk in ids]
+
+
+def _dependents_of(task: Task) -> set:
+    """Every task that waits on `task`, directly or through others."""
+    through = Task.dependencies.through
+    seen: set = set()
+    frontier = {task.pk}
+    while frontier:
+        frontier = set(
+            through.objects.filter(to_task_id__in=frontier).values_list("from_task_id", flat=True)
+        ) - seen
+        seen |= frontier
+    return seen
+
+
+@transaction.atomic
+def create_task(actor, data: dict) -> Task:
+    """Create a task in a namespace the actor may write to (an agent's home namespace by default)."""
+    _reject_unknown(data, TASK_CREATE_FIELDS, "task")
+    principal = access.Principal.of(actor)
+    task = Task(
+        title=_clean_text(data.get("title"), "title", max_length=MAX_TITLE_LENGTH, required=True),
+        description=_clean_text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
+        task_type=_clean_text(data.get("task_type"), "task_type", max_length=MAX_TYPE_LENGTH, default="general"),
+        priority=_clean_choice(data.get("priority", TaskPriority.MEDIUM), TaskPriority.values, "priority"),
+        tags=clean_tags(data.get("tags")),
+        metadata=_clean_object(data.get("metadata"), "metadata"),
+        due_at=_clean_datetime(data.get("due_at"), "due_at"),
+        max_retries=_clean_int(data.get("max_retries", 3), "max_retries", 0, MAX_RETRIES_LIMIT),
+        created_by=principal.agent,
+    )
+    status = _clean_choice(data.get("status", TaskStatus.PENDING), TaskStatus.values, "status")
+    task.namespace = _namespace_for_create(principal, data.get("namespace"))
+    task.assigned_agent = _assignee(task, data.get("assigned_agent_id"))
+    dependencies = _dependencies(principal, task, data.get("dependencies"))
+    task.save()
+    task.dependencies.set(dependencies)
+    if status != TaskStatus.PENDING:
+        _move_to(task, status)
+        task.save()
+    return task
+
+
+@transaction.atomic
+def update_task(actor, task: Task, changes: dict) -> Task:
+    """Change a task's fields; status, progress, result and error follow update_task_status's rules."""
+    if not access.can_change_task(actor, task):
+        raise Forbidden("You may read this task but not change it.")
+    _reject_unknown(changes, TASK_UPDATE_FIELDS, "change")
+    principal = access.Principal.of(actor)
+    if "title" in changes:
+        task.title = _clean_text(changes["title"], "title", max_length=MAX_TITLE_LENGTH, required=True)
+    if "description" in changes:
+        task.description = _clean_text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
+    if "task_type" in changes:
+        task.task_type = _clean_text(changes["task_type"], "task_type", max_length=MAX_TYPE_LENGTH, default="general")
+    if "priority" in changes:
+        task.priority = _clean_choice(changes["priority"], TaskPriority.values, "priority")
+    if "tags" in changes:
+        task.tags = clean_tags(changes["tags"])
+    if "metadata" in changes:
+        task.metadata = _clean_object(changes["metadata"], "metadata")
+    if "due_at" in changes:
+        task.due_at = _clean_datetime(changes["due_at"], "due_at")
+    if "max_retries" in changes:
+        task.max_retries = _clean_int(changes["max_retries"], "max_retries", 0, MAX_RETRIES_LIMIT)
+    if "namespace" in changes:
+        if changes["namespace"] in (None, ""):
+            raise InvalidInput("A task's namespace cannot be removed.", field="namespace")
+        task.namespace = _namespace_for_create(principal, changes["namespace"])
+    if "assigned_agent_id" in changes:
+        task.assigned_agent = _assignee(task, changes["assigned_agent_id"])
+    if "dependencies" in changes:
+        task.dependencies.set(_dependencies(principal, task, changes["dependencies"]))
+    task.save()
+    if {"status", "progress", "result", "error"} & set(changes):
+        _apply_status(
+            task,
+            changes.get("status", task.status),
+            progress=changes.get("progress"),
+            result=changes.get("result"),
+            error=changes.get("error"),
+        )
+        task.save()
+    return task
+
+
+@transaction.atomic
+def assign_task(actor, task: Task, agent_id: str) -> Task:
+    """Give a task to an agent that can read its namespace (an empty agent_id unassigns it)."""
+    if not access.can_change_task(actor, task):
+        raise Forbidden("You may read this task but not assign it.")
+    if agent_id is not None and not isinstance(agent_id, str):
+        raise InvalidInput("agent_id must be an agent id.", field="agent_id")
+    try:
+        task.assigned_agent = _assignee(task, agent_id)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="agent_id") from exc
+    task.save(update_fields=["assigned_agent", "updated_at"])
+    return task
+
+
+def _incomplete_dependencies(task: Task) -> list[str]:
+    return [str(pk) for pk in task.dependencies.exclude(status=TaskStatus.COMPLETED).values_list("pk", flat=True)]
+
+
+def _move_to(task: Task, status: str) -> None:
+    """Set `status` after checking the transition, dependencies and retries; keep the timestamps right."""
+    current = task.status
+    if status not in TASK_TRANSITIONS[current]:
+        raise Conflict(
+            f"A {current} task cannot become {status}.", field="status", code="invalid_transition"
+        )
+    if status in STATUSES_AFTER_DEPENDENCIES and status != current:
+        waiting = _incomplete_dependencies(task)
+        if waiting:
+            raise InvalidInput(
+                f"The task cannot become {status}: {len(waiting)} of its dependencies "
+                f"{'is' if len(waiting) == 1 else 'are'} not completed ({', '.join(waiting[:5])}).",
+                field="dependencies",
+                code="dependencies_incomplete",
+            )
+    if current == TaskStatus.FAILED and status != current:
+        if task.retry_count >= task.max_retries:
+            raise Conflict(
+                f"The task has been retried {task.retry_count} times; max_retries is {task.max_retries}.",
+                field="status",
+                code="retries_exhausted",
+            )
+        task.retry_count += 1
+        task.error = ""
+    now = timezone.now()
+    if status == TaskStatus.IN_PROGRESS and current != TaskStatus.IN_PROGRESS:
+        task.started_at = now
+    if status == TaskStatus.PENDING:
+        task.started_at = None
+    if status in TERMINAL_TASK_STATUSES:
+        task.completed_at = now
+    else:
+        task.completed_at = None
+    if status == TaskStatus.COMPLETED:
+        task.progress = 1.0
+    task.status = status
+
+
+def _apply_status(task: Task, status, *, progress=None, result=None, error=None) -> None:
+    status = _clean_choice(status, TaskStatus.values, "status")
+    if progress is not None:
+        progress = _clean_progress(progress)
+    if error is not None:
+        error = _clean_text(error, "error", max_length=MAX_TEXT_LENGTH)
+    if result is not None:
+        result = _clean_json(result, "result")
+    if status == task.status and task.status in TERMINAL_TASK_STATUSES:
+        raise Conflict(f"The task is already {status}.", field="status", code="invalid_transition")
+    _move_to(task, status)
+    if progress is not None:
+        task.progress = progress
+    if result is not None:
+        task.result = result
+    if error is not None:
+        task.error = error
+
+
+@transaction.atomic
+def update_task_status(actor, task: Task, status: str, *, progress=None, result=None, error=None) -> Task:
+    """Move a task to `status` (with optional progress 0-1, result and error).
+
+    in_progress sets started_at; completed, failed, cancelled and skipped set completed_at. A
+    task cannot start or complete while a dependency is not completed.
+    """
+    if not access.can_change_task(actor, task):
+        raise Forbidden("You may read this task but not change its status.")
+    task = (
+        Task.objects.select_for_update(of=("self",))
+        .select_related("assigned_agent", "created_by", "namespace")
+        .get(pk=task.pk)
+    )
+    _apply_status(task, status, progress=progress, result=result, error=error)
+    task.save()
+    return task
+
+
+def complete_task(actor, task: Task, result=None) -> Task:
+    """Mark a task completed, recording its result."""
+    return update_task_status(actor, task, TaskStatus.COMPLETED, result=result)
+
+
+@transaction.atomic
+def delete_task(actor, task: Task) -> None:
+    """Delete a task; refused while unfinished tasks still wait on it."""
+    if not access.can_delete_task(actor, task):
+        raise Forbidden("Only the task's creator, its namespace's admins and operators may delete it.")
+    waiting = task.dependents.exclude(status__in=TERMINAL_TASK_STATUSES).count()
+    if waiting:
+        raise Conflict(
+            f"{waiting} unfinished task{'s' if waiting != 1 else ''} depend on this task; "
+            "remove the dependency or finish them first.",
+            code="has_dependents",
+        )
+    task.delete()
+
+
+# --- Workflows ------------------------------------------------------------------------------
+
+def get_visible_workflow(actor, workflow_id) -> Workflow:
+    """A workflow the actor may read, or NotFound."""
+    try:
+        pk = uuid.UUID(str(workflow_id))
+    except ValueError as exc:
+        raise NotFound("Workflow not found.") from exc
+    workflow = Workflow.objects.visible_to(actor).select_related("created_by", "namespace").filter(pk=pk).first()
+    if workflow is None:
+        raise NotFound("Workflow not found.")
+    return workflow
+
+
+@transaction.atomic
+def create_workflow(actor, data: dict) -> Workflow:
+    """Create a workflow; its steps are validated (actions, names, dependencies, cycles) up front."""
+    _reject_unknown(data, WORKFLOW_FIELDS, "workflow")
+    principal = access.Principal.of(actor)
+    workflow_type = _clean_choice(
+        data.get("workflow_type", WorkflowType.SEQUENTIAL), WorkflowType.values, "workflow_type"
+    )
+    workflow = Workflow(
+        name=_clean_text(data.get("name"), "name", max_length=MAX_TITLE_LENGTH, required=True),
+        description=_clean_text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
+        workflow_type=workflow_type,
+        status=_clean_choice(data.get("status", WorkflowStatus.DRAFT), WORKFLOW_DEFINITION_STATUSES, "status"),
+        steps=clean_steps(data.get("steps"), workflow_type),
+        config=_clean_object(data.get("config"), "config"),
+        tags=clean_tags(data.get("tags")),
+        metadata=_clean_object(data.get("metadata"), "metadata"),
+        created_by=principal.agent,
+    )
+    workflow.namespace = _namespace_for_create(principal, data.get("namespace"))
+    workflow.save()
+    return workflow
+
+
+@transaction.atomic
+def update_workflow(actor, workflow: Workflow, changes: dict) -> Workflow:
+    """Change a workflow; runs already started keep the steps they started with."""
+    if not access.can_change_workflow(actor, workflow):
+        raise Forbidden("You may read this workflow but not change it.")
+    _reject_unknown(changes, WORKFLOW_FIELDS, "change")
+    if "name" in changes:
+        workflow.name = _clean_text(changes["name"], "name", max_length=MAX_TITLE_LENGTH, required=True)
+    if "description" in changes:
+        workflow.description = _clean_text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
+    if "status" in changes:
+        workflow.status = _clean_choice(changes["status"], WORKFLOW_DEFINITION_STATUSES, "status")
+    if "workflow_type" in changes:
+        workflow.workflow_type = _clean_choice(changes["workflow_type"], WorkflowType.values, "workflow_type")
+    if "steps" in changes or "workflow_type" in changes:
+        workflow.steps = clean_steps(changes.get("steps", workflow.steps), workflow.workflow_type)
+    if "config" in changes:
+        workflow.config = _clean_object(changes["config"], "config")
+    if "tags" in changes:
+        workflow.tags = clean_tags(changes["tags"])
+    if "metadata" in changes:
+        workflow.metadata = _clean_object(changes["metadata"], "metadata")
+    if "namespace" in changes:
+        if changes["namespace"] in (None, ""):
+            raise InvalidInput("A workflow's namespace cannot be removed.", field="namespace")
+        workflow.namespace = _namespace_for_create(actor, changes["namespace"])
+    workflow.save()
+    return workflow
+
+
+@transaction.atomic
+def delete_workflow(actor, workflow: Workflow) -> None:
+    """Delete a workflow and its finished runs; refused while a run is pending or running."""
+    if not access.can_change_workflow(actor, workflow):
+        raise Forbidden("You may read this workflow but not delete it.")
+    if workflow.runs.unfinished().exists():
+        raise Conflict("The workflow has unfinished runs; cancel them first.", code="has_active_runs")
+    workflow.delete()
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+def get_visible_run(actor, workflow: Workflow, run_id) -> WorkflowRun:
+    """A run of `workflow` the actor may read, or NotFound."""
+    try:
+        pk = uuid.UUID(str(run_id))
+    except ValueError as exc:
+        raise NotFound("Workflow run not found.") from exc
+    run = (
+        WorkflowRun.objects.visible_to(actor)
+        .select_related("workflow", "triggered_by")
+        .filter(workflow=workflow, pk=pk)
+        .first()
+    )
+    if run is None:
+        raise NotFound("Workflow run not found.")
+    return run
+
+
+def visible_runs(actor, workflow: Workflow):
+    """The runs of `workflow` the actor may read, newest first."""
+    return WorkflowRun.objects.visible_to(actor).filter(workflow=workflow).select_related("triggered_by")
+
+
+@transaction.atomic
+def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> WorkflowRun:
+    """Create a pending run of a visible workflow and queue its execution once this transaction commits.
+
+    The run executes as the caller, with the caller's permissions, on the steps as they are now.
+    """
+    principal = access.Principal.of(actor)
+    if not Workflow.objects.visible_to(principal).filter(pk=workflow.pk).exists():
+        raise NotFound("Workflow not found.")
+    if principal.agent is None and not principal.is_operator:
+        raise Forbidden("Only agents and operators run workflows.")
+    if workflow.status == WorkflowStatus.INACTIVE:
+        raise Conflict("The workflow is inactive; set its status to active or draft to run it.",
+                       field="status", code="inactive")
+    run_input = _clean_object(input, "input")
+    try:
+        steps = clean_steps(workflow.steps, workflow.workflow_type)
+    except InvalidInput as exc:
+        raise InvalidInput(f"The workflow's steps are invalid: {exc.message}", field=exc.field or "steps") from exc
+    metadata = {"steps": steps, "workflow_type": workflow.workflow_type}
+    if principal.agent is None:
+        metadata["triggered_by_user_id"] = principal.user_id
+    run = WorkflowRun.objects.create(
+        workflow=workflow, triggered_by=principal.agent, input=run_input, metadata=metadata
+    )
+    from .tasks import execute_workflow_run
+
+    run_id = str(run.pk)
+    transaction.on_commit(lambda: execute_workflow_run.delay(run_id))
+    return run
+
+
+@transaction.atomic
+def cancel_workflow_run(actor, run: WorkflowRun) -> WorkflowRun:
+    """Stop a pending or running run before its next step; the step in flight finishes."""
+    if not WorkflowRun.objects.visible_to(actor).filter(pk=run.pk).exists():
+        raise NotFound("Workflow run not found.")
+    if not access.can_cancel_workflow_run(actor, run):
+        raise Forbidden("Only whoever started the run and the workflow's managers may cancel it.")
+    run = WorkflowRun.objects.select_for_update(of=("self",)).select_related("workflow", "triggered_by").get(pk=run.pk)
+    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        raise Conflict(f"The run is already {run.status}.", field="status", code="run_finished")
+    now = timezone.now()
+    run.status = RunStatus.CANCELLED
+    run.finished_at = now
+    run.error = "Cancelled."
+    run.save(update_fields=["status", "finished_at", "error", "updated_at"])
+    StepRun.objects.filter(run=run, status=RunStatus.PENDING).update(status=RunStatus.CANCELLED, updated_at=now)
+    return run
