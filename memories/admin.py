@@ -1,0 +1,137 @@
+"""Operator UI for memories. The raw embedding vector is never loaded into or shown on these pages."""
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.postgres.search import SearchQuery
+from django.utils import timezone
+
+from namespaces import access
+from namespaces.admin import ServiceModelAdmin
+
+from . import services
+from .choices import EmbeddingStatus
+from .models import TEXT_SEARCH_CONFIG, Memory
+from .tasks import enqueue_embedding
+
+EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
+READ_ONLY_FIELDS = [
+    "id", "embedding_status", "embedding_error", "embedding_attempts", "access_count", "last_accessed_at",
+    "shared_with", "created_at", "updated_at",
+]
+
+
+class MemoryForm(forms.ModelForm):
+    class Meta:
+        model = Memory
+        fields = ["agent", "parent_memory", *EDITABLE_FIELDS]
+        widgets = {"content": forms.Textarea(attrs={"rows": 8, "cols": 100})}
+
+
+@admin.register(Memory)
+class MemoryAdmin(ServiceModelAdmin):
+    form = MemoryForm
+    list_display = [
+        "preview", "agent", "namespace", "access_level", "memory_category", "embedding_status",
+        "access_count", "last_accessed_at", "created_at",
+    ]
+    list_filter = [
+        "access_level", "embedding_status", "memory_category", ("namespace", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["agent", "namespace"]
+    search_fields = ["content"]
+    search_help_text = "Full-text search on the content (words, \"quoted phrases\", -excluded), or a memory id."
+    autocomplete_fields = ["agent"]
+    raw_id_fields = ["parent_memory"]
+    actions = ["re_embed"]
+    service_field_names = {"agent_id": "agent", "parent_memory_id": "parent_memory"}
+
+    def get_queryset(self, request):
+        # The vector and the text-search vector are large and never shown.
+        return super().get_queryset(request).defer("embedding", "search_vector")
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = [(None, {"fields": ["agent", "parent_memory", *EDITABLE_FIELDS]})]
+        if obj is not None:
+            fieldsets.append(("Embedding and use", {"fields": READ_ONLY_FIELDS}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        # The owner and the parent are fixed once a memory exists (the service does not move them).
+        return ["agent", "parent_memory", *READ_ONLY_FIELDS] if obj is not None else []
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        # The generated tsvector column has a GIN index; a substring scan would read every row.
+        query = SearchQuery(term, config=TEXT_SEARCH_CONFIG, search_type="websearch")
+        return queryset.filter(search_vector=query), False
+
+    @admin.display(description="content", ordering="created_at")
+    def preview(self, obj):
+        return obj.preview
+
+    @admin.display(description="shared with agents")
+    def shared_with(self, obj):
+        return ", ".join(services.shared_agent_ids(obj)) or "—"
+
+    # Permissions: the access module decides per memory.
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request)
+        return self.has_view_permission(request) and access.can(request.user, access.Action.CHANGE, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return self.has_view_permission(request) and access.can(request.user, access.Action.DELETE, obj)
+
+    # Writes.
+    def save_via_service(self, request, form, change):
+        data = form.cleaned_data
+        if not change:
+            agent, parent = data.get("agent"), data.get("parent_memory")
+            return services.create_memory(
+                request.user,
+                {
+                    "content": data["content"],
+                    "namespace": data["namespace"].namespace,
+                    "access_level": data["access_level"],
+                    "agent_id": agent.agent_id if agent else None,
+                    "parent_memory_id": str(parent.pk) if parent else None,
+                    "memory_category": data["memory_category"],
+                    "context_tags": data.get("context_tags") or [],
+                    "learning_weight": data["learning_weight"],
+                    "metadata": data.get("metadata") or {},
+                },
+            )
+        changes = self.changes_from(form, EDITABLE_FIELDS)
+        if "namespace" in changes:
+            changes["namespace"] = changes["namespace"].namespace
+        for field, empty in (("context_tags", []), ("metadata", {})):
+            if field in changes and changes[field] is None:
+                changes[field] = empty
+        memory = Memory.objects.select_for_update().defer("embedding", "search_vector").get(pk=form.instance.pk)
+        return services.update_memory(request.user, memory, changes)
+
+    def delete_via_service(self, request, obj):
+        services.delete_memory(request.user, obj)
+
+    @admin.action(description="Re-embed the selected memories", permissions=["change"])
+    def re_embed(self, request, queryset):
+        ids = list(self.changeable(request, queryset).values_list("pk", flat=True))
+        Memory.objects.filter(pk__in=ids).update(
+            embedding_status=EmbeddingStatus.PENDING, embedding_error="", embedding_attempts=0, updated_at=timezone.now()
+        )
+        enqueue_embedding(ids)
+        messages.success(request, f"Queued {len(ids)} memory(ies) for embedding.")
+        skipped = queryset.count() - len(ids)
+        if skipped:
+            messages.error(request, f"Skipped {skipped} memory(ies) outside the namespaces you may change.")

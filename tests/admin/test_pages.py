@@ -1,0 +1,156 @@
+"""Every admin page renders for a superuser with data present, and the memory pages never show the vector."""
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from memories.models import Memory
+
+MODELS = [
+    ("agents", "agent"),
+    ("agents", "apikey"),
+    ("namespaces", "namespace"),
+    ("memories", "memory"),
+    ("workflows", "task"),
+    ("workflows", "workflow"),
+    ("workflows", "workflowrun"),
+]
+ADDABLE = [m for m in MODELS if m[1] not in ("apikey", "workflowrun")]
+
+
+@pytest.mark.parametrize(("app", "model"), MODELS)
+def test_changelist_renders_with_rows(superuser_client, one_of_each, app, model):
+    # when
+    response = superuser_client.get(reverse(f"admin:{app}_{model}_changelist"))
+    # then
+    assert response.status_code == 200
+    assert response.context["cl"].result_count >= 1
+
+
+@pytest.mark.parametrize(("app", "model"), MODELS)
+def test_changelist_search_renders(superuser_client, one_of_each, app, model):
+    # when
+    response = superuser_client.get(reverse(f"admin:{app}_{model}_changelist"), {"q": "release"})
+    # then
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("app", "model"), ADDABLE)
+def test_add_page_renders(superuser_client, one_of_each, app, model):
+    # when
+    response = superuser_client.get(reverse(f"admin:{app}_{model}_add"))
+    # then
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("app", "model"), MODELS)
+def test_change_page_renders(superuser_client, one_of_each, app, model):
+    # given
+    obj = one_of_each[model]
+    # when
+    response = superuser_client.get(reverse(f"admin:{app}_{model}_change", args=[obj.pk]))
+    # then
+    assert response.status_code == 200
+    assert response.context["original"].pk == obj.pk
+
+
+def test_read_only_models_offer_no_add_page(superuser_client, one_of_each):
+    # when
+    responses = [superuser_client.get(reverse(f"admin:{app}_{model}_add")) for app, model in MODELS if
+                 (app, model) not in ADDABLE]
+    # then
+    assert [r.status_code for r in responses] == [403, 403]
+
+
+def test_api_key_pages_never_show_the_hash(superuser_client, one_of_each):
+    # given
+    key = one_of_each["apikey"]
+    # when
+    pages = [
+        superuser_client.get(reverse("admin:agents_apikey_changelist")),
+        superuser_client.get(reverse("admin:agents_apikey_change", args=[key.pk])),
+        superuser_client.get(reverse("admin:agents_agent_change", args=[one_of_each["agent"].pk])),
+    ]
+    # then
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    assert all(key.hashed_secret not in p.content.decode() for p in pages)
+    assert all(f"tmws_{key.lookup}_" in p.content.decode() for p in pages)
+
+
+def test_namespace_list_shows_the_tree_in_order_with_counts(superuser_client, one_of_each):
+    # when
+    response = superuser_client.get(reverse("admin:namespaces_namespace_changelist"))
+    # then
+    rows = [(ns.namespace, ns.depth, ns.member_count, ns.memory_count) for ns in response.context["cl"].result_list]
+    # company > team > squad stay together; team holds owner, member and the namespace admin.
+    assert rows == [
+        ("company", 0, 1, 0), ("team", 1, 3, 1), ("squad", 2, 1, 0), ("other", 0, 4, 0),
+    ]
+    assert 'padding-left: 3.0em">└ squad' in response.content.decode()
+
+
+def test_workflow_page_lists_runs_and_run_page_lists_steps(superuser_client, one_of_each):
+    # when
+    workflow_page = superuser_client.get(reverse("admin:workflows_workflow_change", args=[one_of_each["workflow"].pk]))
+    run_page = superuser_client.get(reverse("admin:workflows_workflowrun_change", args=[one_of_each["workflowrun"].pk]))
+    # then
+    assert [fs.formset.queryset.count() for fs in workflow_page.context["inline_admin_formsets"]] == [1]
+    assert [list(fs.formset.queryset) for fs in run_page.context["inline_admin_formsets"]] == [[one_of_each["steprun"]]]
+
+
+@pytest.mark.slow
+def test_memory_pages_never_contain_the_vector(superuser_client, team, django_capture_on_commit_callbacks):
+    # given: a memory whose embedding has been computed
+    from memories.services import create_memory
+
+    with django_capture_on_commit_callbacks(execute=True):
+        memory = create_memory(team["owner"].agent, {"content": "Backups run nightly at two.", "access_level": "shared"})
+    stored = Memory.objects.get(pk=memory.pk)
+    assert stored.embedding_status == "ready"
+    fragments = [repr(float(value))[:8] for value in stored.embedding[:8] if abs(value) > 0.001]
+    # when
+    pages = [
+        superuser_client.get(reverse("admin:memories_memory_change", args=[memory.pk])).content.decode(),
+        superuser_client.get(reverse("admin:memories_memory_changelist")).content.decode(),
+    ]
+    # then
+    assert len(fragments) >= 4
+    for page in pages:
+        assert "Backups run nightly at two." in page
+        assert 'name="embedding"' not in page
+        assert [fragment for fragment in fragments if fragment in page] == []
+
+
+def test_memory_change_page_shows_embedding_error_read_only(superuser_client, one_of_each):
+    # given
+    memory = one_of_each["memory"]
+    Memory.objects.filter(pk=memory.pk).update(embedding_status="failed", embedding_error="RuntimeError: model gone")
+    # when
+    response = superuser_client.get(reverse("admin:memories_memory_change", args=[memory.pk]))
+    # then
+    page = response.content.decode()
+    assert "RuntimeError: model gone" in page
+    assert 'name="embedding_error"' not in page
+    assert 'name="embedding_status"' not in page
+
+
+def test_dashboard_shows_counts_above_the_app_list(superuser_client, one_of_each):
+    # when
+    response = superuser_client.get(reverse("admin:index"))
+    # then
+    assert response.status_code == 200
+    sections = {s["title"]: {label: count for label, count, _ in s["rows"]} for s in response.context["dashboard"]}
+    assert sections["Agents"] == {"All": 8, "Active": 8}
+    assert sections["Namespaces"] == {"All": 4}
+    assert sections["Memories by embedding status"] == {"All": 1, "Pending": 1, "Ready": 0, "Failed": 0}
+    assert sections["Tasks by status"]["All"] == 1
+    assert sections["Tasks by status"]["Pending"] == 1
+    page = response.content.decode()
+    assert page.index('id="operator-dashboard"') < page.index('class="app-agents')
+
+
+def test_dashboard_takes_few_queries(superuser_client, one_of_each, django_assert_max_num_queries):
+    # then: the request's savepoint pair, session, user and its (missing) agent, four aggregates,
+    # and the stock index's recent-actions list
+    with django_assert_max_num_queries(10):
+        superuser_client.get(reverse("admin:index"))
