@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from agents.models import Agent
 from tmws_site.errors import InvalidInput
 from tmws_site.mcp_server import agent_tool, render_json
 
+from . import contextual, services
 from . import search as memory_search
-from . import services
 from .models import Memory
 
 AccessLevelName = Literal["private", "shared", "public", "system"]
@@ -97,6 +97,52 @@ def search_memories(
         context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
     ))
     return render_search(memory_search.search(agent, request))
+
+
+class ConversationTurn(BaseModel):
+    role: Annotated[str, Field(max_length=32, description="Who spoke: user, assistant, system or tool.")] = "user"
+    content: Annotated[str, Field(max_length=10_000, description="What was said.")]
+
+
+class TaskContext(BaseModel):
+    title: Annotated[str | None, Field(description="The task's title.")] = None
+    description: Annotated[str | None, Field(description="What the task is about.")] = None
+    tags: Annotated[list[str] | None, Field(max_length=50, description="Memories with these tags rank higher.")] = None
+    namespace: Annotated[str | None, Field(description="Memories in this namespace rank higher.")] = None
+    task_type: Annotated[str | None, Field(description="The kind of task.")] = None
+    memory_category: Annotated[str | None, Field(description="The category of memory wanted.")] = None
+
+
+@agent_tool(
+    title="Contextual search",
+    read_only=True,
+    description="Search like search_memories, but let the recent conversation and the current task shape the "
+    "ranking: the query is blended with the last turns, and memories sharing the task's tags or namespace rank higher. "
+    'Example: {"query": "what did we decide?", "conversation_context": [{"role": "user", "content": "About the EU '
+    'rollout..."}], "task_context": {"title": "Plan the rollout", "tags": ["deploy"]}}.',
+)
+def contextual_search(
+    agent: Agent,
+    query: Annotated[str, Field(description="What to look for, in natural language.")],
+    conversation_context: Annotated[list[ConversationTurn] | None,
+                                    Field(max_length=20, description="Recent turns, oldest first.")] = None,
+    task_context: Annotated[TaskContext | None, Field(description="The task at hand.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="Number of results, 1-100.")] = 10,
+    mode: Annotated[SearchMode, Field(description="Ranking: hybrid, semantic or keyword.")] = "hybrid",
+    namespace: Annotated[str | None, Field(description="Only memories in this namespace.")] = None,
+    agent_id: Annotated[str | None, Field(description="Only memories owned by this agent.")] = None,
+    access_levels: Annotated[list[AccessLevelName] | None, Field(description="Only these access levels.")] = None,
+    context_tags: Annotated[list[str] | None, Field(description="Only memories carrying all of these tags.")] = None,
+    memory_category: Annotated[str | None, Field(description="Only memories of this category.")] = None,
+    min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop results less similar than this.")] = None,
+) -> dict[str, Any]:
+    request, turns, task = contextual.clean_contextual_request(_given(
+        query=query, limit=limit, mode=mode, namespace=namespace, agent_id=agent_id, access_levels=access_levels,
+        context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
+        conversation_context=[turn.model_dump() for turn in conversation_context] if conversation_context else None,
+        task_context=task_context.model_dump(exclude_none=True) if task_context else None,
+    ))
+    return render_search(contextual.contextual_search(agent, request, turns, task))
 
 
 @agent_tool(

@@ -1,0 +1,187 @@
+"""MCP tools for tasks: create, list, assign, report progress and complete.
+
+These are also the persona-era task tools of the same names: `create_task` accepts
+`assigned_persona_id`, `assign_task` accepts `persona_id`, `list_tasks` accepts
+`assigned_persona_id`, and `update_task_status` accepts `error_message` (persona name ==
+agent_id; see compat.adapter).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from agents.models import Agent
+from tmws_site.errors import InvalidInput
+from tmws_site.mcp_server import agent_tool, render_json
+
+from . import services
+from .models import Task
+
+StatusName = Literal["pending", "in_progress", "completed", "failed", "cancelled", "skipped"]
+PriorityName = Literal["low", "medium", "high", "critical"]
+TaskId = Annotated[str, Field(description="The task's UUID, as returned by create_task or list_tasks.")]
+MAX_LIST = 200
+
+
+def render_task(task: Task) -> dict:
+    """A task in the REST API's shape (GET /api/v2/tasks/{id}), plus the persona-era assignee name."""
+    from .api.serializers import TaskSerializer
+
+    data = render_json(TaskSerializer(task).data)
+    data["assigned_persona_id"] = data.get("assigned_agent_id")
+    return data
+
+
+def _agent_id_for(persona_id: str | None, agent_id: str | None, field: str) -> str | None:
+    """The agent_id a v2 `agent_id` or a persona-era persona reference names (never both)."""
+    if persona_id in (None, ""):
+        return agent_id
+    if agent_id not in (None, ""):
+        raise InvalidInput(f"Give the agent id or the persona-era {field}, not both.", field=field)
+    from compat.adapter import agent_for_persona
+
+    return agent_for_persona(persona_id).agent_id
+
+
+@agent_tool(
+    title="Create a task",
+    description="Create a task in a namespace you may write to (your home namespace by default), optionally assigned "
+    "to an agent that can read that namespace and ordered after other tasks. Persona-era callers may pass "
+    "assigned_persona_id instead of assigned_agent_id. "
+    'Example: {"title": "Review the EU rollout plan", "priority": "high", "assigned_agent_id": "reviewer-bot"}.',
+)
+def create_task(
+    agent: Agent,
+    title: Annotated[str, Field(description="Short title, 1-255 characters.")],
+    description: Annotated[str | None, Field(description="What has to be done.")] = None,
+    task_type: Annotated[str | None, Field(description="Free text kind of task; default 'general'.")] = None,
+    priority: Annotated[PriorityName, Field(description="Priority.")] = "medium",
+    namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
+    assigned_agent_id: Annotated[str | None, Field(description="The agent to give the task to.")] = None,
+    dependencies: Annotated[list[str] | None, Field(description="UUIDs of tasks that must complete first.")] = None,
+    tags: Annotated[list[str] | None, Field(max_length=50, description="Tags.")] = None,
+    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
+    due_at: Annotated[datetime | None, Field(description="Deadline, ISO 8601.")] = None,
+    max_retries: Annotated[int | None, Field(ge=0, le=100, description="Retries allowed after failure.")] = None,
+    assigned_persona_id: Annotated[str | None, Field(description="Persona-era: the persona (name) to assign.")] = None,
+) -> dict[str, Any]:
+    data = {
+        "title": title, "description": description, "task_type": task_type, "priority": priority,
+        "namespace": namespace, "dependencies": dependencies, "tags": tags, "metadata": metadata, "due_at": due_at,
+        "max_retries": max_retries,
+        "assigned_agent_id": _agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id"),
+    }
+    task = services.create_task(agent, {key: value for key, value in data.items() if value is not None})
+    return render_task(task)
+
+
+@agent_tool(
+    title="List tasks",
+    read_only=True,
+    description="List the tasks you may read (yours, assigned to you, and those of namespaces you read), newest "
+    'first. Example: {"status": "pending", "assigned_to_me": true}.',
+)
+def list_tasks(
+    agent: Agent,
+    status: Annotated[StatusName | None, Field(description="Only tasks in this status.")] = None,
+    priority: Annotated[PriorityName | None, Field(description="Only tasks of this priority.")] = None,
+    namespace: Annotated[str | None, Field(description="Only tasks in this namespace.")] = None,
+    assigned_agent_id: Annotated[str | None, Field(description="Only tasks assigned to this agent.")] = None,
+    assigned_to_me: Annotated[bool, Field(description="Only tasks assigned to you.")] = False,
+    task_type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
+    tag: Annotated[str | None, Field(description="Only tasks carrying this tag.")] = None,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="At most this many tasks.")] = 50,
+    assigned_persona_id: Annotated[str | None, Field(description="Persona-era name of assigned_agent_id.")] = None,
+) -> dict[str, Any]:
+    tasks = (
+        Task.objects.visible_to(agent)
+        .select_related("assigned_agent", "created_by", "namespace")
+        .prefetch_related("dependencies")
+        .order_by("-created_at")
+    )
+    assignee = _agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id")
+    if assigned_to_me:
+        tasks = tasks.filter(assigned_agent=agent)
+    if assignee:
+        tasks = tasks.filter(assigned_agent__agent_id=assignee)
+    if status:
+        tasks = tasks.filter(status=status)
+    if priority:
+        tasks = tasks.filter(priority=priority)
+    if namespace:
+        tasks = tasks.filter(namespace__namespace=namespace)
+    if task_type:
+        tasks = tasks.filter(task_type=task_type)
+    if tag:
+        tasks = tasks.filter(tags__contains=[tag])
+    found = [render_task(task) for task in tasks[: limit + 1]]
+    return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
+
+
+@agent_tool(
+    title="Get a task",
+    read_only=True,
+    description='Read one task by id; a task you may not read answers "not found". Example: {"task_id": "<uuid>"}.',
+)
+def get_task(agent: Agent, task_id: TaskId) -> dict[str, Any]:
+    return render_task(services.get_visible_task(agent, task_id))
+
+
+@agent_tool(
+    title="Assign a task",
+    description="Give a task you may change (you created it, it is assigned to you, or you administer its namespace) "
+    "to an agent that can read its namespace; an empty agent_id unassigns it. Persona-era callers pass persona_id. "
+    'Example: {"task_id": "<uuid>", "agent_id": "reviewer-bot"}.',
+)
+def assign_task(
+    agent: Agent,
+    task_id: TaskId,
+    agent_id: Annotated[str | None, Field(description="The agent to assign; empty string unassigns.")] = None,
+    persona_id: Annotated[str | None, Field(description="Persona-era: the persona (name == agent_id) to assign.")] = None,
+) -> dict[str, Any]:
+    if agent_id is None and persona_id in (None, ""):
+        raise InvalidInput("Give agent_id (or the persona-era persona_id); an empty agent_id unassigns.",
+                           field="agent_id")
+    target = _agent_id_for(persona_id, agent_id, "persona_id")
+    task = services.get_visible_task(agent, task_id)
+    return render_task(services.assign_task(agent, task, target or None))
+
+
+@agent_tool(
+    title="Update task status",
+    description="Move a task you may change to a new status, with optional progress (0-1), result and error. "
+    "Completed, cancelled and skipped are final; a task cannot start or complete before its dependencies. "
+    'Example: {"task_id": "<uuid>", "status": "in_progress", "progress": 0.3}.',
+)
+def update_task_status(
+    agent: Agent,
+    task_id: TaskId,
+    status: Annotated[StatusName, Field(description="The new status.")],
+    progress: Annotated[float | None, Field(ge=0, le=1, description="Progress from 0 to 1.")] = None,
+    result: Annotated[Any, Field(description="Any JSON value describing the outcome.")] = None,
+    error: Annotated[str | None, Field(description="What went wrong (for status 'failed').")] = None,
+    error_message: Annotated[str | None, Field(description="Persona-era name of error.")] = None,
+) -> dict[str, Any]:
+    if error is not None and error_message is not None:
+        raise InvalidInput("Give error or the persona-era error_message, not both.", field="error_message")
+    task = services.get_visible_task(agent, task_id)
+    updated = services.update_task_status(
+        agent, task, status, progress=progress, result=result, error=error if error is not None else error_message
+    )
+    return render_task(updated)
+
+
+@agent_tool(
+    title="Complete a task",
+    description="Mark a task you may change as completed, recording its result. "
+    'Example: {"task_id": "<uuid>", "result": {"summary": "Plan approved"}}.',
+)
+def complete_task(
+    agent: Agent,
+    task_id: TaskId,
+    result: Annotated[Any, Field(description="Any JSON value describing the outcome.")] = None,
+) -> dict[str, Any]:
+    task = services.get_visible_task(agent, task_id)
+    return render_task(services.complete_task(agent, task, result=result))
