@@ -97,7 +97,8 @@ def update_namespace(actor, namespace: Namespace, **changes) -> Namespace:
     if "parent_namespace" in changes:
         slug = changes["parent_namespace"]
         parent = get_namespace(slug, field="parent_namespace") if slug else None
-        if parent is not None and not access.is_namespace_admin(actor, parent):
+        # A move needs the same right as creating a namespace there (for the root: operators and admin agents).
+        if parent != namespace.parent and not access.can_create_namespace(actor, parent):
             raise Forbidden("Moving a namespace needs admin rights on the new parent.")
         old_path = namespace.path
         _place(namespace, parent)
