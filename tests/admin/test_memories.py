@@ -1,0 +1,144 @@
+"""Memories in the admin: writes through the service, re-embedding, search, and a flat query count."""
+from __future__ import annotations
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from memories.models import Memory
+from memories.services import bulk_create_memories, create_memory
+
+CHANGE_FORM = {"memory_category": "general", "access_level": "shared", "context_tags": "[]", "learning_weight": "1.0",
+               "metadata": "{}"}
+
+
+def test_re_embed_action_resets_to_pending_and_enqueues(superuser_client, team, django_capture_on_commit_callbacks):
+    # given: one memory whose embedding failed, one never embedded
+    owner = team["owner"].agent
+    failed = create_memory(owner, {"content": "Deploys freeze on Fridays.", "access_level": "shared"})
+    Memory.objects.filter(pk=failed.pk).update(embedding_status="failed", embedding_error="RuntimeError: boom",
+                                               embedding_attempts=3)
+    # when
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = superuser_client.post(
+            reverse("admin:memories_memory_changelist"), {"action": "re_embed", "_selected_action": [failed.pk]}
+        )
+    # then: reset and queued
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert (failed.embedding_status, failed.embedding_error, failed.embedding_attempts) == ("pending", "", 0)
+    assert len(callbacks) == 1
+    # and the queued job embeds it
+    callbacks[0]()
+    failed.refresh_from_db()
+    assert (failed.embedding_status, failed.embedding_attempts, len(failed.embedding)) == ("ready", 1, 384)
+
+
+def test_adding_a_memory_goes_through_the_service(superuser_client, team, django_capture_on_commit_callbacks):
+    # given
+    owner = team["owner"].agent
+    # when
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = superuser_client.post(
+            reverse("admin:memories_memory_add"),
+            {**CHANGE_FORM, "content": "Runbooks live in the ops wiki.", "agent": owner.pk,
+             "namespace": owner.namespace_id, "context_tags": '["ops", "ops"]'},
+        )
+    # then
+    assert response.status_code == 302
+    memory = Memory.objects.get(content="Runbooks live in the ops wiki.")
+    assert (memory.agent, memory.namespace, memory.context_tags, memory.embedding_status) == (
+        owner, owner.namespace, ["ops"], "pending",
+    )
+    assert len(callbacks) == 1
+
+
+def test_a_refused_memory_shows_on_the_form_and_stores_nothing(superuser_client, team):
+    # when: a non-system memory without an owner
+    response = superuser_client.post(
+        reverse("admin:memories_memory_add"),
+        {**CHANGE_FORM, "content": "Nobody owns this.", "namespace": team["owner"].agent.namespace_id},
+    )
+    # then
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["agent"] == [
+        "agent_id is required when an operator stores a non-system memory."
+    ]
+    assert not Memory.objects.filter(content="Nobody owns this.").exists()
+
+
+def test_changing_content_resets_the_embedding(superuser_client, team, django_capture_on_commit_callbacks):
+    # given
+    owner = team["owner"].agent
+    memory = create_memory(owner, {"content": "Old text.", "access_level": "shared"})
+    Memory.objects.filter(pk=memory.pk).update(embedding_status="ready", embedding=[0.1] * 384)
+    # when
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = superuser_client.post(
+            reverse("admin:memories_memory_change", args=[memory.pk]),
+            {**CHANGE_FORM, "content": "New text.", "namespace": owner.namespace_id},
+        )
+    # then
+    assert response.status_code == 302
+    memory.refresh_from_db()
+    assert (memory.content, memory.embedding_status, memory.embedding) == ("New text.", "pending", None)
+    assert len(callbacks) == 1
+
+
+def test_deleting_a_memory(superuser_client, team):
+    # given
+    memory = create_memory(team["owner"].agent, {"content": "Forget me.", "access_level": "private"})
+    # when
+    response = superuser_client.post(reverse("admin:memories_memory_delete", args=[memory.pk]), {"post": "yes"})
+    # then
+    assert response.status_code == 302
+    assert not Memory.objects.filter(pk=memory.pk).exists()
+
+
+def test_search_uses_the_text_search_vector_and_ids(superuser_client, team):
+    # given
+    owner = team["owner"].agent
+    deploy = create_memory(owner, {"content": "Deployments need two approvals.", "access_level": "shared"})
+    create_memory(owner, {"content": "Lunch is at noon.", "access_level": "shared"})
+    url = reverse("admin:memories_memory_changelist")
+    # when
+    by_word = superuser_client.get(url, {"q": "deployment approval"})
+    by_id = superuser_client.get(url, {"q": str(deploy.pk)})
+    # then
+    assert [m.pk for m in by_word.context["cl"].result_list] == [deploy.pk]
+    assert [m.pk for m in by_id.context["cl"].result_list] == [deploy.pk]
+
+
+def test_memory_changelist_queries_do_not_grow_with_rows(superuser_client, team, django_assert_max_num_queries):
+    # given: a baseline with two memories of two agents
+    url = reverse("admin:memories_memory_changelist")
+    for handle in (team["owner"], team["outsider"]):
+        create_memory(handle.agent, {"content": f"Baseline fact of {handle.agent_id}.", "access_level": "public"})
+    with CaptureQueriesContext(connection) as baseline:
+        assert superuser_client.get(url).status_code == 200
+    # when: forty more memories across every agent and namespace
+    for handle in team.values():
+        bulk_create_memories(handle.agent, [
+            {"content": f"Fact {i} of {handle.agent_id}.", "access_level": "public", "memory_category": f"c{i % 3}"}
+            for i in range(5)
+        ])
+    # then
+    with django_assert_max_num_queries(len(baseline)):
+        response = superuser_client.get(url)
+    assert response.context["cl"].result_count == 42
+
+
+def test_namespace_changelist_queries_do_not_grow_with_rows(superuser_client, make_namespace,
+                                                            django_assert_max_num_queries):
+    # given
+    url = reverse("admin:namespaces_namespace_changelist")
+    make_namespace("root")
+    with CaptureQueriesContext(connection) as baseline:
+        superuser_client.get(url)
+    # when
+    for i in range(15):
+        make_namespace(f"child-{i}", parent="root")
+    # then
+    with django_assert_max_num_queries(len(baseline)):
+        response = superuser_client.get(url)
+    assert response.context["cl"].result_count == 16
