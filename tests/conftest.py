@@ -20,6 +20,18 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _in_process_celery(settings):
+    """Background jobs run in-process in tests, even if the shell exports CELERY_BROKER_URL."""
+    from tmws_site.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
 def redis_url() -> str:
     return os.environ.get("TMWS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

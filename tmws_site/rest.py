@@ -69,7 +69,7 @@ def exception_handler(exc, context):
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
+        fields = _flatten(exc.detail) or {"non_field_errors": ["Invalid input."]}
         first_field, first_messages = next(iter(fields.items()))
         message = f"{first_field}: {first_messages[0]}" if first_field != "non_field_errors" else first_messages[0]
         return error_response("invalid", message, status.HTTP_400_BAD_REQUEST, fields, headers)
