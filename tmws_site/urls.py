@@ -18,6 +18,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("mcp", mcp_http_view, name="mcp"),
     path("api/v2/", include((api_v2, "v2"))),
+    path("api/v1/", include(("compat.api.urls", "v1"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

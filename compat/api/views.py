@@ -1,0 +1,465 @@
+"""API v1: the persona-era REST contract, served by the v2 services through the persona adapter.
+
+Views only translate: persona-era field names in, v2 service calls, persona-era shapes out.
+Authentication, row-level security, access control and the error shape are v2's (BaseAPIView).
+Every response, errors included, says it is deprecated and names its v2 successor.
+"""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils.http import http_date
+from rest_framework import status
+from rest_framework.response import Response
+
+from agents.models import Agent
+from memories import search as memory_search
+from memories import services as memory_services
+from memories.choices import AccessLevel
+from memories.models import Memory
+from tmws_site.api import BaseAPIView
+from tmws_site.errors import InvalidInput
+from workflows import services as workflow_services
+from workflows.models import Task, TaskStatus, Workflow
+
+from ..adapter import (
+    MEMORY_LEGACY_KEY,
+    agent_for_persona,
+    importance_to_learning_weight,
+    legacy_persona_id,
+    memory_importance,
+    persona_to_dict,
+)
+
+DEFAULT_SUNSET = date(2027, 6, 30)
+MAX_LIST_LIMIT = 100
+
+
+def sunset_header() -> str:
+    value = getattr(settings, "TMWS_V1_SUNSET", None) or DEFAULT_SUNSET
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
+    return http_date(datetime.combine(value, time(0, 0), tzinfo=UTC).timestamp())
+
+
+def body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return request.data
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def _limit_offset(request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", 50))
+        offset = int(request.query_params.get("offset", 0))
+    except ValueError:
+        raise InvalidInput("limit and offset must be integers.", field="limit") from None
+    if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
+        raise InvalidInput(f"limit must be 1-{MAX_LIST_LIMIT} and offset at least 0.", field="limit")
+    return limit, offset
+
+
+def _page(queryset, request, shape) -> dict:
+    limit, offset = _limit_offset(request)
+    total = queryset.count()
+    return {"items": [shape(obj) for obj in queryset[offset:offset + limit]], "total": total, "limit": limit,
+            "offset": offset}
+
+
+def _persona_agent_id(reference) -> str | None:
+    """The agent_id a persona reference (name or UUID) names; None when absent."""
+    if reference in (None, ""):
+        return None
+    return agent_for_persona(reference).agent_id
+
+
+class V1View(BaseAPIView):
+    """Base of every v1 view: v2 authentication and access, plus the deprecation headers."""
+
+    successor = "/api/v2/"
+
+    def successor_path(self) -> str:
+        return self.successor.format(**{k: v for k, v in self.kwargs.items()})
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Deprecation"] = "true"
+        response["Sunset"] = sunset_header()
+        response["Link"] = f'<{self.successor_path()}>; rel="successor-version"'
+        return response
+
+
+# --- personas ---------------------------------------------------------------------------------
+
+class PersonaListView(V1View):
+    successor = "/api/v2/agents"
+
+    def get(self, request):
+        agents = Agent.objects.select_related("namespace")
+        if request.query_params.get("persona_only") in ("1", "true"):
+            agents = agents.filter(agent_type="persona")
+        if request.query_params.get("is_active") in ("true", "false"):
+            agents = agents.filter(is_active=request.query_params["is_active"] == "true")
+        return Response(_page(agents.order_by("agent_id"), request, persona_to_dict))
+
+
+class PersonaDetailView(V1View):
+    successor = "/api/v2/agents/{name}"
+
+    def get(self, request, name):
+        return Response(persona_to_dict(agent_for_persona(name)))
+
+    def successor_path(self) -> str:
+        return "/api/v2/agents/" + str(self.kwargs.get("name", ""))
+
+
+class PersonaStatsView(PersonaDetailView):
+    def get(self, request, name):
+        agent = agent_for_persona(name)
+        persona = persona_to_dict(agent)
+        memories = Memory.objects.visible_to(self.principal).filter(agent=agent)
+        tasks = Task.objects.visible_to(self.principal).filter(assigned_agent=agent).aggregate(
+            total=Count("id"),
+            completed=Count("id", filter=Q(status=TaskStatus.COMPLETED)),
+            failed=Count("id", filter=Q(status=TaskStatus.FAILED)),
+            in_progress=Count("id", filter=Q(status=TaskStatus.IN_PROGRESS)),
+        )
+        total = persona["total_tasks"] + tasks["total"]
+        successful = persona["successful_tasks"] + tasks["completed"]
+        return Response({
+            "persona_id": persona["id"],
+            "name": agent.agent_id,
+            "memory_count": memories.count(),
+            "total_tasks": total,
+            "successful_tasks": successful,
+            "failed_tasks": tasks["failed"],
+            "tasks_in_progress": tasks["in_progress"],
+            "success_rate": round(successful / total, 4) if total else 0.0,
+            "average_response_time": persona["average_response_time"],
+            "last_active_at": persona["last_active_at"],
+        })
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+def memory_to_dict(memory: Memory) -> dict:
+    owner = memory.agent
+    legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY) or {}
+    metadata = {k: v for k, v in (memory.metadata or {}).items() if k != MEMORY_LEGACY_KEY}
+    return {
+        "id": str(memory.pk),
+        "content": memory.content,
+        "persona_id": (legacy_persona_id(owner) or str(owner.pk)) if owner else None,
+        "persona_name": owner.agent_id if owner else None,
+        "importance": memory_importance(memory),
+        "tags": memory.context_tags,
+        "context_type": memory.memory_category,
+        "metadata": metadata,
+        "access_count": memory.access_count,
+        "accessed_at": _iso(memory.last_accessed_at),
+        "recall_count": legacy.get("recall_count", 0),
+        "has_embedding": memory.embedding_status == "ready",
+        "content_length": len(memory.content),
+        "namespace": memory.namespace.namespace,
+        "access_level": memory.access_level,
+        "created_at": _iso(memory.created_at),
+        "updated_at": _iso(memory.updated_at),
+    }
+
+
+def memory_fields(data: dict, *, creating: bool) -> dict:
+    """Persona-era memory fields -> v2 fields (unknown v1 fields are ignored, as the old service did)."""
+    fields: dict = {}
+    if "content" in data or creating:
+        fields["content"] = data.get("content")
+    if "importance" in data:
+        importance = data["importance"]
+        if isinstance(importance, bool) or not isinstance(importance, (int, float)) or not 0 <= importance <= 1:
+            raise InvalidInput("importance must be a number between 0 and 1.", field="importance")
+        fields["learning_weight"] = importance_to_learning_weight(importance)
+    if "tags" in data:
+        fields["context_tags"] = data["tags"]
+    if "context_type" in data:
+        fields["memory_category"] = data["context_type"] or None
+    if "metadata" in data:
+        fields["metadata"] = data["metadata"]
+    for passthrough in ("namespace", "access_level"):
+        if passthrough in data:
+            fields[passthrough] = data[passthrough]
+    return fields
+
+
+class MemoryListView(V1View):
+    successor = "/api/v2/memories"
+
+    def get(self, request):
+        memories = Memory.objects.visible_to(self.principal).select_related("agent", "namespace")
+        persona = request.query_params.get("persona_id")
+        if persona:
+            memories = memories.filter(agent=agent_for_persona(persona))
+        if request.query_params.get("context_type"):
+            memories = memories.filter(memory_category=request.query_params["context_type"])
+        if request.query_params.get("tag"):
+            memories = memories.filter(context_tags__contains=[request.query_params["tag"]])
+        return Response(_page(memories.order_by("-created_at"), request, memory_to_dict))
+
+    def post(self, request):
+        data = body(request)
+        fields = memory_fields(data, creating=True)
+        fields.setdefault("access_level", AccessLevel.SHARED)
+        agent_id = _persona_agent_id(data.get("persona_id"))
+        if agent_id:
+            fields["agent_id"] = agent_id
+            if self.principal.agent is None and "namespace" not in fields:
+                fields["namespace"] = agent_for_persona(agent_id).namespace.namespace
+        memory = memory_services.create_memory(self.principal, fields)
+        return Response(memory_to_dict(memory), status=status.HTTP_201_CREATED)
+
+
+class MemoryDetailView(V1View):
+    successor = "/api/v2/memories/{pk}"
+
+    def get(self, request, pk):
+        return Response(memory_to_dict(memory_services.get_visible_memory(self.principal, pk)))
+
+    def put(self, request, pk):
+        memory = memory_services.get_visible_memory(self.principal, pk)
+        data = body(request)
+        changes = memory_fields(data, creating=False)
+        if "metadata" in changes:  # keep what the import recorded from the persona era
+            legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY)
+            if legacy is not None and isinstance(changes["metadata"], dict):
+                changes["metadata"] = {**changes["metadata"], MEMORY_LEGACY_KEY: legacy}
+        memory = memory_services.update_memory(self.principal, memory, changes)
+        return Response(memory_to_dict(memory))
+
+    patch = put
+
+    def delete(self, request, pk):
+        memory_services.delete_memory(self.principal, memory_services.get_visible_memory(self.principal, pk))
+        return Response({"deleted": True, "id": str(pk)})
+
+
+class MemorySearchView(V1View):
+    successor = "/api/v2/memories/search"
+
+    def post(self, request):
+        data = body(request)
+        search = {"query": data.get("query"), "limit": data.get("limit", 10), "mode": data.get("mode", "hybrid")}
+        agent_id = _persona_agent_id(data.get("persona_id"))
+        if agent_id:
+            search["agent_id"] = agent_id
+        if data.get("tags"):
+            search["context_tags"] = data["tags"]
+        if data.get("context_type"):
+            search["memory_category"] = data["context_type"]
+        if data.get("min_similarity") is not None:
+            search["min_similarity"] = data["min_similarity"]
+        result = memory_search.search(self.principal, memory_search.clean_request(search))
+        items = []
+        for hit in result.hits:
+            item = memory_to_dict(hit.memory)
+            item["similarity"] = hit.similarity
+            item["score"] = hit.score
+            items.append(item)
+        if data.get("min_importance") is not None:
+            items = [i for i in items if i["importance"] >= data["min_importance"]]
+        return Response({"query": data.get("query"), "results": items, "count": len(items)})
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+def task_to_dict(task: Task) -> dict:
+    agent = task.assigned_agent
+    return {
+        "id": str(task.pk),
+        "title": task.title,
+        "description": task.description,
+        "task_type": task.task_type,
+        "status": task.status,
+        "priority": task.priority,
+        "progress": task.progress,
+        "assigned_persona_id": (legacy_persona_id(agent) or str(agent.pk)) if agent else None,
+        "assigned_persona": agent.agent_id if agent else None,
+        "dependencies": [str(pk) for pk in task.dependencies.values_list("id", flat=True)],
+        "result": task.result,
+        "error_message": task.error,
+        "started_at": _iso(task.started_at),
+        "completed_at": _iso(task.completed_at),
+        "retry_count": task.retry_count,
+        "max_retries": task.max_retries,
+        "tags": task.tags,
+        "metadata": task.metadata,
+        "created_at": _iso(task.created_at),
+        "updated_at": _iso(task.updated_at),
+    }
+
+
+TASK_FIELDS = ("title", "description", "task_type", "priority", "status", "dependencies", "tags", "metadata",
+               "max_retries", "namespace", "progress", "result")
+
+
+def task_fields(data: dict) -> dict:
+    fields = {key: data[key] for key in TASK_FIELDS if key in data}
+    if "assigned_persona_id" in data:
+        fields["assigned_agent_id"] = _persona_agent_id(data["assigned_persona_id"])
+    if "error_message" in data:
+        fields["error"] = data["error_message"]
+    return fields
+
+
+class TaskListView(V1View):
+    successor = "/api/v2/tasks"
+
+    def get(self, request):
+        tasks = Task.objects.visible_to(self.principal).select_related("assigned_agent")
+        if request.query_params.get("status"):
+            tasks = tasks.filter(status=request.query_params["status"])
+        if request.query_params.get("assigned_persona_id"):
+            tasks = tasks.filter(assigned_agent=agent_for_persona(request.query_params["assigned_persona_id"]))
+        return Response(_page(tasks.order_by("-created_at"), request, task_to_dict))
+
+    def post(self, request):
+        fields = task_fields(body(request))
+        fields.pop("progress", None)
+        fields.pop("result", None)
+        task = workflow_services.create_task(self.principal, fields)
+        return Response(task_to_dict(task), status=status.HTTP_201_CREATED)
+
+
+class TaskDetailView(V1View):
+    successor = "/api/v2/tasks/{pk}"
+
+    def get(self, request, pk):
+        return Response(task_to_dict(workflow_services.get_visible_task(self.principal, pk)))
+
+    def put(self, request, pk):
+        task = workflow_services.get_visible_task(self.principal, pk)
+        task = workflow_services.update_task(self.principal, task, task_fields(body(request)))
+        return Response(task_to_dict(task))
+
+    patch = put
+
+    def delete(self, request, pk):
+        workflow_services.delete_task(self.principal, workflow_services.get_visible_task(self.principal, pk))
+        return Response({"deleted": True, "id": str(pk)})
+
+
+class TaskCompleteView(TaskDetailView):
+    def post(self, request, pk):
+        task = workflow_services.get_visible_task(self.principal, pk)
+        data = request.data if isinstance(request.data, dict) else {}
+        task = workflow_services.complete_task(self.principal, task, result=data.get("result"))
+        return Response(task_to_dict(task))
+
+
+# --- workflows --------------------------------------------------------------------------------
+
+def workflow_to_dict(workflow: Workflow) -> dict:
+    creator = workflow.created_by
+    return {
+        "id": str(workflow.pk),
+        "name": workflow.name,
+        "description": workflow.description,
+        "workflow_type": workflow.workflow_type,
+        "status": workflow.status,
+        "steps": workflow.steps,
+        "config": workflow.config,
+        "tags": workflow.tags,
+        "execution_count": workflow.execution_count,
+        "last_executed_at": _iso(workflow.last_executed_at),
+        "created_by": creator.agent_id if creator else None,
+        "metadata": workflow.metadata,
+        "created_at": _iso(workflow.created_at),
+        "updated_at": _iso(workflow.updated_at),
+    }
+
+
+WORKFLOW_FIELDS = ("name", "description", "workflow_type", "status", "steps", "config", "tags", "metadata",
+                   "namespace")
+
+
+class WorkflowListView(V1View):
+    successor = "/api/v2/workflows"
+
+    def get(self, request):
+        workflows = Workflow.objects.visible_to(self.principal).select_related("created_by")
+        if request.query_params.get("status"):
+            workflows = workflows.filter(status=request.query_params["status"])
+        return Response(_page(workflows.order_by("-created_at"), request, workflow_to_dict))
+
+    def post(self, request):
+        data = body(request)
+        fields = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
+        workflow = workflow_services.create_workflow(self.principal, fields)
+        return Response(workflow_to_dict(workflow), status=status.HTTP_201_CREATED)
+
+
+class WorkflowDetailView(V1View):
+    successor = "/api/v2/workflows/{pk}"
+
+    def get(self, request, pk):
+        return Response(workflow_to_dict(workflow_services.get_visible_workflow(self.principal, pk)))
+
+    def put(self, request, pk):
+        workflow = workflow_services.get_visible_workflow(self.principal, pk)
+        data = body(request)
+        changes = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
+        return Response(workflow_to_dict(workflow_services.update_workflow(self.principal, workflow, changes)))
+
+    patch = put
+
+    def delete(self, request, pk):
+        workflow_services.delete_workflow(self.principal, workflow_services.get_visible_workflow(self.principal, pk))
+        return Response({"deleted": True, "id": str(pk)})
+
+
+def run_to_dict(run) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "id": str(run.pk),
+        "status": run.status,
+        "current_step_index": run.current_step_index,
+        "failed_step_index": run.failed_step_index,
+        "error_message": run.error,
+        "output": run.output,
+        "started_at": _iso(run.started_at),
+        "completed_at": _iso(run.finished_at),
+    }
+
+
+class WorkflowExecuteView(V1View):
+    successor = "/api/v2/workflows/{pk}/run"
+
+    def post(self, request, pk):
+        workflow = workflow_services.get_visible_workflow(self.principal, pk)
+        data = request.data if isinstance(request.data, dict) else {}
+        run_input = data.get("input", data.get("context"))
+        run = workflow_services.start_workflow_run(self.principal, workflow, run_input)
+        return Response({"workflow_id": str(workflow.pk), "run_id": str(run.pk), "status": run.status},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class WorkflowStatusView(V1View):
+    successor = "/api/v2/workflows/{pk}/runs"
+
+    def get(self, request, pk):
+        workflow = workflow_services.get_visible_workflow(self.principal, pk)
+        latest = workflow_services.visible_runs(self.principal, workflow).order_by("-created_at").first()
+        workflow.refresh_from_db(fields=["execution_count", "last_executed_at", "status"])
+        return Response({
+            "workflow_id": str(workflow.pk),
+            "name": workflow.name,
+            "status": latest.status if latest else workflow.status,
+            "workflow_status": workflow.status,
+            "execution_count": workflow.execution_count,
+            "last_executed_at": _iso(workflow.last_executed_at),
+            "current_run": run_to_dict(latest),
+        })
