@@ -3,9 +3,21 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from namespaces.admin import OperatorScopedAdmin, count_of
+from namespaces import access
+from namespaces.admin import OperatorScopedAdmin, ServiceModelAdmin, count_of
 
+from . import services
 from .models import StepRun, Task, Workflow, WorkflowRun
+
+TASK_FIELDS = [
+    "title", "description", "task_type", "status", "priority", "progress", "assigned_agent", "namespace",
+    "dependencies", "tags", "result", "error", "due_at", "max_retries", "metadata",
+]
+TASK_PLAIN_FIELDS = ["title", "description", "task_type", "status", "priority", "progress", "tags", "result", "error",
+                     "due_at", "max_retries", "metadata"]
+WORKFLOW_FIELDS = ["name", "description", "workflow_type", "status", "namespace", "steps", "config", "tags", "metadata"]
+WORKFLOW_PLAIN_FIELDS = ["name", "description", "workflow_type", "status", "steps", "config", "tags", "metadata"]
+EMPTY_JSON = {"tags": [], "steps": [], "config": {}, "metadata": {}}
 
 RUN_FIELDS = ["status", "triggered_by", "current_step_index", "failed_step_index", "started_at", "finished_at", "error"]
 STEP_FIELDS = ["index", "name", "action", "status", "started_at", "finished_at", "error", "output"]
@@ -43,25 +55,100 @@ class StepRunInline(ReadOnlyInline):
     show_change_link = False
 
 
+def _without_empty_json(values: dict) -> dict:
+    return {k: (EMPTY_JSON[k] if v is None and k in EMPTY_JSON else v) for k, v in values.items()}
+
+
 @admin.register(Task)
-class TaskAdmin(OperatorScopedAdmin):
+class TaskAdmin(ServiceModelAdmin):
+    """Tasks change through workflows.services, so status moves follow the same transitions as the API."""
+
+    fields = [*TASK_FIELDS, "created_by", "started_at", "completed_at", "retry_count", "created_at", "updated_at"]
     list_display = ["title", "status", "priority", "progress", "assigned_agent", "namespace", "due_at", "created_at"]
     list_filter = ["status", "priority", "task_type", ("namespace", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["assigned_agent", "namespace"]
     search_fields = ["title", "description"]
-    autocomplete_fields = ["assigned_agent", "created_by", "dependencies"]
-    readonly_fields = ["started_at", "completed_at", "retry_count", "created_at", "updated_at"]
+    autocomplete_fields = ["assigned_agent", "dependencies"]
+    readonly_fields = ["created_by", "started_at", "completed_at", "retry_count", "created_at", "updated_at"]
+    service_field_names = {"assigned_agent_id": "assigned_agent"}
+
+    def get_fields(self, request, obj=None):
+        if obj is None:  # a new task starts without progress, result or error
+            return [f for f in TASK_FIELDS if f not in ("progress", "result", "error")]
+        return super().get_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request)
+        return self.has_view_permission(request) and access.can_change_task(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return self.has_view_permission(request) and access.can_delete_task(request.user, obj)
+
+    def save_via_service(self, request, form, change):
+        data = form.cleaned_data
+        related = {
+            "namespace": data["namespace"].namespace if data.get("namespace") else None,
+            "assigned_agent_id": data["assigned_agent"].agent_id if data.get("assigned_agent") else "",
+            "dependencies": [str(task.pk) for task in data.get("dependencies") or []],
+        }
+        if not change:
+            plain = {k: data.get(k) for k in TASK_PLAIN_FIELDS if k not in ("progress", "result", "error")}
+            return services.create_task(request.user, _without_empty_json({**plain, **related}))
+        changes = _without_empty_json(self.changes_from(form, TASK_PLAIN_FIELDS))
+        for field, name in (("namespace", "namespace"), ("assigned_agent", "assigned_agent_id"),
+                            ("dependencies", "dependencies")):
+            if field in form.changed_data:
+                changes[name] = related[name]
+        task = Task.objects.select_for_update(of=("self",)).get(pk=form.instance.pk)
+        return services.update_task(request.user, task, changes)
+
+    def delete_via_service(self, request, obj):
+        services.delete_task(request.user, obj)
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(OperatorScopedAdmin):
+class WorkflowAdmin(ServiceModelAdmin):
+    """Workflows change through workflows.services, which validates the steps."""
+
+    fields = [*WORKFLOW_FIELDS, "created_by", "execution_count", "last_executed_at", "created_at", "updated_at"]
     list_display = ["name", "workflow_type", "status", "namespace", "run_count", "execution_count", "last_executed_at"]
     list_filter = ["workflow_type", "status", ("namespace", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["namespace"]
     search_fields = ["name", "description"]
-    autocomplete_fields = ["created_by"]
-    readonly_fields = ["execution_count", "last_executed_at", "created_at", "updated_at"]
+    readonly_fields = ["created_by", "execution_count", "last_executed_at", "created_at", "updated_at"]
     inlines = [WorkflowRunInline]
+
+    def get_fields(self, request, obj=None):
+        return WORKFLOW_FIELDS if obj is None else super().get_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request)
+        return self.has_view_permission(request) and access.can_change_workflow(request.user, obj)
+
+    def save_via_service(self, request, form, change):
+        data = form.cleaned_data
+        namespace = data["namespace"].namespace if data.get("namespace") else None
+        if not change:
+            plain = {k: data.get(k) for k in WORKFLOW_PLAIN_FIELDS}
+            return services.create_workflow(request.user, _without_empty_json({**plain, "namespace": namespace}))
+        changes = _without_empty_json(self.changes_from(form, WORKFLOW_PLAIN_FIELDS))
+        if "namespace" in form.changed_data:
+            changes["namespace"] = namespace
+        workflow = Workflow.objects.select_for_update().get(pk=form.instance.pk)
+        return services.update_workflow(request.user, workflow, changes)
+
+    def delete_via_service(self, request, obj):
+        services.delete_workflow(request.user, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # Runs go with their workflow; delete_workflow refuses while one is unfinished.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(WorkflowRun._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(run_count=count_of(WorkflowRun.objects.all(), "workflow"))
