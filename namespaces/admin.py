@@ -47,7 +47,7 @@ class OperatorScopedAdmin(admin.ModelAdmin):
         if db_field.name in self.namespace_choice_fields:
             kwargs["queryset"] = Namespace.objects.filter(
                 access.operator_scope_q(request.user, "id", ["change_namespace"])
-            ).order_by("path")
+            ).order_by(TREE_ORDER)
             if not request.user.is_superuser and db_field.name == self.scope_field:
                 # A row without a namespace would drop out of the operator's own view.
                 kwargs["required"] = True
