@@ -1,0 +1,229 @@
+"""API v1 with persona-era client payloads: same authentication and access control as v2, plus deprecation."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from compat.adapter import importance_to_learning_weight
+from memories.models import Memory
+from workflows.models import Task, Workflow
+
+PERSONA = {"type": "athena", "role": "strategist", "specialties": ["planning"], "capabilities": ["analysis"]}
+
+
+@pytest.fixture
+def personas(make_namespace, make_agent):
+    """Two persona agents in `legacy` and an outsider in another namespace."""
+    make_namespace("legacy")
+    make_namespace("elsewhere")
+    athena = make_agent("athena", "legacy", agent_type="persona",
+                        capabilities={"persona_type": "athena", "persona_role": "strategist",
+                                      "specialties": ["planning"], "capabilities": ["analysis"]},
+                        metadata={"persona": {"id": "7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01", "total_tasks": 3,
+                                              "successful_tasks": 2}})
+    artemis = make_agent("artemis", "legacy", agent_type="persona")
+    outsider = make_agent("outsider", "elsewhere")
+    return {"athena": athena, "artemis": artemis, "outsider": outsider}
+
+
+def assert_deprecated(response, successor: str) -> None:
+    assert response["Deprecation"] == "true"
+    assert response["Sunset"] == "Wed, 30 Jun 2027 00:00:00 GMT"
+    assert response["Link"] == f'<{successor}>; rel="successor-version"'
+
+
+@pytest.mark.django_db
+def test_personas_list_get_and_stats(personas):
+    # given
+    client = personas["artemis"].client
+
+    # when
+    listing = client.get("/api/v1/personas")
+    by_name = client.get("/api/v1/personas/athena")
+    by_legacy_id = client.get("/api/v1/personas/7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01")
+    stats = client.get("/api/v1/personas/athena/stats")
+
+    # then
+    assert listing.status_code == 200
+    assert [p["name"] for p in listing.json()["items"]] == ["artemis", "athena", "outsider"]
+    assert_deprecated(listing, "/api/v2/agents")
+    assert by_name.status_code == 200
+    persona = by_name.json()
+    assert persona["id"] == "7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01"
+    assert (persona["type"], persona["role"], persona["specialties"], persona["capabilities"]) == (
+        "athena", "strategist", ["planning"], ["analysis"])
+    assert_deprecated(by_name, "/api/v2/agents/athena")
+    assert by_legacy_id.json()["name"] == "athena"
+    assert stats.status_code == 200
+    assert stats.json()["total_tasks"] == 3 and stats.json()["successful_tasks"] == 2
+
+
+@pytest.mark.django_db
+def test_missing_persona_and_anonymous_calls_carry_the_headers(personas):
+    # when
+    missing = personas["artemis"].client.get("/api/v1/personas/hermes")
+    anonymous = APIClient().get("/api/v1/memory")
+
+    # then
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert_deprecated(missing, "/api/v2/agents/hermes")
+    assert anonymous.status_code == 401
+    assert_deprecated(anonymous, "/api/v2/memories")
+
+
+@pytest.mark.django_db
+def test_memory_crud_with_old_payloads(personas, django_capture_on_commit_callbacks):
+    # given
+    client = personas["athena"].client
+
+    # when: create as in the persona era
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post("/api/v1/memory", {
+            "content": "Split the payment service into ledger and gateway.", "persona_id": "athena",
+            "importance": 0.8, "tags": ["architecture"], "context_type": "decision", "metadata": {"ticket": "PAY-1"},
+        }, format="json")
+
+    # then
+    assert created.status_code == 201, created.json()
+    memory_id = created.json()["id"]
+    memory = Memory.objects.get(pk=memory_id)
+    assert memory.agent.agent_id == "athena"
+    assert (memory.access_level, memory.namespace.namespace) == ("shared", "legacy")
+    assert memory.learning_weight == importance_to_learning_weight(0.8)
+    assert memory.memory_category == "decision" and memory.context_tags == ["architecture"]
+    assert_deprecated(created, "/api/v2/memories")
+
+    # when: get, update, list, search
+    fetched = client.get(f"/api/v1/memory/{memory_id}")
+    updated = client.put(f"/api/v1/memory/{memory_id}", {"importance": 0.2, "tags": ["design"]}, format="json")
+    listed = personas["artemis"].client.get("/api/v1/memory?persona_id=athena")
+    found = personas["artemis"].client.post("/api/v1/memory/search", {
+        "query": "payment ledger", "persona_id": "athena", "limit": 5}, format="json")
+
+    # then
+    assert fetched.json()["importance"] == 0.8 and fetched.json()["persona_name"] == "athena"
+    assert fetched.json()["has_embedding"] is True
+    assert_deprecated(fetched, f"/api/v2/memories/{memory_id}")
+    assert updated.status_code == 200 and updated.json()["importance"] == 0.2
+    assert updated.json()["tags"] == ["design"]
+    assert [m["id"] for m in listed.json()["items"]] == [memory_id]
+    assert found.status_code == 200
+    assert [r["id"] for r in found.json()["results"]] == [memory_id]
+    assert found.json()["results"][0]["similarity"] > 0.3
+
+    # when: delete
+    deleted = client.delete(f"/api/v1/memory/{memory_id}")
+
+    # then
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": True, "id": memory_id}
+    assert not Memory.objects.filter(pk=memory_id).exists()
+
+
+@pytest.mark.parametrize(("who", "read", "write"), [
+    ("athena", 200, 200), ("artemis", 200, 403), ("outsider", 404, 404),
+])
+@pytest.mark.django_db
+def test_memory_access_is_v2s(personas, who, read, write):
+    # given: athena's shared memory in `legacy`
+    created = personas["athena"].client.post("/api/v1/memory", {"content": "Quarterly plan.", "importance": 0.5},
+                                              format="json")
+    memory_id = created.json()["id"]
+    client = personas[who].client
+
+    # when
+    got = client.get(f"/api/v1/memory/{memory_id}")
+    changed = client.put(f"/api/v1/memory/{memory_id}", {"content": "Changed."}, format="json")
+    searched = client.post("/api/v1/memory/search", {"query": "quarterly plan", "mode": "keyword"}, format="json")
+
+    # then
+    assert got.status_code == read
+    assert changed.status_code == write
+    expected_content = "Changed." if write == 200 else "Quarterly plan."
+    assert Memory.objects.get(pk=memory_id).content == expected_content
+    assert (memory_id in [r["id"] for r in searched.json()["results"]]) == (read == 200 and write != 200)
+
+
+@pytest.mark.django_db
+def test_an_agent_cannot_write_as_another_persona(personas):
+    # when
+    response = personas["artemis"].client.post("/api/v1/memory", {"content": "Not mine.", "persona_id": "athena"},
+                                               format="json")
+
+    # then
+    assert response.status_code == 403
+    assert response.json()["error"]["fields"] == {"agent_id": ["Agents store memories only as themselves."]}
+    assert Memory.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_tasks_crud_and_complete(personas):
+    # given
+    client = personas["athena"].client
+
+    # when
+    created = client.post("/api/v1/tasks", {"title": "Audit the login flow", "priority": "high",
+                                            "assigned_persona_id": "artemis", "task_type": "review",
+                                            "tags": ["security"]}, format="json")
+    task_id = created.json()["id"]
+    fetched = client.get(f"/api/v1/tasks/{task_id}")
+    updated = client.put(f"/api/v1/tasks/{task_id}", {"status": "in_progress", "progress": 0.5}, format="json")
+    listed = client.get("/api/v1/tasks?assigned_persona_id=artemis")
+    completed = client.post(f"/api/v1/tasks/{task_id}/complete", {"result": {"findings": 0}}, format="json")
+
+    # then
+    assert created.status_code == 201, created.json()
+    assert created.json()["assigned_persona"] == "artemis"
+    assert_deprecated(created, "/api/v2/tasks")
+    assert fetched.json()["title"] == "Audit the login flow"
+    assert_deprecated(fetched, f"/api/v2/tasks/{task_id}")
+    assert updated.status_code == 200, updated.json()
+    assert updated.json()["status"] == "in_progress" and updated.json()["progress"] == 0.5
+    assert [t["id"] for t in listed.json()["items"]] == [task_id]
+    assert completed.status_code == 200, completed.json()
+    assert completed.json()["status"] == "completed" and completed.json()["result"] == {"findings": 0}
+    assert personas["outsider"].client.get(f"/api/v1/tasks/{task_id}").status_code == 404
+
+    # when
+    deleted = client.delete(f"/api/v1/tasks/{task_id}")
+
+    # then
+    assert deleted.status_code == 200
+    assert not Task.objects.filter(pk=task_id).exists()
+
+
+@pytest.mark.django_db
+def test_workflows_crud_execute_and_status(personas, django_capture_on_commit_callbacks):
+    # given
+    client = personas["athena"].client
+    steps = [{"name": "note", "action": "store_memory", "params": {"content": "Release started."}}]
+
+    # when
+    created = client.post("/api/v1/workflows", {"name": "Release", "workflow_type": "sequential",
+                                                "steps": steps, "tags": ["ops"]}, format="json")
+    assert created.status_code == 201, created.json()
+    workflow_id = created.json()["id"]
+    updated = client.put(f"/api/v1/workflows/{workflow_id}", {"description": "Weekly release."}, format="json")
+    listed = client.get("/api/v1/workflows")
+    with django_capture_on_commit_callbacks(execute=True):
+        executed = client.post(f"/api/v1/workflows/{workflow_id}/execute", {"input": {}}, format="json")
+    run_status = client.get(f"/api/v1/workflows/{workflow_id}/status")
+
+    # then
+    assert created.json()["created_by"] == "athena"
+    assert_deprecated(created, "/api/v2/workflows")
+    assert updated.json()["description"] == "Weekly release."
+    assert [w["id"] for w in listed.json()["items"]] == [workflow_id]
+    assert executed.status_code == 202, executed.json()
+    assert_deprecated(executed, f"/api/v2/workflows/{workflow_id}/run")
+    assert run_status.status_code == 200
+    assert run_status.json()["current_run"]["id"] == executed.json()["run_id"]
+    assert run_status.json()["status"] == "completed", run_status.json()
+    assert personas["outsider"].client.get(f"/api/v1/workflows/{workflow_id}/status").status_code == 404
+
+    # when
+    deleted = client.delete(f"/api/v1/workflows/{workflow_id}")
+
+    # then
+    assert deleted.status_code == 200
+    assert not Workflow.objects.filter(pk=workflow_id).exists()
