@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
@@ -26,6 +27,7 @@ from .serializers import (
 )
 
 RUN_ID = r"runs/(?P<run_id>[^/.]+)"
+RUN_ID_PARAMETER = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def body_object(request) -> dict:
@@ -155,19 +157,19 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=WorkflowRunSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def runs(self, request, pk=None):
         runs = services.visible_runs(self.principal, self.get_object())
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(WorkflowRunSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses=WorkflowRunDetailSerializer)
+    @extend_schema(request=None, responses=WorkflowRunDetailSerializer, parameters=[RUN_ID_PARAMETER])
     @action(detail=True, methods=["get"], url_path=RUN_ID)
     def run_detail(self, request, pk=None, run_id=None):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
         return Response(WorkflowRunDetailSerializer(run).data)
 
-    @extend_schema(request=None, responses=WorkflowRunSerializer)
+    @extend_schema(request=None, responses=WorkflowRunSerializer, parameters=[RUN_ID_PARAMETER])
     @action(detail=True, methods=["post"], url_path=f"{RUN_ID}/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
