@@ -15,10 +15,17 @@ from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
 USERNAME_PREFIX = "agent:"
 
 
-def _require_registrar(actor) -> None:
+def _require_registrar(actor, namespace) -> None:
+    if not access.can_manage_agents_in(actor, namespace):
+        raise Forbidden(
+            f"Only operators with rights on namespace '{namespace.namespace}' and admin agents manage its agents."
+        )
+
+
+def _require_admin_granter(actor) -> None:
     principal = access.Principal.of(actor)
-    if not (principal.is_operator or principal.is_admin_agent):
-        raise Forbidden("Only operators and admin agents register or change other agents.")
+    if not (principal.is_superuser or principal.is_admin_agent):
+        raise Forbidden("Only superusers and admin agents grant the 'admin' access level.", field="access_level")
 
 
 def _clean_object(value, field: str) -> dict:
@@ -44,8 +51,6 @@ def register_agent(
     is_active: bool = True,
 ) -> tuple[Agent, str]:
     """Create an agent with its permission principal and a first API key; return the key's plaintext."""
-    if actor is not None:
-        _require_registrar(actor)
     if not isinstance(agent_id, str):
         raise InvalidInput("agent_id must be a string.", field="agent_id")
     try:
@@ -55,6 +60,10 @@ def register_agent(
     if access_level not in AgentAccessLevel.values:
         raise InvalidInput(f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level")
     home = get_namespace(namespace)
+    if actor is not None:
+        _require_registrar(actor, home)
+        if access_level == AgentAccessLevel.ADMIN:
+            _require_admin_granter(actor)
     if Agent.objects.filter(agent_id=agent_id).exists():
         raise Conflict(f"Agent '{agent_id}' already exists.", field="agent_id", code="duplicate")
     user = get_user_model().objects.create(username=f"{USERNAME_PREFIX}{agent_id}"[:150])
@@ -86,7 +95,7 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
     """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
     principal = access.Principal.of(actor)
     is_self = principal.agent is not None and principal.agent.pk == agent.pk
-    allowed = UPDATABLE_BY_REGISTRAR if (principal.is_operator or principal.is_admin_agent) else (
+    allowed = UPDATABLE_BY_REGISTRAR if access.can_manage_agents_in(principal, agent.namespace) else (
         UPDATABLE_BY_SELF if is_self else set()
     )
     if not allowed:
@@ -105,9 +114,12 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
             raise InvalidInput(
                 f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level"
             )
+        if changes["access_level"] == AgentAccessLevel.ADMIN and agent.access_level != AgentAccessLevel.ADMIN:
+            _require_admin_granter(principal)
         agent.access_level = changes["access_level"]
     if "namespace" in changes:
         agent.namespace = get_namespace(changes["namespace"])
+        _require_registrar(principal, agent.namespace)
         set_role(agent, agent.namespace, "member")
     if "is_active" in changes:
         agent.is_active = bool(changes["is_active"])
@@ -118,7 +130,7 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
 @transaction.atomic
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
-    _require_registrar(actor)
+    _require_registrar(actor, agent.namespace)
     agent.is_active = False
     agent.save(update_fields=["is_active", "updated_at"])
     ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -129,7 +141,7 @@ def rotate_key(actor, agent: Agent) -> str:
     """Revoke every key of the agent and issue a new one, returned in plaintext once."""
     principal = access.Principal.of(actor)
     if not (principal.agent is not None and principal.agent.pk == agent.pk):
-        _require_registrar(actor)
+        _require_registrar(actor, agent.namespace)
     ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
     _, key = ApiKey.issue(agent.user)
     return key

@@ -133,6 +133,14 @@ def is_namespace_admin(actor, namespace: Namespace) -> bool:
     return False
 
 
+def can_manage_agents_in(actor, namespace: Namespace) -> bool:
+    """Who registers, changes, retires or re-keys agents whose home is `namespace`."""
+    principal = Principal.of(actor)
+    if principal.is_superuser or principal.is_admin_agent:
+        return True
+    return principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
+
+
 def can_create_namespace(actor, parent: Namespace | None) -> bool:
     if actor is None:  # management commands act as the system
         return True

@@ -54,7 +54,7 @@ def test_operators_and_admin_agents_register_agents_and_see_the_key_once(
         shown = new_client.get(path)
         assert shown.status_code == 200
         assert "api_key" not in shown.content.decode()
-        assert body["api_key"].split("_")[2] not in shown.content.decode()
+        assert body["api_key"].split("_", 2)[2] not in shown.content.decode()
 
 
 def test_standard_agent_may_not_register_agents(home, make_agent):
@@ -246,3 +246,49 @@ def test_me_for_an_operator_is_not_found(operator_client):
     # then
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_an_agent"
+
+
+@pytest.fixture
+def scoped_operator(db, make_namespace):
+    """A staff operator (not a superuser) holding change rights on namespace `team` only."""
+    from django.contrib.auth import get_user_model
+    from guardian.shortcuts import assign_perm
+    from rest_framework.test import APIClient
+
+    from namespaces.models import Namespace
+
+    make_namespace("elsewhere")
+    user = get_user_model().objects.create_user("scoped-op", password="pw-123456!", is_staff=True)
+    assign_perm("change_namespace", user, Namespace.objects.get(namespace="team"))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_scoped_operator_registers_agents_only_in_its_namespaces(home, scoped_operator):
+    # when
+    inside = scoped_operator.post("/api/v2/agents", dict(NEW_AGENT, agent_id="inside-bot"), format="json")
+    outside = scoped_operator.post(
+        "/api/v2/agents", dict(NEW_AGENT, agent_id="outside-bot", namespace="elsewhere"), format="json"
+    )
+    # then
+    assert inside.status_code == 201, inside.content
+    assert outside.status_code == 403
+    assert outside.json()["error"]["code"] == "permission_denied"
+    assert not Agent.objects.filter(agent_id="outside-bot").exists()
+
+
+def test_scoped_operator_may_not_grant_the_admin_level(home, scoped_operator, make_agent):
+    # given
+    worker = make_agent("worker", "team")
+    # when
+    created = scoped_operator.post(
+        "/api/v2/agents", dict(NEW_AGENT, agent_id="would-be-admin", access_level="admin"), format="json"
+    )
+    promoted = scoped_operator.patch("/api/v2/agents/worker", {"access_level": "admin"}, format="json")
+    # then
+    assert created.status_code == 403
+    assert promoted.status_code == 403
+    assert not Agent.objects.filter(agent_id="would-be-admin").exists()
+    worker.agent.refresh_from_db()
+    assert worker.agent.access_level == "standard"
