@@ -140,6 +140,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
+# --- Compatibility layer ----------------------------------------------------------------------
+TMWS_V1_SUNSET = env_str("TMWS_V1_SUNSET")  # HTTP date announced in v1 `Sunset` headers; empty: the built-in date
+
 # --- Cache (throttling) -------------------------------------------------------------------
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
