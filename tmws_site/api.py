@@ -1,12 +1,61 @@
 """Base API views: resolve the principal once and run agent requests under row-level security."""
 from __future__ import annotations
 
+import re
+
+from rest_framework.exceptions import ParseError
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from namespaces.access import Principal
 
 from .db import enter_agent_context, leave_agent_context
+from .errors import InvalidInput, NotFound
+
+MAX_BODY_DEPTH = 32
+
+
+# PostgreSQL text and jsonb hold neither NUL characters nor unpaired UTF-16 surrogates.
+UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> bool:
+    return UNSTORABLE_CHARACTERS.search(text) is not None
+
+
+def check_request_text(request, kwargs) -> None:
+    """Refuse, before any handler runs, input the database would fail on instead of answering 500.
+
+    URL identifiers that cannot exist answer 404; body and query strings answer 400 naming the
+    field. Bodies nested deeper than MAX_BODY_DEPTH are refused too (JSON that nests too deeply
+    for the parser raises RecursionError rather than a parse error).
+    """
+    for value in kwargs.values():
+        if isinstance(value, str) and _unstorable(value):
+            raise NotFound("Not found.")
+    for name, values in request.query_params.lists():
+        if _unstorable(name) or any(_unstorable(value) for value in values):
+            raise InvalidInput(f"{name[:64]!r} may not contain NUL characters or unpaired surrogates.", field=name[:64])
+    try:
+        data = request.data
+    except RecursionError:
+        raise ParseError("JSON nests too deeply.") from None
+    pending = [(data, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_BODY_DEPTH:
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            raise InvalidInput(f"The request body nests more than {MAX_BODY_DEPTH} levels deep.", field=top or None)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _unstorable(key):
+                    raise InvalidInput("Keys may not contain NUL characters or unpaired surrogates.", field=path or None)
+                pending.append((item, child, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, str) and _unstorable(value):
+            raise InvalidInput(f"{path or 'The body'} may not contain NUL characters or unpaired surrogates.", field=path or None)
 
 
 class PrincipalMixin:
@@ -16,6 +65,7 @@ class PrincipalMixin:
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        check_request_text(request, kwargs)
         self.principal = Principal.of(request.user)
         self._agent_context = self.principal.agent is not None
         if self._agent_context:
