@@ -47,7 +47,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{AGENT_ROLE}') THEN
         CREATE ROLE {AGENT_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
     END IF;
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    -- Granting needs ADMIN on the role, which a non-superuser lacks when a DBA created the role
+    -- beforehand; a DBA's `GRANT {AGENT_ROLE} TO <app role>` is then all that is needed.
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role(current_user, '{AGENT_ROLE}', 'MEMBER') THEN
         EXECUTE format('GRANT {AGENT_ROLE} TO %I', current_user);
     END IF;
     EXECUTE format('CREATE POLICY memories_service ON memories TO %I USING (true) WITH CHECK (true)', current_user);
