@@ -37,9 +37,11 @@ MAX_QUERY_LENGTH = 10_000
 # Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
 HNSW_EF_SEARCH = 100
-RRF_K = 60
+# Fusion settings tuned on the tuning split of bench/quality.py (see docs/search.md): meaning leads,
+# words break ties and rescue names; a small k lets the top of each list count clearly more.
+RRF_K = 10
 SEMANTIC_WEIGHT = 1.0
-KEYWORD_WEIGHT = 1.0
+KEYWORD_WEIGHT = 0.4
 HYBRID_DEPTH_FACTOR = 4  # each ranking contributes limit * factor candidates (at least HYBRID_MIN_DEPTH)
 HYBRID_MIN_DEPTH = 40
 WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%

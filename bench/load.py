@@ -1,0 +1,130 @@
+"""Load the benchmark corpus into its own database with COPY, then build the HNSW index."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bench import corpus
+
+MARKER_NAMESPACE = "bench-00"
+HNSW_INDEX_SQL = (
+    "CREATE INDEX memories_embedding_hnsw ON memories USING hnsw (embedding vector_cosine_ops) "
+    "WITH (m = 16, ef_construction = 64)"
+)
+
+
+@dataclass
+class Fixture:
+    size: int
+    seed: int
+    agents: list = field(default_factory=list)  # Agent objects, index = corpus agent index
+    namespaces: list = field(default_factory=list)
+    load_seconds: float | None = None
+    index_seconds: float | None = None
+
+    def describe(self) -> dict:
+        return {
+            "memories": self.size,
+            "agents": len(self.agents),
+            "namespaces": len(self.namespaces),
+            "seed": self.seed,
+            "access_levels": _level_counts(),
+            "text": "template-generated notes (bench/corpus.py), embedded with all-MiniLM-L6-v2",
+            "load_copy_s": self.load_seconds,
+            "hnsw_build_s": self.index_seconds,
+        }
+
+
+def _level_counts() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT access_level, count(*) FROM memories GROUP BY 1 ORDER BY 1")
+        return dict(cursor.fetchall())
+
+
+def database_versions() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        server = cursor.fetchone()[0]
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        vector = cursor.fetchone()[0]
+    return {"postgresql": server, "pgvector": vector}
+
+
+def _principals(log):
+    from agents.models import Agent
+    from agents.services import register_agent
+    from namespaces.models import Namespace
+    from namespaces.services import create_namespace
+
+    namespaces = []
+    for index in range(corpus.NAMESPACES):
+        slug = f"bench-{index:02d}"
+        namespace = Namespace.objects.filter(namespace=slug).first() or create_namespace(
+            None, namespace=slug, access_policy="invite_only"
+        )
+        namespaces.append(namespace)
+    agents = []
+    for index in range(corpus.AGENTS):
+        agent_id = f"bench-agent-{index:03d}"
+        agent = Agent.objects.select_related("user", "namespace").filter(agent_id=agent_id).first()
+        if agent is None:
+            agent, _ = register_agent(None, agent_id=agent_id, namespace=namespaces[corpus.agent_namespace(index)].namespace)
+        agents.append(agent)
+    return agents, namespaces
+
+
+def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixture:
+    """The loaded corpus of `size` memories; loads it only when the database holds another one."""
+    import time
+
+    call_command("migrate", verbosity=0, interactive=False)
+    agents, namespaces = _principals(log)
+    fixture = Fixture(size=size, seed=seed, agents=agents, namespaces=namespaces)
+    marker = {"size": size, "seed": seed}
+    from memories.models import Memory
+
+    if not reload and namespaces[0].metadata.get("bench_corpus") == marker and Memory.objects.count() == size:
+        log(f"corpus of {size} memories already loaded")
+        return fixture
+    rows = corpus.build_rows(size, seed)
+    vectors = corpus.embed_cached(f"corpus-{seed}", [row.content for row in rows], log=log)
+    log(f"loading {size} memories with COPY")
+    now = timezone.now()
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE memories CASCADE")
+        cursor.execute("DROP INDEX IF EXISTS memories_embedding_hnsw")
+        columns = (
+            "id, created_at, updated_at, metadata, content, embedding, embedding_status, embedding_error, "
+            "embedding_attempts, agent_id, namespace_id, access_level, context_tags, learning_weight, "
+            "memory_category, access_count"
+        )
+        with cursor.cursor.copy(f"COPY memories ({columns}) FROM STDIN") as copy:
+            for row, vector in zip(rows, vectors, strict=True):
+                created = now - timedelta(days=row.age_days)
+                copy.write_row((
+                    uuid.uuid4(), created, created, "{}", row.content,
+                    "[" + ",".join(f"{value:.6f}" for value in vector) + "]",
+                    "ready", "", 1,
+                    None if row.access_level == "system" else agents[row.agent].pk,
+                    namespaces[row.namespace].pk, row.access_level, json.dumps(row.tags), row.learning_weight,
+                    row.category, 0,
+                ))
+    fixture.load_seconds = round(time.perf_counter() - started, 1)
+    log(f"loaded in {fixture.load_seconds}s; building the HNSW index")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        cursor.execute(HNSW_INDEX_SQL)
+        cursor.execute("ANALYZE memories")
+    fixture.index_seconds = round(time.perf_counter() - started, 1)
+    log(f"index built in {fixture.index_seconds}s")
+    namespaces[0].metadata = {**namespaces[0].metadata, "bench_corpus": marker}
+    namespaces[0].save(update_fields=["metadata"])
+    return fixture
