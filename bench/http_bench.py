@@ -49,7 +49,7 @@ def services(data_dir: str, broker: str, log):
     try:
         processes.append(subprocess.Popen(
             [str(bin_dir / "uvicorn"), "tmws_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning"],
+             "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "600"],
             cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True,
         ))
