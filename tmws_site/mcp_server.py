@@ -282,8 +282,11 @@ def mcp_http_view(request: HttpRequest) -> HttpResponse:
         agent = agent_for_key(key)
     except SessionRefused as exc:
         return _unauthorized(str(exc))
-    if request.method not in ("POST", "GET", "DELETE"):
-        return JsonResponse({"error": {"code": "method_not_allowed", "message": "Use POST."}}, status=405)
+    if request.method != "POST":
+        # Stateless: no server-to-client stream (GET) and no session to end (DELETE); clients expect 405 here.
+        response = JsonResponse({"error": {"code": "method_not_allowed", "message": "Use POST."}}, status=405)
+        response["Allow"] = "POST"
+        return response
     status, headers, body = async_to_sync(_serve_http_message)(agent.pk, _asgi_scope(request), request.body)
     response = HttpResponse(body, status=status)
     for name, value in headers:

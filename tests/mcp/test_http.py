@@ -288,3 +288,15 @@ def test_admin_agent_registers_an_agent_whose_key_works(live_server, mcp_team):
     assert registered.data["agent_id"] == "new-bot"
     assert me.data["agent_id"] == "new-bot"
     assert me.data["capabilities"] == {"summaries": True}
+
+
+def test_http_is_post_only(live_server, mcp_team):
+    # given
+    request = urllib.request.Request(f"{live_server.url}/mcp", method="GET", headers={
+        "Authorization": f"Bearer {mcp_team['a'].key}", "Accept": "text/event-stream"})
+    # when
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    # then
+    assert refused.value.code == 405
+    assert refused.value.headers["Allow"] == "POST"
