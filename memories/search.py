@@ -54,7 +54,7 @@ HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
 KEYWORD_QUERY_SQL = (
     "to_tsquery('simple', coalesce(nullif(array_to_string(array("
     "select quote_literal(lexeme) from unnest(tsvector_to_array(to_tsvector(%s::regconfig, %s))) as lexeme"
-    "), ' | '), ''), ''''''))"
+    "), ' | '), ''), ''))"
 )
 # ts_rank_cd normalisation: 1 divides by 1 + log(document length), 32 maps the rank into [0, 1).
 KEYWORD_RANK_NORMALIZATION = 1 | 32

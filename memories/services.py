@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 
 from django.conf import settings
@@ -29,7 +30,7 @@ LEARNING_WEIGHT_RANGE = (0.0, 10.0)
 def clean_content(content) -> str:
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.", field="content")
-    if not content.strip():
+    if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in content):
         raise InvalidInput("content may not be empty.", field="content")
     if "\x00" in content:
         raise InvalidInput("content may not contain NUL characters.", field="content")
@@ -142,6 +143,8 @@ def _build_memory(actor, data: dict, namespaces: dict | None = None) -> Memory:
     access_level = clean_access_level(data.get("access_level", AccessLevel.PRIVATE))
     principal = access.Principal.of(actor)
     slug = data.get("namespace")
+    if slug is not None and not isinstance(slug, str):
+        raise InvalidInput("namespace must be a string.", field="namespace")
     if slug in (None, "") and principal.agent is not None:
         namespace = principal.agent.namespace
     else:
@@ -229,6 +232,9 @@ def update_memory(actor, memory: Memory, changes: dict) -> Memory:
     if "access_level" in changes or "namespace" in changes:
         level = clean_access_level(changes.get("access_level", memory.access_level))
         namespace = get_namespace(changes["namespace"]) if "namespace" in changes else memory.namespace
+        moving = level != memory.access_level or namespace.pk != memory.namespace_id
+        if moving and not access.can(actor, access.Action.RECLASSIFY, memory):
+            raise Forbidden("Only the owner may change a memory's access level or namespace.")
         allowed, reason = access.can_create_memory(actor, namespace, level)
         if not allowed or (memory.access_level == AccessLevel.SYSTEM and level != AccessLevel.SYSTEM
                            and memory.agent_id is None):

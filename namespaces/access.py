@@ -30,6 +30,7 @@ class Action(StrEnum):
     CHANGE = "change"
     DELETE = "delete"
     SHARE = "share"
+    RECLASSIFY = "reclassify"  # change access level or namespace
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,8 @@ def can(actor, action: Action | str, memory: Memory) -> bool:
             return agent.is_admin
         if memory.agent_id == agent.pk:
             return True
-        if memory.access_level == AccessLevel.SHARED:
+        # Namespace admins curate shared memories but may not take them private or out of the namespace.
+        if memory.access_level == AccessLevel.SHARED and action != Action.RECLASSIFY:
             return memory.namespace_id in admin_namespace_ids(agent)
         return False
     if principal.is_operator:

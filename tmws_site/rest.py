@@ -8,6 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
+from rest_framework.views import set_rollback
 
 from .errors import ServiceError
 
@@ -52,7 +53,14 @@ def error_response(code: str, message: str, http_status: int, fields: dict | Non
 
 
 def exception_handler(exc, context):
-    """Turn every refusal into the one error shape."""
+    """Turn every refusal into the one error shape, rolling back whatever the request wrote."""
+    response = _render_exception(exc)
+    if response is not None:
+        set_rollback()
+    return response
+
+
+def _render_exception(exc):
     if isinstance(exc, ServiceError):
         return error_response(exc.code, exc.message, exc.status, exc.as_dict()["error"].get("fields"))
     if isinstance(exc, RequestDataTooBig):
@@ -87,3 +95,10 @@ class OptionalSlashRouter(SimpleRouter):
     def __init__(self):
         super().__init__()
         self.trailing_slash = "/?"
+
+
+def api_not_found(request, exception=None):
+    """JSON 404 for paths under /api/ that match no route."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)

@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import healthz, readyz
 from .mcp_server import mcp_http_view
+from .rest import api_not_found
 
 api_v2 = [
     path("", include("agents.api.urls")),
@@ -21,4 +22,6 @@ urlpatterns = [
     path("api/v1/", include(("compat.api.urls", "v1"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Unknown API paths answer in the one JSON error shape, with DEBUG on or off.
+    re_path(r"^api/", api_not_found),
 ]

@@ -34,15 +34,6 @@ def memory(**changes) -> dict:
     return {"content": "A perfectly normal note.", "access_level": "private", "namespace": "team", **changes}
 
 
-# Known defects outside the access area, kept visible here until fixed.
-NAMESPACE_TYPE_BUG = pytest.mark.xfail(
-    reason="memories.services._build_memory looks a non-string namespace up in a dict: TypeError, 500", strict=False
-)
-EMPTY_TSQUERY_BUG = pytest.mark.xfail(
-    reason="memories.search: a query without lexemes builds to_tsquery('simple', \"''\"): syntax error, 500",
-    strict=False,
-)
-
 INJECTIONS = [
     "../team", "team/../other", "..", "./team", "team' OR '1'='1", "team; DROP TABLE memories;--", 'team" --',
     "TEAM", "te%61m", "t\u0435am", "\uff54\uff45\uff41\uff4d", "team\u200b", "\u202eteam", "team\u0000", "\ud800",
@@ -52,10 +43,8 @@ CASES = [
     # --- namespace identifiers in bodies -------------------------------------------------------
     *[pytest.param("owner", "post", MEMORIES, memory(namespace=bad), 400, id=f"memory-namespace-{i}")
       for i, bad in enumerate(INJECTIONS)],
-    pytest.param("owner", "post", MEMORIES, memory(namespace=["team"]), 400, id="memory-namespace-list",
-                 marks=NAMESPACE_TYPE_BUG),
-    pytest.param("owner", "post", MEMORIES, memory(namespace={"$ne": None}), 400, id="memory-namespace-object",
-                 marks=NAMESPACE_TYPE_BUG),
+    pytest.param("owner", "post", MEMORIES, memory(namespace=["team"]), 400, id="memory-namespace-list"),
+    pytest.param("owner", "post", MEMORIES, memory(namespace={"$ne": None}), 400, id="memory-namespace-object"),
     *[pytest.param("operator", "post", "/api/v2/namespaces", {"namespace": bad}, 400, id=f"create-namespace-{i}")
       for i, bad in enumerate([*INJECTIONS, "a/b", "a..b", "", "x" * 65, "-leading", "UPPER"])],
     pytest.param("operator", "post", "/api/v2/namespaces", {"namespace": "fine", "parent_namespace": "../team"}, 400,
@@ -142,8 +131,7 @@ CASES = [
       ]],
     pytest.param("owner", "post", SEARCH, {"query": "'; DROP TABLE memories; --", "mode": "keyword"}, EMPTY,
                  id="search-query-sql"),
-    *[pytest.param("owner", "post", SEARCH, {"query": query, "mode": "keyword"}, EMPTY, id=f"search-no-lexemes-{i}",
-                   marks=EMPTY_TSQUERY_BUG)
+    *[pytest.param("owner", "post", SEARCH, {"query": query, "mode": "keyword"}, EMPTY, id=f"search-no-lexemes-{i}")
       for i, query in enumerate(["\u202e\u200b\u2066", "&|!():*<->", "the"])],
     pytest.param("owner", "post", SEARCH, {"query": "x\u0000"}, 400, id="search-query-nul"),
     pytest.param("owner", "post", SEARCH, {"query": "x\ud800", "mode": "semantic"}, 400, id="search-query-surrogate"),

@@ -188,11 +188,6 @@ def test_agents_create_memories_only_where_they_belong(world, principal, namespa
     assert Memory.objects.count() == count + (1 if expected == 201 else 0)
 
 
-@pytest.mark.xfail(
-    reason="memories.services.update_memory lets a namespace admin re-level another agent's memory; the RLS "
-    "WITH CHECK then rejects the row and the request fails with 500 instead of 403",
-    strict=False,
-)
 def test_a_namespace_admin_cannot_make_another_agents_shared_memory_private(world):
     # given
     before = world.snapshot("shared")
