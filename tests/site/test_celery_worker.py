@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import kombu.pools
 import pytest
 import redis
 from django.db import connection
@@ -53,9 +54,9 @@ def broker(require_redis, settings):
 
 
 def _drop_cached_connections() -> None:
-    # The app caches its broker pool and queue routing; rebuild them from the changed conf, as after a fork.
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
+    # The app caches its broker pool and queue routing, and kombu keeps a process-wide registry of
+    # pools per broker URL: close and forget both so they are rebuilt from the changed conf.
+    kombu.pools.reset()
     celery_app._pool = None
     celery_app.__dict__.pop("amqp", None)
 
