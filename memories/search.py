@@ -3,11 +3,12 @@
 Visibility and filters are part of the SQL of every mode (never applied to results in
 Python), so `limit` results come back whenever that many visible matches exist.
 
-Semantic ranking picks its plan by the size of the filtered candidate set (counted with a
-cap): small sets are scanned exactly, ordering by an expression the HNSW index cannot
-serve, so the planner filters first and sorts the few survivors; large sets use the HNSW
-index with pgvector's iterative scan, so rows removed by the filters do not starve the
-result. The threshold is measured by `python -m bench.search` (see docs/search.md).
+Semantic ranking picks its plan by the planner's estimate of the filtered candidate set:
+small sets are scanned exactly, ordering by an expression the HNSW index cannot serve, so
+the planner filters first and sorts the few survivors; large sets use the HNSW index with
+pgvector's iterative scan, so rows removed by the filters do not starve the result, and an
+index scan that comes back short is redone exactly. The threshold is measured by
+`python -m bench.search` (see docs/search.md).
 
 Hybrid mode fuses the semantic and keyword rankings with weighted reciprocal-rank fusion
 (rank-based, so the two very different score scales need no calibration), then applies
@@ -16,6 +17,7 @@ reuses this with a blended query vector and extra boosts for the task's tags and
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -173,23 +175,43 @@ def candidate_count(queryset: QuerySet, cap: int) -> int:
     return queryset.values("pk")[:cap].count()
 
 
+def estimated_candidates(queryset: QuerySet) -> int:
+    """The planner's estimate of the filtered candidate count: no rows are read.
+
+    Counting for real costs as much as the exact scan it is meant to avoid once the visibility
+    OR and the row-level-security policy are in play (they cannot be served by one index), so
+    the plan choice uses the estimate and `semantic_ranking` corrects a wrong guess.
+    """
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[tuple]:
     """(memory, similarity) of the `depth` nearest candidates, best first; exact for small candidate sets."""
     embedded = queryset.filter(embedding__isnull=False)
     distance = CosineDistance("embedding", vector)
     if exact is None:
-        exact = candidate_count(embedded, EXACT_SCAN_THRESHOLD + 1) <= EXACT_SCAN_THRESHOLD
+        exact = estimated_candidates(embedded) <= EXACT_SCAN_THRESHOLD
     plan["semantic"] = "exact" if exact else "hnsw_iterative"
-    if exact:
-        # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
-        order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-        rows = _result_rows(embedded).annotate(distance=order).order_by("distance", "pk")[:depth]
-        return [(memory, 1.0 - memory.distance) for memory in rows]
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
-    rows = list(_result_rows(embedded).annotate(distance=distance).order_by("distance")[:depth])
-    rows.sort(key=lambda memory: memory.distance)  # relaxed_order may return neighbours slightly out of order
+    if not exact:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
+        rows = list(_result_rows(embedded).annotate(distance=distance).order_by("distance")[:depth])
+        if len(rows) == depth:
+            rows.sort(key=lambda memory: memory.distance)  # relaxed_order may return neighbours slightly out of order
+            return [(memory, 1.0 - memory.distance) for memory in rows]
+        # The index scan gave up early (hnsw.max_scan_tuples) or the estimate was far off: the set is
+        # small enough that an exact scan is cheap, and it is the only way to be sure nothing is missing.
+        plan["semantic"] = "exact_after_hnsw"
+    # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
+    order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
+    rows = _result_rows(embedded).annotate(distance=order).order_by("distance", "pk")[:depth]
     return [(memory, 1.0 - memory.distance) for memory in rows]
 
 
