@@ -66,6 +66,10 @@ def load(turns, log=log) -> tuple[list, dict]:
                        memory_category=turn.role, metadata={"turn": turn.id})
                 for turn in turns
             ], batch_size=1000)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE memories")  # keyword search reads word frequencies from the statistics
     turn_of = dict(Memory.objects.values_list("pk", "metadata__turn"))
     return agents, turn_of
 

@@ -28,6 +28,8 @@ from django.db.models.expressions import ExpressionWrapper, RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
+from namespaces.access import Principal
+from tmws_site.db import agent_search_context, current_agent_id, service_role
 from tmws_site.errors import InvalidInput
 
 from .choices import AccessLevel
@@ -52,12 +54,13 @@ RECENCY_HALF_LIFE_DAYS = 30.0
 # Columns a search result never needs: skip reading them with the rows.
 HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
 
-# OR together the stemmed words of the query: natural questions rarely contain every word.
-KEYWORD_QUERY_SQL = (
-    "to_tsquery('simple', coalesce(nullif(array_to_string(array("
-    "select quote_literal(lexeme) from unnest(tsvector_to_array(to_tsvector(%s::regconfig, %s))) as lexeme"
-    "), ' | '), ''), ''))"
-)
+# Keyword matching keeps the query's rarest stemmed words while their combined document
+# frequency stays within this share of the memories (always at least the rarest word). Common
+# words barely rank (like zero-IDF terms in BM25), yet each would make the database fetch and
+# score a large part of the table. Frequencies come from ANALYZE's statistics, so no scan.
+KEYWORD_MATCH_BUDGET = 0.03
+LEXEME_STATS_SECONDS = 300
+_lexeme_stats: dict = {"at": 0.0, "frequencies": {}}
 # ts_rank_cd normalisation: 1 divides by 1 + log(document length), 32 maps the rank into [0, 1).
 KEYWORD_RANK_NORMALIZATION = 1 | 32
 
@@ -160,10 +163,21 @@ def candidates(actor, request: SearchRequest) -> QuerySet:
     if request.access_levels:
         queryset = queryset.filter(access_level__in=request.access_levels)
     if request.context_tags:
-        queryset = queryset.filter(context_tags__contains=request.context_tags)
+        if under_agent_rls(actor):
+            # Under RLS the GIN index only helps through the definer function (see migration 0003).
+            tagged = RawSQL("SELECT tmws_tagged_memory_ids(%s::jsonb)", [json.dumps(request.context_tags)])
+            queryset = queryset.filter(id__in=tagged)
+        else:
+            queryset = queryset.filter(context_tags__contains=request.context_tags)
     if request.memory_category:
         queryset = queryset.filter(memory_category=request.memory_category)
     return queryset
+
+
+def under_agent_rls(actor) -> bool:
+    """Whether this transaction runs as `actor`'s agent under row-level security right now."""
+    agent = Principal.of(actor).agent
+    return agent is not None and current_agent_id() == str(agent.pk)
 
 
 def _result_rows(queryset: QuerySet) -> QuerySet:
@@ -202,41 +216,96 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
-        rows = list(_result_rows(embedded).annotate(distance=distance).order_by("distance")[:depth])
+        rows = list(embedded.annotate(distance=distance).order_by("distance").values_list("pk", "distance")[:depth])
         if len(rows) == depth:
-            rows.sort(key=lambda memory: memory.distance)  # relaxed_order may return neighbours slightly out of order
-            return [(memory, 1.0 - memory.distance) for memory in rows]
+            rows.sort(key=lambda row: row[1])  # relaxed_order may return neighbours slightly out of order
+            return _with_memories(rows)
         # The index scan gave up early (hnsw.max_scan_tuples) or the estimate was far off: the set is
         # small enough that an exact scan is cheap, and it is the only way to be sure nothing is missing.
         plan["semantic"] = "exact_after_hnsw"
     # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
     order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-    rows = _result_rows(embedded).annotate(distance=order).order_by("distance", "pk")[:depth]
-    return [(memory, 1.0 - memory.distance) for memory in rows]
+    rows = embedded.annotate(distance=order).order_by("distance", "pk").values_list("pk", "distance")[:depth]
+    return _with_memories(list(rows))
 
 
-def keyword_ranking(queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None) -> list[tuple]:
-    """(memory, rank, similarity) of the `depth` best full-text matches, any query word counting.
+def _with_memories(rows: list[tuple]) -> list[tuple]:
+    """Turn ranked (pk, distance) rows into (memory, similarity), reading whole rows for these only."""
+    by_pk = _result_rows(Memory.objects.filter(pk__in=[pk for pk, _ in rows])).in_bulk()
+    return [(by_pk[pk], 1.0 - distance) for pk, distance in rows if pk in by_pk]
+
+
+def _lexeme_frequencies() -> dict:
+    """Share of memories holding each common lexeme, from pg_stats (refreshed every few minutes)."""
+    now = time.monotonic()
+    if now - _lexeme_stats["at"] > LEXEME_STATS_SECONDS:
+        with transaction.atomic(), service_role(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                "WHERE tablename = 'memories' AND attname = 'search_vector'"
+            )
+            row = cursor.fetchone()
+        if row and row[0]:  # no statistics yet (before the first ANALYZE): look again next time
+            _lexeme_stats.update(at=now, frequencies=dict(zip(row[0], row[1], strict=False)))
+    return _lexeme_stats["frequencies"]
+
+
+def keyword_query(text: str) -> str:
+    """A `to_tsquery('simple', ...)` string OR-ing the query's most distinctive stemmed words ('' if none).
+
+    Natural questions rarely contain every word of the memory they look for, so any kept word counts.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(to_tsvector(%s::regconfig, %s))", [TEXT_SEARCH_CONFIG, text])
+        lexemes = cursor.fetchone()[0] or []
+    frequencies = _lexeme_frequencies()
+    kept, share = [], 0.0
+    for lexeme in sorted(set(lexemes), key=lambda lexeme: (frequencies.get(lexeme, 0.0), lexeme)):
+        frequency = frequencies.get(lexeme, 0.0)
+        if kept and share + frequency > KEYWORD_MATCH_BUDGET:
+            break
+        kept.append(lexeme)
+        share += frequency
+    return " | ".join("'" + lexeme.replace("'", "''") + "'" for lexeme in kept)
+
+
+def keyword_ranking(
+    queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None, agent_scoped: bool = False
+) -> list[tuple]:
+    """(memory, rank, similarity) of the `depth` best full-text matches.
 
     With a vector, each row also carries its similarity, and `min_similarity` is applied in SQL
-    so rows below it never take a place in the ranking.
+    so rows below it never take a place in the ranking. `agent_scoped` (an agent under RLS)
+    finds the matches through the definer function so the GIN index still narrows them.
     """
-    params = [TEXT_SEARCH_CONFIG, text]
-    matches = RawSQL(f"search_vector @@ {KEYWORD_QUERY_SQL}", params, output_field=BooleanField())
+    tsquery = keyword_query(text)
+    if not tsquery:
+        return []
+    if agent_scoped:
+        matched = RawSQL("SELECT tmws_text_match_ids(to_tsquery('simple', %s))", [tsquery])
+        rows = queryset.filter(id__in=matched)
+    else:
+        matches = RawSQL("search_vector @@ to_tsquery('simple', %s)", [tsquery], output_field=BooleanField())
+        rows = queryset.annotate(matches=matches).filter(matches=True)
     rank = RawSQL(
-        f"ts_rank_cd(search_vector, {KEYWORD_QUERY_SQL}, {KEYWORD_RANK_NORMALIZATION})",
-        params,
+        f"ts_rank_cd(search_vector, to_tsquery('simple', %s), {KEYWORD_RANK_NORMALIZATION})",
+        [tsquery],
         output_field=FloatField(),
     )
-    rows = _result_rows(queryset).annotate(matches=matches).filter(matches=True).annotate(rank=rank)
+    if vector is not None and min_similarity is not None:
+        rows = rows.alias(distance=CosineDistance("embedding", vector)).filter(
+            embedding__isnull=False, distance__lte=1.0 - min_similarity
+        )
+    # Rank narrow rows first; whole rows and similarities are read for the top `depth` only.
+    ranked = list(rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank")[:depth])
+    fetched = _result_rows(Memory.objects.filter(pk__in=[pk for pk, _ in ranked]))
     if vector is not None:
-        rows = rows.annotate(distance=CosineDistance("embedding", vector))
-        if min_similarity is not None:
-            rows = rows.filter(embedding__isnull=False, distance__lte=1.0 - min_similarity)
-    rows = rows.order_by("-rank", "-created_at")[:depth]
+        fetched = fetched.annotate(distance=CosineDistance("embedding", vector))
+    by_pk = fetched.in_bulk()
     return [
-        (memory, memory.rank, None if getattr(memory, "distance", None) is None else 1.0 - memory.distance)
-        for memory in rows
+        (by_pk[pk], rank_value, None if getattr(by_pk[pk], "distance", None) is None else 1.0 - by_pk[pk].distance)
+        for pk, rank_value in ranked
+        if pk in by_pk
     ]
 
 
@@ -285,7 +354,6 @@ def search(actor, request: SearchRequest) -> SearchResult:
     """Run a search for `actor`; only memories it may read can appear."""
     started = time.perf_counter()
     plan: dict = {}
-    base = candidates(actor, request)
     mode = request.mode
     depth = request.limit if mode != "hybrid" else max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_MIN_DEPTH)
     contextual = bool(request.boost_tags or request.boost_namespace)
@@ -296,13 +364,17 @@ def search(actor, request: SearchRequest) -> SearchResult:
         vector = query_embedding(request.query)
     memories: dict = {}
     similarity: dict = {}
-    with transaction.atomic():
+    agent = Principal.of(actor).agent
+    with transaction.atomic(), agent_search_context(agent):
+        base = candidates(actor, request)
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
         if request.min_similarity is not None:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
             semantic = [(memory, sim) for memory, sim in semantic if sim >= request.min_similarity]
         keyword = (
-            keyword_ranking(base, request.query, depth, vector, request.min_similarity) if mode != "semantic" else []
+            keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=under_agent_rls(actor))
+            if mode != "semantic"
+            else []
         )
     for memory, sim in semantic:
         memories[memory.pk] = memory

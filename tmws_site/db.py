@@ -46,3 +46,42 @@ def agent_context(agent):
             yield
         finally:
             leave_agent_context()
+
+
+def current_agent_id() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('app.current_agent_id', true)")
+        return cursor.fetchone()[0] or ""
+
+
+@contextmanager
+def agent_search_context(agent):
+    """Make sure a block runs in `agent`'s RLS context (entering it only if the caller has not)."""
+    if agent is None or current_agent_id() == str(agent.pk):
+        yield
+        return
+    enter_agent_context(agent)
+    try:
+        yield
+    finally:
+        leave_agent_context()
+
+
+@contextmanager
+def service_role():
+    """Briefly step out of the agent role for service-level reads (e.g. planner statistics).
+
+    pg_stats hides tables under active row-level security, so lexeme statistics are read as the
+    connection's own role; nothing read here is returned to the agent.
+    """
+    agent_id = current_agent_id()
+    if not agent_id:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SET LOCAL ROLE "{agent_role()}"')

