@@ -16,6 +16,8 @@ from bench import corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST_TAG = "bench-ingest"
+# Two worker processes with one model thread each: embedding in one overlaps the other's database writes.
+WORKER_PROCESSES = 2
 
 
 def free_port() -> int:
@@ -55,9 +57,9 @@ def services(data_dir: str, broker: str, log):
         ))
         if broker:
             processes.append(subprocess.Popen(
-                [str(bin_dir / "celery"), "-A", "tmws_site", "worker", "--concurrency=1", "--loglevel=WARNING",
-                 "--without-gossip", "--without-mingle"],
-                cwd=ROOT, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+                [str(bin_dir / "celery"), "-A", "tmws_site", "worker", f"--concurrency={WORKER_PROCESSES}",
+                 "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=dict(env, TMWS_TORCH_THREADS="1"), stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
                 start_new_session=True,
             ))
         wait_http(port)
@@ -180,7 +182,8 @@ def _writes(client, args, log) -> dict:
         "memories": len(ids),
         "memories_per_s": round(len(ids) / (finished - started), 1),
         "store_only_per_s": round(len(ids) / (stored - started), 1),
-        "note": "POST /memories/bulk x1000 until every embedding is ready; one worker process",
+        "note": f"POST /memories/bulk x1000 until every embedding is ready; "
+        f"{WORKER_PROCESSES} worker processes, one model thread each",
     }
     log(f"bulk ingest: {ingest}")
     return {"create": create, "bulk_ingest": ingest}

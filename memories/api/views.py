@@ -46,10 +46,12 @@ def body_object(request) -> dict:
 
 
 def search_response(result) -> dict:
+    # One serializer for all hits: building its fields once per response, not once per memory.
+    memories = MemorySerializer([hit.memory for hit in result.hits], many=True).data
     return {
         "results": [
-            {"memory": MemorySerializer(hit.memory).data, "score": hit.score, "similarity": hit.similarity}
-            for hit in result.hits
+            {"memory": memory, "score": hit.score, "similarity": hit.similarity}
+            for memory, hit in zip(memories, result.hits, strict=True)
         ],
         "mode": result.mode,
         "count": len(result.hits),
