@@ -28,7 +28,9 @@ from django.db.models.expressions import ExpressionWrapper, RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
+from agents.models import Agent
 from namespaces.access import Principal
+from namespaces.models import Namespace
 from tmws_site.db import agent_search_context, current_agent_id, service_role
 from tmws_site.errors import InvalidInput
 
@@ -156,10 +158,14 @@ def clean_request(data: dict) -> SearchRequest:
 def candidates(actor, request: SearchRequest, rls: bool | None = None) -> QuerySet:
     """The visible memories that pass the request's filters (no ordering yet)."""
     queryset = Memory.objects.visible_to(actor)
+    # Names are resolved to keys first: a constant key lets the planner use its statistics for
+    # that owner or namespace, where a join would leave it guessing an average.
     if request.namespace:
-        queryset = queryset.filter(namespace__namespace=request.namespace)
+        namespace_id = Namespace.objects.filter(namespace=request.namespace).values_list("pk", flat=True).first()
+        queryset = queryset.filter(namespace_id=namespace_id) if namespace_id else queryset.none()
     if request.agent_id:
-        queryset = queryset.filter(agent__agent_id=request.agent_id)
+        agent_pk = Agent.objects.filter(agent_id=request.agent_id).values_list("pk", flat=True).first()
+        queryset = queryset.filter(agent_id=agent_pk) if agent_pk else queryset.none()
     if request.access_levels:
         queryset = queryset.filter(access_level__in=request.access_levels)
     if request.context_tags:
