@@ -141,7 +141,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Compatibility layer ----------------------------------------------------------------------
-TMWS_V1_SUNSET = env_str("TMWS_V1_SUNSET")  # HTTP date announced in v1 `Sunset` headers; empty: the built-in date
+TMWS_V1_SUNSET = env_str("TMWS_V1_SUNSET")  # YYYY-MM-DD or an HTTP date for v1 `Sunset` headers; empty: 2027-06-30
 
 # --- Cache (throttling) -------------------------------------------------------------------
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

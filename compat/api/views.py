@@ -6,11 +6,7 @@ Every response, errors included, says it is deprecated and names its v2 successo
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
-
-from django.conf import settings
 from django.db.models import Count, Q
-from django.utils.http import http_date
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -32,16 +28,9 @@ from ..adapter import (
     memory_importance,
     persona_to_dict,
 )
+from ..sunset import sunset_header
 
-DEFAULT_SUNSET = date(2027, 6, 30)
 MAX_LIST_LIMIT = 100
-
-
-def sunset_header() -> str:
-    value = getattr(settings, "TMWS_V1_SUNSET", None) or DEFAULT_SUNSET
-    if isinstance(value, str):
-        value = date.fromisoformat(value)
-    return http_date(datetime.combine(value, time(0, 0), tzinfo=UTC).timestamp())
 
 
 def body(request) -> dict:

@@ -227,3 +227,31 @@ def test_workflows_crud_execute_and_status(personas, django_capture_on_commit_ca
     # then
     assert deleted.status_code == 200
     assert not Workflow.objects.filter(pk=workflow_id).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["2028-01-31", "Mon, 31 Jan 2028 00:00:00 GMT"])
+def test_sunset_setting_takes_a_date_or_an_http_date(personas, settings, value):
+    # given
+    settings.TMWS_V1_SUNSET = value
+
+    # when
+    response = personas["athena"].client.get("/api/v1/personas")
+
+    # then
+    assert response.status_code == 200
+    assert response["Sunset"] == "Mon, 31 Jan 2028 00:00:00 GMT"
+
+
+@pytest.mark.parametrize(("value", "errors"), [("", []), ("2028-01-31", []), ("next spring", ["compat.E001"])])
+def test_sunset_setting_is_checked_at_start_up(settings, value, errors):
+    # given
+    from compat.sunset import check_sunset_setting
+
+    settings.TMWS_V1_SUNSET = value
+
+    # when
+    found = check_sunset_setting()
+
+    # then
+    assert [error.id for error in found] == errors
