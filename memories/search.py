@@ -48,8 +48,8 @@ HNSW_EF_SEARCH = 100
 RRF_K = 10
 SEMANTIC_WEIGHT = 1.0
 KEYWORD_WEIGHT = 0.4
-HYBRID_DEPTH_FACTOR = 4  # each ranking contributes limit * factor candidates (at least HYBRID_MIN_DEPTH)
-HYBRID_MIN_DEPTH = 40
+HYBRID_DEPTH_FACTOR = 2  # each ranking contributes limit * factor candidates (at least HYBRID_MIN_DEPTH)
+HYBRID_MIN_DEPTH = 20
 WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%
 RECENCY_BOOST = 0.03  # a memory created just now gains at most +3%, halving every RECENCY_HALF_LIFE_DAYS
 RECENCY_HALF_LIFE_DAYS = 30.0
@@ -195,6 +195,14 @@ def candidate_count(queryset: QuerySet, cap: int) -> int:
     return queryset.values("pk")[:cap].count()
 
 
+# An agent searches many times with the same visibility and filters, and the estimate moves
+# slowly: it is kept for a minute per distinct candidate query (an over-old guess only costs
+# speed, since a short HNSW answer is redone exactly).
+ESTIMATE_CACHE_SECONDS = 60
+ESTIMATE_CACHE_SIZE = 1024
+_estimates: dict = {}
+
+
 def estimated_candidates(queryset: QuerySet) -> int:
     """The planner's estimate of the filtered candidate count: no rows are read.
 
@@ -203,12 +211,21 @@ def estimated_candidates(queryset: QuerySet) -> int:
     the plan choice uses the estimate and `semantic_ranking` corrects a wrong guess.
     """
     sql, params = queryset.values("pk").query.sql_with_params()
+    key = (sql, repr(params))
+    now = time.monotonic()
+    cached = _estimates.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_CACHE_SECONDS:
+        return cached[1]
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    rows = int(plan[0]["Plan"]["Plan Rows"])
+    if len(_estimates) >= ESTIMATE_CACHE_SIZE:
+        _estimates.pop(next(iter(_estimates)))  # the oldest entry
+    _estimates[key] = (now, rows)
+    return rows
 
 
 def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[tuple]:
