@@ -58,6 +58,13 @@ def check_request_text(request, kwargs) -> None:
             raise InvalidInput(f"{path or 'The body'} may not contain NUL characters or unpaired surrogates.", field=path or None)
 
 
+def body_object(request) -> dict:
+    """The request's JSON body, which must be an object."""
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return request.data
+
+
 class PrincipalMixin:
     """Resolve the caller once and run agent requests under row-level security."""
 

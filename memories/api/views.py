@@ -7,8 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from tmws_site.api import BaseViewSet
-from tmws_site.errors import InvalidInput
+from tmws_site.api import BaseViewSet, body_object
 
 from .. import contextual, services
 from .. import search as memory_search
@@ -37,12 +36,6 @@ class MemoryFilter(filters.FilterSet):
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(context_tags__contains=[value])
-
-
-def body_object(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return request.data
 
 
 def search_response(result) -> dict:

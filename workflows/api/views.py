@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from tmws_site.api import BaseViewSet
+from tmws_site.api import BaseViewSet, body_object
 from tmws_site.errors import InvalidInput
 
 from .. import services
@@ -28,12 +28,6 @@ from .serializers import (
 
 RUN_ID = r"runs/(?P<run_id>[^/.]+)"
 RUN_ID_PARAMETER = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-
-
-def body_object(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return request.data
 
 
 class TaskFilter(filters.FilterSet):
