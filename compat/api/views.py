@@ -6,7 +6,7 @@ Every response, errors included, says it is deprecated and names its v2 successo
 """
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -15,7 +15,7 @@ from memories import search as memory_search
 from memories import services as memory_services
 from memories.choices import AccessLevel
 from memories.models import Memory
-from tmws_site.api import BaseAPIView
+from tmws_site.api import BaseAPIView, body_object
 from tmws_site.errors import InvalidInput
 from workflows import services as workflow_services
 from workflows.models import Task, TaskStatus, Workflow
@@ -31,12 +31,6 @@ from ..adapter import (
 from ..sunset import sunset_header
 
 MAX_LIST_LIMIT = 100
-
-
-def body(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return request.data
 
 
 def _iso(value):
@@ -199,7 +193,7 @@ class MemoryListView(V1View):
         return Response(_page(memories.order_by("-created_at"), request, memory_to_dict))
 
     def post(self, request):
-        data = body(request)
+        data = body_object(request)
         fields = memory_fields(data, creating=True)
         fields.setdefault("access_level", AccessLevel.SHARED)
         agent_id = _persona_agent_id(data.get("persona_id"))
@@ -219,7 +213,7 @@ class MemoryDetailView(V1View):
 
     def put(self, request, pk):
         memory = memory_services.get_visible_memory(self.principal, pk)
-        data = body(request)
+        data = body_object(request)
         changes = memory_fields(data, creating=False)
         if "metadata" in changes:  # keep what the import recorded from the persona era
             legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY)
@@ -239,7 +233,7 @@ class MemorySearchView(V1View):
     successor = "/api/v2/memories/search"
 
     def post(self, request):
-        data = body(request)
+        data = body_object(request)
         search = {"query": data.get("query"), "limit": data.get("limit", 10), "mode": data.get("mode", "hybrid")}
         agent_id = _persona_agent_id(data.get("persona_id"))
         if agent_id:
@@ -276,7 +270,7 @@ def task_to_dict(task: Task) -> dict:
         "progress": task.progress,
         "assigned_persona_id": (legacy_persona_id(agent) or str(agent.pk)) if agent else None,
         "assigned_persona": agent.agent_id if agent else None,
-        "dependencies": [str(pk) for pk in task.dependencies.values_list("id", flat=True)],
+        "dependencies": [str(dependency.pk) for dependency in task.dependencies.all()],
         "result": task.result,
         "error_message": task.error,
         "started_at": _iso(task.started_at),
@@ -307,7 +301,11 @@ class TaskListView(V1View):
     successor = "/api/v2/tasks"
 
     def get(self, request):
-        tasks = Task.objects.visible_to(self.principal).select_related("assigned_agent")
+        tasks = (
+            Task.objects.visible_to(self.principal)
+            .select_related("assigned_agent")
+            .prefetch_related(Prefetch("dependencies", queryset=Task.objects.only("id")))
+        )
         if request.query_params.get("status"):
             tasks = tasks.filter(status=request.query_params["status"])
         if request.query_params.get("assigned_persona_id"):
@@ -315,7 +313,7 @@ class TaskListView(V1View):
         return Response(_page(tasks.order_by("-created_at"), request, task_to_dict))
 
     def post(self, request):
-        fields = task_fields(body(request))
+        fields = task_fields(body_object(request))
         fields.pop("progress", None)
         fields.pop("result", None)
         task = workflow_services.create_task(self.principal, fields)
@@ -330,7 +328,7 @@ class TaskDetailView(V1View):
 
     def put(self, request, pk):
         task = workflow_services.get_visible_task(self.principal, pk)
-        task = workflow_services.update_task(self.principal, task, task_fields(body(request)))
+        task = workflow_services.update_task(self.principal, task, task_fields(body_object(request)))
         return Response(task_to_dict(task))
 
     patch = put
@@ -384,7 +382,7 @@ class WorkflowListView(V1View):
         return Response(_page(workflows.order_by("-created_at"), request, workflow_to_dict))
 
     def post(self, request):
-        data = body(request)
+        data = body_object(request)
         fields = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
         workflow = workflow_services.create_workflow(self.principal, fields)
         return Response(workflow_to_dict(workflow), status=status.HTTP_201_CREATED)
@@ -398,7 +396,7 @@ class WorkflowDetailView(V1View):
 
     def put(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
-        data = body(request)
+        data = body_object(request)
         changes = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
         return Response(workflow_to_dict(workflow_services.update_workflow(self.principal, workflow, changes)))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from compat.adapter import importance_to_learning_weight
@@ -190,6 +192,34 @@ def test_tasks_crud_and_complete(personas):
     # then
     assert deleted.status_code == 200
     assert not Task.objects.filter(pk=task_id).exists()
+
+
+@pytest.mark.django_db
+def test_task_list_query_count_does_not_grow_with_rows(personas):
+    # given
+    client = personas["athena"].client
+
+    def create(title, dependencies=()):
+        response = client.post("/api/v1/tasks", {"title": title, "dependencies": list(dependencies)}, format="json")
+        assert response.status_code == 201, response.json()
+        return response.json()["id"]
+
+    first = create("first")
+    create("second", [first])
+    client.get("/api/v1/personas/athena")  # the first request of a key also records the agent's activity
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/api/v1/tasks").status_code == 200
+    for index in range(5):
+        create(f"more {index}", [first])
+
+    # when
+    with CaptureQueriesContext(connection) as many:
+        response = client.get("/api/v1/tasks")
+
+    # then
+    assert response.json()["total"] == 7
+    assert sorted(len(item["dependencies"]) for item in response.json()["items"]) == [0, 1, 1, 1, 1, 1, 1]
+    assert len(many.captured_queries) == len(few.captured_queries)
 
 
 @pytest.mark.django_db
