@@ -142,6 +142,18 @@ def can_manage_agents_in(actor, namespace: Namespace) -> bool:
     return principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
 
 
+def agent_visibility_q(actor) -> Q:
+    """Agents a principal may list and read: all of them, for any authenticated agent or user.
+
+    Agents look each other up to share memories and hand over tasks, so the directory is open;
+    who may change an agent is `can_manage_agents_in`'s business.
+    """
+    principal = Principal.of(actor)
+    if principal.agent is not None or getattr(principal.user, "is_authenticated", False):
+        return Q()
+    return Q(pk__in=[])
+
+
 def can_create_namespace(actor, parent: Namespace | None) -> bool:
     if actor is None:  # management commands act as the system
         return True

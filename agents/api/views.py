@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -8,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
+from namespaces import access
 from tmws_site.api import BaseViewSet
 
 from .. import services
@@ -43,7 +43,7 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     filterset_class = AgentFilter
 
     def restrict(self, queryset):
-        return queryset
+        return queryset.filter(access.agent_visibility_q(self.principal))
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentWithKeySerializer})
     def create(self, request):
@@ -78,7 +78,7 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @extend_schema(request=None, responses=AgentWithKeySerializer)
     @action(detail=True, methods=["post"], url_path="rotate-key")
     def rotate_key(self, request, agent_id=None):
-        agent = get_object_or_404(Agent, agent_id=agent_id)
+        agent = self.get_object()
         key = services.rotate_key(self.principal, agent)
         agent.refresh_from_db()
         return Response(_with_key(agent, key))
