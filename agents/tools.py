@@ -17,9 +17,14 @@ MAX_LIST = 200
 
 def render_agent(agent: Agent) -> dict:
     """An agent in the REST API's shape (GET /api/v2/agents/{agent_id})."""
+    return render_agents([agent])[0]
+
+
+def render_agents(agents) -> list[dict]:
+    """Agents in the REST API's shape, through one serializer for the lot."""
     from .api.serializers import AgentSerializer
 
-    return render_json(AgentSerializer(agent).data)
+    return render_json(AgentSerializer(agents, many=True).data)
 
 
 @agent_tool(
@@ -54,7 +59,7 @@ def list_agents(
         agents = agents.filter(capabilities__has_key=capability)
     if active_only:
         agents = agents.filter(is_active=True)
-    found = [render_agent(a) for a in agents[: limit + 1]]
+    found = render_agents(agents[: limit + 1])
     return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
 
 

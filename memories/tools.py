@@ -32,14 +32,9 @@ def render_memory(memory: Memory) -> dict:
 
 def render_search(result: memory_search.SearchResult) -> dict:
     """A search result in the shape of POST /api/v2/memories/search."""
-    return {
-        "results": [
-            {"memory": render_memory(hit.memory), "score": hit.score, "similarity": hit.similarity} for hit in result.hits
-        ],
-        "mode": result.mode,
-        "count": len(result.hits),
-        "took_ms": round(result.took_ms, 2),
-    }
+    from .api.serializers import search_response
+
+    return render_json(search_response(result))
 
 
 def _given(**values) -> dict:

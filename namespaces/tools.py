@@ -12,16 +12,15 @@ from . import access, services
 from .models import Namespace
 
 
-def render_namespace(namespace: Namespace, member_ids: set | None = None, admin_ids: set | None = None) -> dict:
-    """A namespace in the REST API's shape, plus the caller's role in it when known."""
+def render_namespaces(namespaces, member_ids: set, admin_ids: set) -> list[dict]:
+    """Namespaces in the REST API's shape (one serializer for the lot), plus the caller's role in each."""
     from .api.serializers import NamespaceSerializer
 
-    data = render_json(NamespaceSerializer(namespace).data)
-    if member_ids is not None:
-        data["my_role"] = (
-            "admin" if namespace.pk in (admin_ids or set()) else "member" if namespace.pk in member_ids else None
-        )
-    return data
+    namespaces = list(namespaces)
+    rendered = render_json(NamespaceSerializer(namespaces, many=True).data)
+    for namespace, data in zip(namespaces, rendered, strict=True):
+        data["my_role"] = "admin" if namespace.pk in admin_ids else "member" if namespace.pk in member_ids else None
+    return rendered
 
 
 @agent_tool(
@@ -42,7 +41,7 @@ def list_namespaces(
     member_ids, admin_ids = access.member_namespace_ids(agent), access.admin_namespace_ids(agent)
     if member_only:
         namespaces = namespaces.filter(pk__in=member_ids)
-    results = [render_namespace(ns, member_ids, admin_ids) for ns in namespaces]
+    results = render_namespaces(namespaces, member_ids, admin_ids)
     return {"results": results, "count": len(results)}
 
 
@@ -57,4 +56,4 @@ def join_namespace(
 ) -> dict[str, Any]:
     target = services.visible_namespace_or_404(agent, namespace)
     services.join_namespace(agent, target)
-    return render_namespace(target, access.member_namespace_ids(agent), access.admin_namespace_ids(agent))
+    return render_namespaces([target], access.member_namespace_ids(agent), access.admin_namespace_ids(agent))[0]

@@ -27,11 +27,17 @@ MAX_LIST = 200
 
 def render_task(task: Task) -> dict:
     """A task in the REST API's shape (GET /api/v2/tasks/{id}), plus the persona-era assignee name."""
+    return render_tasks([task])[0]
+
+
+def render_tasks(tasks) -> list[dict]:
+    """Tasks as render_task shows them, through one serializer for the lot."""
     from .api.serializers import TaskSerializer
 
-    data = render_json(TaskSerializer(task).data)
-    data["assigned_persona_id"] = data.get("assigned_agent_id")
-    return data
+    rendered = render_json(TaskSerializer(tasks, many=True).data)
+    for data in rendered:
+        data["assigned_persona_id"] = data.get("assigned_agent_id")
+    return rendered
 
 
 def _agent_id_for(persona_id: str | None, agent_id: str | None, field: str) -> str | None:
@@ -116,7 +122,7 @@ def list_tasks(
         tasks = tasks.filter(task_type=task_type)
     if tag:
         tasks = tasks.filter(tags__contains=[tag])
-    found = [render_task(task) for task in tasks[: limit + 1]]
+    found = render_tasks(tasks[: limit + 1])
     return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
 
 

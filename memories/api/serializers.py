@@ -83,6 +83,21 @@ class SearchHitSerializer(serializers.Serializer):
     similarity = serializers.FloatField(allow_null=True)
 
 
+def search_response(result) -> dict:
+    """A search result (memories.search.SearchResult) in the shape of SearchResponseSerializer."""
+    # One serializer for all hits: building its fields once per response, not once per memory.
+    memories = MemorySerializer([hit.memory for hit in result.hits], many=True).data
+    return {
+        "results": [
+            {"memory": memory, "score": hit.score, "similarity": hit.similarity}
+            for memory, hit in zip(memories, result.hits, strict=True)
+        ],
+        "mode": result.mode,
+        "count": len(result.hits),
+        "took_ms": round(result.took_ms, 2),
+    }
+
+
 class SearchResponseSerializer(serializers.Serializer):
     results = SearchHitSerializer(many=True)
     mode = serializers.CharField()

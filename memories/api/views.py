@@ -21,6 +21,7 @@ from .serializers import (
     SearchRequestSerializer,
     SearchResponseSerializer,
     ShareSerializer,
+    search_response,
 )
 
 
@@ -36,20 +37,6 @@ class MemoryFilter(filters.FilterSet):
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(context_tags__contains=[value])
-
-
-def search_response(result) -> dict:
-    # One serializer for all hits: building its fields once per response, not once per memory.
-    memories = MemorySerializer([hit.memory for hit in result.hits], many=True).data
-    return {
-        "results": [
-            {"memory": memory, "score": hit.score, "similarity": hit.similarity}
-            for memory, hit in zip(memories, result.hits, strict=True)
-        ],
-        "mode": result.mode,
-        "count": len(result.hits),
-        "took_ms": round(result.took_ms, 2),
-    }
 
 
 class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
