@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.utils import timezone
 from django.utils.html import format_html_join
 
 from namespaces.admin import OperatorScopedAdmin, ServiceModelAdmin
@@ -178,5 +177,5 @@ class ApiKeyAdmin(OperatorScopedAdmin):
 
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request, queryset):
-        revoked = self.changeable(request, queryset).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = services.revoke_keys(self.changeable(request, queryset))
         messages.success(request, f"Revoked {revoked} key(s).")

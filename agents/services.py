@@ -127,13 +127,18 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
     return agent
 
 
+def revoke_keys(keys) -> int:
+    """Revoke the still-active keys among `keys` (an ApiKey queryset); returns how many."""
+    return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
 @transaction.atomic
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
     _require_registrar(actor, agent.namespace)
     agent.is_active = False
     agent.save(update_fields=["is_active", "updated_at"])
-    ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoke_keys(ApiKey.objects.filter(user=agent.user))
 
 
 @transaction.atomic
@@ -142,7 +147,7 @@ def rotate_key(actor, agent: Agent) -> str:
     principal = access.Principal.of(actor)
     if not (principal.agent is not None and principal.agent.pk == agent.pk):
         _require_registrar(actor, agent.namespace)
-    ApiKey.objects.filter(user=agent.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoke_keys(ApiKey.objects.filter(user=agent.user))
     _, key = ApiKey.issue(agent.user)
     return key
 

@@ -6,15 +6,12 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.search import SearchQuery
-from django.utils import timezone
 
 from namespaces import access
 from namespaces.admin import ServiceModelAdmin
 
 from . import services
-from .choices import EmbeddingStatus
 from .models import TEXT_SEARCH_CONFIG, Memory
-from .tasks import enqueue_embedding
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
 READ_ONLY_FIELDS = [
@@ -126,12 +123,8 @@ class MemoryAdmin(ServiceModelAdmin):
 
     @admin.action(description="Re-embed the selected memories", permissions=["change"])
     def re_embed(self, request, queryset):
-        ids = list(self.changeable(request, queryset).values_list("pk", flat=True))
-        Memory.objects.filter(pk__in=ids).update(
-            embedding_status=EmbeddingStatus.PENDING, embedding_error="", embedding_attempts=0, updated_at=timezone.now()
-        )
-        enqueue_embedding(ids)
-        messages.success(request, f"Queued {len(ids)} memory(ies) for embedding.")
-        skipped = queryset.count() - len(ids)
+        queued = services.re_embed_memories(self.changeable(request, queryset).values_list("pk", flat=True))
+        messages.success(request, f"Queued {queued} memory(ies) for embedding.")
+        skipped = queryset.count() - queued
         if skipped:
             messages.error(request, f"Skipped {skipped} memory(ies) outside the namespaces you may change.")

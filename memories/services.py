@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.models import Agent
@@ -257,6 +258,20 @@ def update_memory(actor, memory: Memory, changes: dict) -> Memory:
     if "embedding_status" in fields:
         enqueue_embedding([memory.pk])
     return memory
+
+
+@transaction.atomic
+def re_embed_memories(ids) -> int:
+    """Compute the embeddings of these memories again (in the background); returns how many were queued.
+
+    The current embedding stays searchable until the new one replaces it.
+    """
+    ids = list(ids)
+    queued = Memory.objects.filter(pk__in=ids).update(
+        embedding_status=EmbeddingStatus.PENDING, embedding_error="", embedding_attempts=0, updated_at=timezone.now()
+    )
+    enqueue_embedding(ids)
+    return queued
 
 
 @transaction.atomic
