@@ -173,6 +173,11 @@ def can_add_member(actor, namespace: Namespace) -> bool:
     return is_namespace_admin(principal, namespace)
 
 
+def can_grant_operator_rights(user) -> bool:
+    """Only superusers give operators guardian rights on namespaces: such a right is also the right to hand it on."""
+    return Principal.of(user).is_superuser
+
+
 def can_join(agent: Agent, namespace: Namespace) -> bool:
     return namespace.access_policy == AccessPolicy.OPEN
 

@@ -271,7 +271,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
 
     @staticmethod
     def _require_superuser(request):
-        if not request.user.is_superuser:
+        if not access.can_grant_operator_rights(request.user):
             raise PermissionDenied
 
     # Members: agents' roles, managed through the namespace services.

@@ -161,7 +161,11 @@ def remove_member(actor, namespace: Namespace, agent) -> None:
 
 
 @transaction.atomic
-def join_namespace(agent, namespace: Namespace) -> None:
+def join_namespace(actor, namespace: Namespace) -> None:
+    """The calling agent becomes a member of an open namespace (joining twice changes nothing)."""
+    agent = access.Principal.of(actor).agent
+    if agent is None:
+        raise Forbidden("Only agents join namespaces; operators add members.")
     if access.is_member(agent, namespace):
         return
     if not access.can_join(agent, namespace):

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from agents.models import Agent
 from tmws_site.api import BaseViewSet
-from tmws_site.errors import Forbidden, InvalidInput
+from tmws_site.errors import InvalidInput
 
 from .. import access, services
 from ..models import Namespace
@@ -84,7 +84,5 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @action(detail=True, methods=["post"])
     def join(self, request, namespace=None):
         target = self.get_object()
-        if self.principal.agent is None:
-            raise Forbidden("Only agents join namespaces; operators add members.")
-        services.join_namespace(self.principal.agent, target)
+        services.join_namespace(self.principal, target)
         return Response(NamespaceSerializer(target).data)
