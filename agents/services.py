@@ -15,6 +15,16 @@ from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
 USERNAME_PREFIX = "agent:"
 
 
+def get_agent(agent_id, *, field: str = "agent_id") -> Agent:
+    """Look an agent up by agent_id; a missing one is bad input naming the field."""
+    if not isinstance(agent_id, str) or not agent_id:
+        raise InvalidInput(f"{field} must be an agent id.", field=field)
+    agent = Agent.objects.select_related("user").filter(agent_id=agent_id).first()
+    if agent is None:
+        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field=field)
+    return agent
+
+
 def _require_registrar(actor, namespace) -> None:
     if not access.can_manage_agents_in(actor, namespace):
         raise Forbidden(

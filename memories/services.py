@@ -11,6 +11,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.models import Agent
+from agents.services import get_agent
 from namespaces import access
 from namespaces.services import get_namespace
 from tmws_site.errors import Forbidden, InvalidInput, NotFound
@@ -133,10 +134,7 @@ def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
         if access_level == AccessLevel.SYSTEM:
             return None
         raise InvalidInput("agent_id is required when an operator stores a non-system memory.", field="agent_id")
-    owner = Agent.objects.filter(agent_id=agent_id).first() if isinstance(agent_id, str) else None
-    if owner is None:
-        raise InvalidInput(f"Agent '{str(agent_id)[:128]}' does not exist.", field="agent_id")
-    return owner
+    return get_agent(agent_id)
 
 
 def _build_memory(actor, data: dict, namespaces: dict | None = None) -> Memory:

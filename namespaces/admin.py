@@ -306,7 +306,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         return TemplateResponse(request, self.members_template, context)
 
     def _change_membership(self, request, namespace, form) -> bool:
-        from agents.models import Agent
+        from agents.services import get_agent
 
         if "remove" in request.POST:
             agent_id, role = request.POST["remove"], None
@@ -314,10 +314,8 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             agent_id, role = form.cleaned_data["agent_id"], form.cleaned_data["role"]
         else:
             return False
-        agent = Agent.objects.select_related("user").filter(agent_id=agent_id).first()
         try:
-            if agent is None:
-                raise ServiceError(f"Agent '{agent_id[:128]}' does not exist.")
+            agent = get_agent(agent_id)
             with transaction.atomic():
                 if role is None:
                     services.remove_member(request.user, namespace, agent)

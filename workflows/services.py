@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents.models import Agent
+from agents.services import get_agent
 from memories.services import clean_metadata
 from namespaces import access
 from namespaces.models import Namespace
@@ -198,11 +199,7 @@ def get_visible_task(actor, task_id) -> Task:
 def _assignee(task: Task, agent_id) -> Agent | None:
     if agent_id in (None, ""):
         return None
-    if not isinstance(agent_id, str):
-        raise InvalidInput("assigned_agent_id must be an agent id.", field="assigned_agent_id")
-    agent = Agent.objects.filter(agent_id=agent_id).first()
-    if agent is None:
-        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field="assigned_agent_id")
+    agent = get_agent(agent_id, field="assigned_agent_id")
     if not access.can_be_assigned(agent, task):
         reason = "is inactive" if not agent.is_active else f"cannot read namespace '{task.namespace}'"
         raise InvalidInput(f"Agent '{agent_id[:128]}' {reason}; it cannot take this task.", field="assigned_agent_id")

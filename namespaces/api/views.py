@@ -7,9 +7,8 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from agents.models import Agent
+from agents.services import get_agent
 from tmws_site.api import BaseViewSet
-from tmws_site.errors import InvalidInput
 
 from .. import access, services
 from ..models import Namespace
@@ -22,13 +21,6 @@ class NamespaceFilter(filters.FilterSet):
     class Meta:
         model = Namespace
         fields = ["access_policy", "parent_namespace"]
-
-
-def _agent_named(agent_id: str) -> Agent:
-    agent = Agent.objects.select_related("user").filter(agent_id=agent_id).first()
-    if agent is None:
-        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field="agent_id")
-    return agent
 
 
 class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
@@ -69,7 +61,7 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         target = self.get_object()
         serializer = MemberSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        agent = _agent_named(serializer.validated_data["agent_id"])
+        agent = get_agent(serializer.validated_data["agent_id"])
         services.add_member(self.principal, target, agent, serializer.validated_data["role"])
         return Response(serializer.validated_data, status=status.HTTP_201_CREATED)
 
@@ -77,7 +69,7 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<agent_id>[^/]+)")
     def remove_member(self, request, namespace=None, agent_id=None):
         target = self.get_object()
-        services.remove_member(self.principal, target, _agent_named(agent_id))
+        services.remove_member(self.principal, target, get_agent(agent_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: NamespaceSerializer})
