@@ -87,7 +87,8 @@ def memory_importance(memory) -> float:
 
 # --- personas <-> agents --------------------------------------------------------------------
 
-def _iso(value) -> str | None:
+def isoformat(value) -> str | None:
+    """A timestamp as persona-era clients read it: ISO 8601, None kept."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -130,7 +131,7 @@ def agent_fields_from_persona(persona: dict) -> dict:
         "total_tasks": int(persona.get("total_tasks") or 0),
         "successful_tasks": int(persona.get("successful_tasks") or 0),
         "average_response_time": float(average) if average is not None else None,
-        "last_active_at": _iso(persona.get("last_active_at")),
+        "last_active_at": isoformat(persona.get("last_active_at")),
         "metadata": dict(persona.get("metadata") or {}),
     }
     return {
@@ -164,7 +165,7 @@ def persona_fields_from_agent(agent) -> dict:
         "total_tasks": int(persona_meta.get("total_tasks") or 0),
         "successful_tasks": int(persona_meta.get("successful_tasks") or 0),
         "average_response_time": persona_meta.get("average_response_time"),
-        "last_active_at": _iso(last_active),
+        "last_active_at": isoformat(last_active),
         "metadata": dict(persona_meta.get("metadata") or {}),
     }
 
@@ -172,8 +173,8 @@ def persona_fields_from_agent(agent) -> dict:
 def persona_to_dict(agent) -> dict:
     """An agent in the persona-era response shape (what v1 clients and persona tools expect)."""
     data = persona_fields_from_agent(agent)
-    data["created_at"] = _iso(agent.created_at)
-    data["updated_at"] = _iso(agent.updated_at)
+    data["created_at"] = isoformat(agent.created_at)
+    data["updated_at"] = isoformat(agent.updated_at)
     return data
 
 

@@ -53,10 +53,6 @@ def render_persona_memory(memory: Memory, similarity: float | None = None) -> di
     return render_json(data)
 
 
-def _persona_agent(reference) -> Agent:
-    return adapter.agent_for_persona(reference)
-
-
 @agent_tool(
     title="Create memory (persona-era)",
     description=DEPRECATED.format(replacement="store_memory")
@@ -75,7 +71,7 @@ def create_memory(
     access_level: Annotated[Literal["private", "shared", "public"], Field(description="Who may read it.")] = "shared",
     namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
 ) -> dict[str, Any]:
-    owner = _persona_agent(persona_id).agent_id if persona_id else None
+    owner = adapter.agent_for_persona(persona_id).agent_id if persona_id else None
     data = {
         "content": content,
         "access_level": access_level,
@@ -113,7 +109,7 @@ def recall_memory(
             "query": query,
             "limit": limit,
             "mode": "semantic" if semantic else "hybrid",
-            "agent_id": _persona_agent(persona_id).agent_id if persona_id else None,
+            "agent_id": adapter.agent_for_persona(persona_id).agent_id if persona_id else None,
             "context_tags": tags,
             "memory_category": context_type,
             "min_similarity": min_similarity,
@@ -139,7 +135,7 @@ def get_memory_stats(
 ) -> dict[str, Any]:
     memories = Memory.objects.visible_to(agent)
     if persona_id:
-        memories = memories.filter(agent=_persona_agent(persona_id))
+        memories = memories.filter(agent=adapter.agent_for_persona(persona_id))
     totals = memories.aggregate(total=Count("id"), average_weight=Avg("learning_weight"),
                                 with_embedding=Count("id", filter=Q(embedding_status="ready")))
 
@@ -189,7 +185,7 @@ def list_personas(
     + 'One persona by name or persona-era UUID. Example: {"persona_id": "athena"}.',
 )
 def get_persona(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
-    return render_json(adapter.persona_to_dict(_persona_agent(persona_id)))
+    return render_json(adapter.persona_to_dict(adapter.agent_for_persona(persona_id)))
 
 
 @agent_tool(
@@ -199,7 +195,7 @@ def get_persona(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
     + 'The capabilities, specialties, type and role of a persona. Example: {"persona_id": "artemis"}.',
 )
 def get_persona_capabilities(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
-    persona = adapter.persona_to_dict(_persona_agent(persona_id))
+    persona = adapter.persona_to_dict(adapter.agent_for_persona(persona_id))
     return render_json({key: persona[key] for key in ("name", "type", "role", "capabilities", "specialties")})
 
 

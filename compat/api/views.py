@@ -25,6 +25,7 @@ from ..adapter import (
     MEMORY_LEGACY_KEY,
     agent_for_persona,
     importance_to_learning_weight,
+    isoformat,
     legacy_persona_id,
     memory_importance,
     persona_to_dict,
@@ -32,10 +33,6 @@ from ..adapter import (
 from ..sunset import sunset_header
 
 MAX_LIST_LIMIT = 100
-
-
-def _iso(value):
-    return value.isoformat() if value is not None else None
 
 
 def _limit_offset(request) -> tuple[int, int]:
@@ -146,14 +143,14 @@ def memory_to_dict(memory: Memory) -> dict:
         "context_type": memory.memory_category,
         "metadata": metadata,
         "access_count": memory.access_count,
-        "accessed_at": _iso(memory.last_accessed_at),
+        "accessed_at": isoformat(memory.last_accessed_at),
         "recall_count": legacy.get("recall_count", 0),
         "has_embedding": memory.embedding_status == "ready",
         "content_length": len(memory.content),
         "namespace": memory.namespace.namespace,
         "access_level": memory.access_level,
-        "created_at": _iso(memory.created_at),
-        "updated_at": _iso(memory.updated_at),
+        "created_at": isoformat(memory.created_at),
+        "updated_at": isoformat(memory.updated_at),
     }
 
 
@@ -274,14 +271,14 @@ def task_to_dict(task: Task) -> dict:
         "dependencies": [str(dependency.pk) for dependency in task.dependencies.all()],
         "result": task.result,
         "error_message": task.error,
-        "started_at": _iso(task.started_at),
-        "completed_at": _iso(task.completed_at),
+        "started_at": isoformat(task.started_at),
+        "completed_at": isoformat(task.completed_at),
         "retry_count": task.retry_count,
         "max_retries": task.max_retries,
         "tags": task.tags,
         "metadata": task.metadata,
-        "created_at": _iso(task.created_at),
-        "updated_at": _iso(task.updated_at),
+        "created_at": isoformat(task.created_at),
+        "updated_at": isoformat(task.updated_at),
     }
 
 
@@ -361,11 +358,11 @@ def workflow_to_dict(workflow: Workflow) -> dict:
         "config": workflow.config,
         "tags": workflow.tags,
         "execution_count": workflow.execution_count,
-        "last_executed_at": _iso(workflow.last_executed_at),
+        "last_executed_at": isoformat(workflow.last_executed_at),
         "created_by": creator.agent_id if creator else None,
         "metadata": workflow.metadata,
-        "created_at": _iso(workflow.created_at),
-        "updated_at": _iso(workflow.updated_at),
+        "created_at": isoformat(workflow.created_at),
+        "updated_at": isoformat(workflow.updated_at),
     }
 
 
@@ -418,8 +415,8 @@ def run_to_dict(run) -> dict | None:
         "failed_step_index": run.failed_step_index,
         "error_message": run.error,
         "output": run.output,
-        "started_at": _iso(run.started_at),
-        "completed_at": _iso(run.finished_at),
+        "started_at": isoformat(run.started_at),
+        "completed_at": isoformat(run.finished_at),
     }
 
 
@@ -448,6 +445,6 @@ class WorkflowStatusView(V1View):
             "status": latest.status if latest else workflow.status,
             "workflow_status": workflow.status,
             "execution_count": workflow.execution_count,
-            "last_executed_at": _iso(workflow.last_executed_at),
+            "last_executed_at": isoformat(workflow.last_executed_at),
             "current_run": run_to_dict(latest),
         })
