@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from django.db.models import Avg, Count, Q
+from django.db.models import Q
 from pydantic import Field
 
 from agents.models import Agent
@@ -24,7 +24,7 @@ from memories.models import Memory
 from namespaces import access
 from tmws_site.mcp_server import agent_tool, render_json
 
-from . import adapter
+from . import adapter, selectors
 
 DEPRECATED = "Deprecated persona-era tool; prefer {replacement}. "
 PersonaRef = Annotated[str, Field(description="Persona name (the agent_id, e.g. 'athena') or its persona-era UUID.")]
@@ -133,25 +133,7 @@ def get_memory_stats(
     agent: Agent,
     persona_id: Annotated[str | None, Field(description="Only this persona's memories.")] = None,
 ) -> dict[str, Any]:
-    memories = Memory.objects.visible_to(agent)
-    if persona_id:
-        memories = memories.filter(agent=adapter.agent_for_persona(persona_id))
-    totals = memories.aggregate(total=Count("id"), average_weight=Avg("learning_weight"),
-                                with_embedding=Count("id", filter=Q(embedding_status="ready")))
-
-    def counted(field: str) -> dict:
-        rows = memories.order_by().values(field).annotate(n=Count("id")).order_by(field)
-        return {str(row[field]) if row[field] is not None else "system": row["n"] for row in rows}
-
-    average_weight = totals["average_weight"]
-    return {
-        "total_memories": totals["total"],
-        "memories_with_embedding": totals["with_embedding"],
-        "average_importance": adapter.learning_weight_to_importance(average_weight) if average_weight is not None else None,
-        "by_persona": counted("agent__agent_id"),
-        "by_context_type": counted("memory_category"),
-        "by_access_level": counted("access_level"),
-    }
+    return selectors.memory_stats(agent, adapter.agent_for_persona(persona_id) if persona_id else None)
 
 
 @agent_tool(

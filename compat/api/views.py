@@ -6,7 +6,7 @@ Every response, errors included, says it is deprecated and names its v2 successo
 """
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Prefetch
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -19,7 +19,7 @@ from namespaces import access
 from tmws_site.api import BaseAPIView, body_object
 from tmws_site.errors import InvalidInput
 from workflows import services as workflow_services
-from workflows.models import Task, TaskStatus, Workflow
+from workflows.models import Task, Workflow
 
 from ..adapter import (
     MEMORY_LEGACY_KEY,
@@ -30,6 +30,7 @@ from ..adapter import (
     memory_importance,
     persona_to_dict,
 )
+from ..selectors import persona_stats
 from ..sunset import sunset_header
 
 MAX_LIST_LIMIT = 100
@@ -102,29 +103,7 @@ class PersonaDetailView(V1View):
 
 class PersonaStatsView(PersonaDetailView):
     def get(self, request, name):
-        agent = agent_for_persona(name)
-        persona = persona_to_dict(agent)
-        memories = Memory.objects.visible_to(self.principal).filter(agent=agent)
-        tasks = Task.objects.visible_to(self.principal).filter(assigned_agent=agent).aggregate(
-            total=Count("id"),
-            completed=Count("id", filter=Q(status=TaskStatus.COMPLETED)),
-            failed=Count("id", filter=Q(status=TaskStatus.FAILED)),
-            in_progress=Count("id", filter=Q(status=TaskStatus.IN_PROGRESS)),
-        )
-        total = persona["total_tasks"] + tasks["total"]
-        successful = persona["successful_tasks"] + tasks["completed"]
-        return Response({
-            "persona_id": persona["id"],
-            "name": agent.agent_id,
-            "memory_count": memories.count(),
-            "total_tasks": total,
-            "successful_tasks": successful,
-            "failed_tasks": tasks["failed"],
-            "tasks_in_progress": tasks["in_progress"],
-            "success_rate": round(successful / total, 4) if total else 0.0,
-            "average_response_time": persona["average_response_time"],
-            "last_active_at": persona["last_active_at"],
-        })
+        return Response(persona_stats(self.principal, agent_for_persona(name)))
 
 
 # --- memory -----------------------------------------------------------------------------------
