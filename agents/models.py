@@ -23,8 +23,11 @@ class AgentAccessLevel(models.TextChoices):
 
 
 class AgentQuerySet(models.QuerySet):
-    def active(self) -> AgentQuerySet:
-        return self.filter(is_active=True)
+    def visible_to(self, actor) -> AgentQuerySet:
+        """Only the agents `actor` (agent, operator user or Principal) may list and read."""
+        from namespaces.access import agent_visibility_q
+
+        return self.filter(agent_visibility_q(actor))
 
 
 class Agent(BaseModel):

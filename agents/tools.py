@@ -5,7 +5,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from namespaces import access
 from tmws_site.errors import InvalidInput
 from tmws_site.mcp_server import agent_tool, render_json
 
@@ -50,7 +49,7 @@ def list_agents(
     active_only: Annotated[bool, Field(description="Leave out retired (inactive) agents.")] = True,
     limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="At most this many agents.")] = 50,
 ) -> dict[str, Any]:
-    agents = Agent.objects.filter(access.agent_visibility_q(agent)).select_related("namespace").order_by("agent_id")
+    agents = Agent.objects.visible_to(agent).select_related("namespace").order_by("agent_id")
     if namespace:
         agents = agents.filter(namespace__namespace=namespace)
     if agent_type:

@@ -21,7 +21,6 @@ from agents.models import Agent
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.models import Memory
-from namespaces import access
 from tmws_site.mcp_server import agent_tool, render_json
 
 from . import adapter, selectors
@@ -149,7 +148,7 @@ def list_personas(
     persona_type: Annotated[str | None, Field(description="Only this persona type (athena, artemis, ...).")] = None,
     personas_only: Annotated[bool, Field(description="Only agents migrated from personas (agent_type 'persona').")] = False,
 ) -> dict[str, Any]:
-    agents = Agent.objects.filter(access.agent_visibility_q(agent)).order_by("agent_id")
+    agents = Agent.objects.visible_to(agent).order_by("agent_id")
     if active_only:
         agents = agents.filter(is_active=True)
     if persona_type:
@@ -193,7 +192,7 @@ def find_personas_by_capability(
     capability: Annotated[str, Field(min_length=1, max_length=128, description="The capability to look for.")],
     active_only: Annotated[bool, Field(description="Leave out inactive personas.")] = True,
 ) -> dict[str, Any]:
-    agents = Agent.objects.filter(access.agent_visibility_q(agent)).filter(
+    agents = Agent.objects.visible_to(agent).filter(
         Q(capabilities__has_key=capability)
         | Q(capabilities__capabilities__contains=[capability])
         | Q(capabilities__specialties__contains=[capability])

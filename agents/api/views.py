@@ -7,7 +7,6 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from namespaces import access
 from tmws_site.api import BaseViewSet
 
 from .. import services
@@ -43,7 +42,7 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     filterset_class = AgentFilter
 
     def restrict(self, queryset):
-        return queryset.filter(access.agent_visibility_q(self.principal))
+        return queryset.visible_to(self.principal)
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentWithKeySerializer})
     def create(self, request):

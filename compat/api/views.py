@@ -15,7 +15,6 @@ from memories import search as memory_search
 from memories import services as memory_services
 from memories.choices import AccessLevel
 from memories.models import Memory
-from namespaces import access
 from tmws_site.api import BaseAPIView, body_object
 from tmws_site.errors import InvalidInput
 from workflows import services as workflow_services
@@ -83,7 +82,7 @@ class PersonaListView(V1View):
     successor = "/api/v2/agents"
 
     def get(self, request):
-        agents = Agent.objects.filter(access.agent_visibility_q(self.principal)).select_related("namespace")
+        agents = Agent.objects.visible_to(self.principal).select_related("namespace")
         if request.query_params.get("persona_only") in ("1", "true"):
             agents = agents.filter(agent_type="persona")
         if request.query_params.get("is_active") in ("true", "false"):
