@@ -21,7 +21,7 @@ from agents.models import Agent
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.models import Memory
-from tmws_site.mcp_server import agent_tool, render_json
+from tmws_site.mcp_server import agent_tool, given, render_json
 
 from . import adapter, selectors
 
@@ -71,17 +71,16 @@ def create_memory(
     namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
 ) -> dict[str, Any]:
     owner = adapter.agent_for_persona(persona_id).agent_id if persona_id else None
-    data = {
-        "content": content,
-        "access_level": access_level,
-        "namespace": namespace,
-        "context_tags": tags,
-        "memory_category": context_type,
-        "learning_weight": adapter.importance_to_learning_weight(importance),
-        "metadata": metadata,
-        "agent_id": owner,
-    }
-    memory = memory_services.create_memory(agent, {k: v for k, v in data.items() if v is not None})
+    memory = memory_services.create_memory(agent, given(
+        content=content,
+        access_level=access_level,
+        namespace=namespace,
+        context_tags=tags,
+        memory_category=context_type,
+        learning_weight=adapter.importance_to_learning_weight(importance),
+        metadata=metadata,
+        agent_id=owner,
+    ))
     return render_persona_memory(memory)
 
 
@@ -103,17 +102,15 @@ def recall_memory(
     min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop less similar results.")] = None,
     semantic: Annotated[bool, Field(description="true: rank by meaning only; false: meaning and words.")] = False,
 ) -> dict[str, Any]:
-    request = memory_search.clean_request({
-        key: value for key, value in {
-            "query": query,
-            "limit": limit,
-            "mode": "semantic" if semantic else "hybrid",
-            "agent_id": adapter.agent_for_persona(persona_id).agent_id if persona_id else None,
-            "context_tags": tags,
-            "memory_category": context_type,
-            "min_similarity": min_similarity,
-        }.items() if value is not None
-    })
+    request = memory_search.clean_request(given(
+        query=query,
+        limit=limit,
+        mode="semantic" if semantic else "hybrid",
+        agent_id=adapter.agent_for_persona(persona_id).agent_id if persona_id else None,
+        context_tags=tags,
+        memory_category=context_type,
+        min_similarity=min_similarity,
+    ))
     hits = memory_search.search(agent, request).hits
     memories = [render_persona_memory(hit.memory, hit.similarity) for hit in hits]
     if min_importance is not None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agents.models import Agent
 from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, render_json
+from tmws_site.mcp_server import agent_tool, given, render_json
 
 from . import contextual, services
 from . import search as memory_search
@@ -37,10 +37,6 @@ def render_search(result: memory_search.SearchResult) -> dict:
     return render_json(search_response(result))
 
 
-def _given(**values) -> dict:
-    return {name: value for name, value in values.items() if value is not None}
-
-
 @agent_tool(
     title="Store a memory",
     description="Store a memory owned by you. Its embedding is computed in the background, so it is searchable by "
@@ -60,7 +56,7 @@ def store_memory(
     parent_memory_id: Annotated[str | None, Field(description="UUID of a memory this one refines or answers.")] = None,
     metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
 ) -> dict[str, Any]:
-    data = _given(
+    data = given(
         content=content, access_level=access_level, namespace=namespace, context_tags=context_tags,
         memory_category=memory_category, learning_weight=learning_weight, parent_memory_id=parent_memory_id,
         metadata=metadata,
@@ -87,7 +83,7 @@ def search_memories(
     memory_category: Annotated[str | None, Field(description="Only memories of this category.")] = None,
     min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop results less similar than this.")] = None,
 ) -> dict[str, Any]:
-    request = memory_search.clean_request(_given(
+    request = memory_search.clean_request(given(
         query=query, limit=limit, mode=mode, namespace=namespace, agent_id=agent_id, access_levels=access_levels,
         context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
     ))
@@ -131,7 +127,7 @@ def contextual_search(
     memory_category: Annotated[str | None, Field(description="Only memories of this category.")] = None,
     min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop results less similar than this.")] = None,
 ) -> dict[str, Any]:
-    request, turns, task = contextual.clean_contextual_request(_given(
+    request, turns, task = contextual.clean_contextual_request(given(
         query=query, limit=limit, mode=mode, namespace=namespace, agent_id=agent_id, access_levels=access_levels,
         context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
         conversation_context=[turn.model_dump() for turn in conversation_context] if conversation_context else None,
@@ -184,7 +180,7 @@ def update_memory(
         if memory_category is not None:
             raise InvalidInput("Give memory_category or the persona-era context_type, not both.", field="context_type")
         memory_category = context_type
-    changes = _given(
+    changes = given(
         content=content, access_level=access_level, namespace=namespace, context_tags=context_tags,
         memory_category=memory_category, learning_weight=learning_weight, metadata=metadata,
     )

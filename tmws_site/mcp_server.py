@@ -296,6 +296,11 @@ def mcp_http_view(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def given(**arguments) -> dict:
+    """The tool arguments the caller gave: those not left at None, for a service that applies its own defaults."""
+    return {name: value for name, value in arguments.items() if value is not None}
+
+
 def render_json(value: Any) -> Any:
     """Plain JSON types only (UUIDs, datetimes and decimals as strings) for tool results."""
     from django.core.serializers.json import DjangoJSONEncoder

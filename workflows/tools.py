@@ -14,7 +14,7 @@ from pydantic import Field
 
 from agents.models import Agent
 from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, render_json
+from tmws_site.mcp_server import agent_tool, given, render_json
 
 from . import services
 from .models import Task
@@ -73,13 +73,11 @@ def create_task(
     max_retries: Annotated[int | None, Field(ge=0, le=100, description="Retries allowed after failure.")] = None,
     assigned_persona_id: Annotated[str | None, Field(description="Persona-era: the persona (name) to assign.")] = None,
 ) -> dict[str, Any]:
-    data = {
-        "title": title, "description": description, "task_type": task_type, "priority": priority,
-        "namespace": namespace, "dependencies": dependencies, "tags": tags, "metadata": metadata, "due_at": due_at,
-        "max_retries": max_retries,
-        "assigned_agent_id": _agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id"),
-    }
-    task = services.create_task(agent, {key: value for key, value in data.items() if value is not None})
+    task = services.create_task(agent, given(
+        title=title, description=description, task_type=task_type, priority=priority, namespace=namespace,
+        dependencies=dependencies, tags=tags, metadata=metadata, due_at=due_at, max_retries=max_retries,
+        assigned_agent_id=_agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id"),
+    ))
     return render_task(task)
 
 
