@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import BooleanField, FloatField, QuerySet, Value
 from django.db.models.expressions import ExpressionWrapper, RawSQL
@@ -210,7 +211,10 @@ def estimated_candidates(queryset: QuerySet) -> int:
     OR and the row-level-security policy are in play (they cannot be served by one index), so
     the plan choice uses the estimate and `semantic_ranking` corrects a wrong guess.
     """
-    sql, params = queryset.values("pk").query.sql_with_params()
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (an unknown namespace or agent)
+        return 0
     key = (sql, repr(params))
     now = time.monotonic()
     cached = _estimates.get(key)
