@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev run worker test lint bench migrate mcp clean-data
+.PHONY: install install-dev run serve worker test lint bench migrate mcp clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ migrate: install
 run: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $${TMWS_BIND:-127.0.0.1:8000}
+
+# Production-style serving: synchronous gunicorn workers (set SECRET_KEY and ALLOWED_HOSTS; DEBUG stays off).
+serve: migrate
+	$(VENV)/bin/gunicorn tmws_site.wsgi:application --bind $${TMWS_BIND:-127.0.0.1:8000} \
+		--workers $${TMWS_WEB_WORKERS:-2} --access-logfile - --log-level info
 
 worker: install
 	DEBUG=$${DEBUG:-1} $(VENV)/bin/celery -A tmws_site worker --loglevel=INFO --concurrency=$${TMWS_WORKER_CONCURRENCY:-2}

@@ -1,4 +1,4 @@
-"""HTTP figures through a real server (uvicorn) and a Celery worker on a Redis broker."""
+"""HTTP figures through the production web server (gunicorn) and Celery workers on a Redis broker."""
 from __future__ import annotations
 
 import http.client
@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 INGEST_TAG = "bench-ingest"
 # Two worker processes with one model thread each: embedding in one overlaps the other's database writes.
 WORKER_PROCESSES = 2
+# Synchronous gunicorn workers, as `make serve` runs them (requests on each process's main thread); one
+# process, since the client sends one request at a time.
+WEB_PROCESSES = 1
 
 
 def free_port() -> int:
@@ -28,7 +31,7 @@ def free_port() -> int:
 
 @contextmanager
 def services(data_dir: str, broker: str, log):
-    """A uvicorn server and (with a broker) a Celery worker, both stopped on exit."""
+    """A gunicorn server and (with a broker) Celery workers, all stopped on exit."""
     port = free_port()
     env = {
         **os.environ,
@@ -50,8 +53,8 @@ def services(data_dir: str, broker: str, log):
     logs.mkdir(parents=True, exist_ok=True)
     try:
         processes.append(subprocess.Popen(
-            [str(bin_dir / "uvicorn"), "tmws_site.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "600"],
+            [str(bin_dir / "gunicorn"), "tmws_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(WEB_PROCESSES), "--log-level", "warning", "--keep-alive", "600"],
             cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True,
         ))
@@ -128,7 +131,7 @@ def run(fixture, args, log) -> dict:
     operator = _operator()
     key = rotate_key(operator, agent)
     queries = corpus.query_texts(args.queries + 10, seed=1234)
-    result = {"server": "uvicorn (1 process), DEBUG off, agent requests under row-level security"}
+    result = {"server": f"gunicorn ({WEB_PROCESSES} sync workers), DEBUG off, agent requests under row-level security"}
     with services(args.data_dir, args.redis, log) as port:
         client = Client(port, key)
         for text in queries[:10]:

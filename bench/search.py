@@ -6,7 +6,7 @@ It builds (once) a reproducible corpus in its own embedded database (TMWS_DATA_D
 - DB-level semantic search (the code path of memories.search, agent scenarios under
   row-level security) p50/p95 and recall@10 against an exact scan, at four filter
   selectivities (~0.1%, 1%, 10%, 100% of rows); hybrid timings alongside;
-- HTTP search p50/p95 through a real server (uvicorn), including the query embedding;
+- HTTP search p50/p95 through the production server (gunicorn), including the query embedding;
 - POST /memories p50 with a Redis broker and a Celery worker (the production setup);
 - bulk ingest rate: POST /memories/bulk until every embedding is ready.
 """
