@@ -292,21 +292,29 @@ def operator_can_change_in(user, namespace_id) -> bool:
 # manage all of them. Workflow runs can hold what the triggering agent found, so a run is seen
 # only by whoever started it and by those who manage the workflow.
 
-def task_visibility_q(actor) -> Q:
-    """Tasks a principal may read: its own (created or assigned) and those of namespaces it reads."""
+def _namespaced_visibility_q(actor, own_fields: tuple[str, ...]) -> Q:
+    """Rows of a namespaced model (tasks, workflows) a principal may read.
+
+    Admin agents and superusers read all; agents read rows they are named on in `own_fields`
+    and rows of namespaces whose shared memories they read; operators their namespaces' rows.
+    """
     principal = Principal.of(actor)
     if principal.is_superuser or principal.is_admin_agent:
         return Q()
     if principal.agent is not None:
         agent = principal.agent
-        return (
-            Q(created_by_id=agent.pk)
-            | Q(assigned_agent_id=agent.pk)
-            | Q(namespace_id__in=readable_namespace_ids(agent))
-        )
+        query = Q(namespace_id__in=readable_namespace_ids(agent))
+        for field in own_fields:
+            query |= Q(**{field: agent.pk})
+        return query
     if principal.is_operator:
         return Q(namespace_id__in=operator_namespace_ids(principal.user))
     return Q(pk__in=[])
+
+
+def task_visibility_q(actor) -> Q:
+    """Tasks a principal may read: its own (created or assigned) and those of namespaces it reads."""
+    return _namespaced_visibility_q(actor, ("created_by_id", "assigned_agent_id"))
 
 
 def _manages_namespace_of(principal: Principal, namespace_id) -> bool:
@@ -358,15 +366,7 @@ def can_be_assigned(agent: Agent, task) -> bool:
 
 def workflow_visibility_q(actor) -> Q:
     """Workflows a principal may read: its own and those of namespaces it reads."""
-    principal = Principal.of(actor)
-    if principal.is_superuser or principal.is_admin_agent:
-        return Q()
-    if principal.agent is not None:
-        agent = principal.agent
-        return Q(created_by_id=agent.pk) | Q(namespace_id__in=readable_namespace_ids(agent))
-    if principal.is_operator:
-        return Q(namespace_id__in=operator_namespace_ids(principal.user))
-    return Q(pk__in=[])
+    return _namespaced_visibility_q(actor, ("created_by_id",))
 
 
 def can_change_workflow(actor, workflow) -> bool:
