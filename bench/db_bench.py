@@ -44,7 +44,7 @@ def _timed(actor, request, vector, depth: int, exact: bool | None = None):
         ranking_ms = (time.perf_counter() - ranking_started) * 1000
         if agent:
             leave_agent_context()
-    return ranking_ms, (time.perf_counter() - started) * 1000, [pk for pk, _ in rows], plan
+    return ranking_ms, (time.perf_counter() - started) * 1000, [row.pk for row in rows], plan
 
 
 def _timed_search(actor, request):

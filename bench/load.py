@@ -103,7 +103,7 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
         columns = (
             "id, created_at, updated_at, metadata, content, embedding, embedding_status, embedding_error, "
             "embedding_attempts, agent_id, namespace_id, access_level, context_tags, learning_weight, "
-            "memory_category, access_count"
+            "memory_category"
         )
         with cursor.cursor.copy(f"COPY memories ({columns}) FROM STDIN") as copy:
             for row, vector in zip(rows, vectors, strict=True):
@@ -114,7 +114,7 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
                     "ready", "", 1,
                     None if row.access_level == "system" else agents[row.agent].pk,
                     namespaces[row.namespace].pk, row.access_level, json.dumps(row.tags), row.learning_weight,
-                    row.category, 0,
+                    row.category,
                 ))
     fixture.load_seconds = round(time.perf_counter() - started, 1)
     log(f"loaded in {fixture.load_seconds}s; building the HNSW index")

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from agents.models import Agent, ApiKey
 from memories.choices import AccessLevel, EmbeddingStatus
-from memories.models import EMBEDDING_DIMENSIONS, Memory
+from memories.models import EMBEDDING_DIMENSIONS, Memory, MemoryUsage
 from memories.services import clean_access_level, clean_category, clean_content, clean_metadata, clean_tags
 from memories.tasks import enqueue_embedding
 from namespaces.models import Namespace
@@ -253,7 +253,7 @@ class _Writer:
         for batch in legacy.fetch(conn, schema, "memories", batch_size=self.options.batch_size, skip_ids=skip):
             pending = []
             with transaction.atomic():
-                built = []
+                built, usage = [], []
                 for row in batch:
                     vector = None if self.options.reembed else legacy.parse_vector(row.get("embedding"))
                     ready = vector is not None and len(vector) == EMBEDDING_DIMENSIONS
@@ -278,16 +278,20 @@ class _Writer:
                         context_tags=clean_tags(row.get("tags")),
                         learning_weight=importance_to_learning_weight(row.get("importance")),
                         memory_category=clean_category(row.get("context_type") or None),
-                        access_count=row.get("access_count") or 0,
-                        last_accessed_at=row.get("accessed_at"),
                         metadata=metadata,
                     )
                     memory.created_at = row["created_at"]
                     memory.updated_at = row.get("updated_at") or row["created_at"]
                     built.append(memory)
+                    if row.get("access_count") or row.get("accessed_at"):
+                        usage.append(MemoryUsage(
+                            memory=memory, access_count=row.get("access_count") or 0,
+                            last_accessed_at=row.get("accessed_at"),
+                        ))
                     if not ready:
                         pending.append(memory.pk)
                 _insert_keeping_timestamps(built)
+                MemoryUsage.objects.bulk_create(usage)
                 self._record("memories", [(m.pk, m.pk) for m in built])
                 self.report.embeddings_copied += len(built) - len(pending)
                 self.report.embeddings_pending += len(pending)

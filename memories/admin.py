@@ -37,7 +37,7 @@ class MemoryAdmin(ServiceModelAdmin):
     list_filter = [
         "access_level", "embedding_status", "memory_category", ("namespace", admin.RelatedOnlyFieldListFilter),
     ]
-    list_select_related = ["agent", "namespace"]
+    list_select_related = ["agent", "namespace", "usage"]
     search_fields = ["content"]
     search_help_text = "Full-text search on the content (words, \"quoted phrases\", -excluded), or a memory id."
     autocomplete_fields = ["agent"]

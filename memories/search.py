@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
@@ -54,6 +56,8 @@ HYBRID_MIN_DEPTH = 20
 WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%
 RECENCY_BOOST = 0.03  # a memory created just now gains at most +3%, halving every RECENCY_HALF_LIFE_DAYS
 RECENCY_HALF_LIFE_DAYS = 30.0
+# One helper thread computes query embeddings while the request thread queries the database.
+_embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embedding")
 # Columns a search result never needs: skip reading them with the rows.
 HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
 
@@ -187,8 +191,10 @@ def under_agent_rls(actor) -> bool:
     return agent is not None and current_agent_id() == str(agent.pk)
 
 
-def _result_rows(queryset: QuerySet) -> QuerySet:
-    return queryset.select_related("agent", "namespace").defer(*HEAVY_COLUMNS)
+def _result_rows(queryset: QuerySet, vector=None) -> QuerySet:
+    """The memories to return, with their distance to `vector` (when given) and without heavy columns."""
+    queryset = queryset.select_related("agent", "namespace", "usage").defer(*HEAVY_COLUMNS)
+    return queryset.annotate(distance=CosineDistance("embedding", vector)) if vector is not None else queryset
 
 
 def candidate_count(queryset: QuerySet, cap: int) -> int:
@@ -232,8 +238,30 @@ def estimated_candidates(queryset: QuerySet) -> int:
     return rows
 
 
-def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[tuple]:
-    """(pk, similarity) of the `depth` nearest candidates, best first; exact for small candidate sets."""
+class Candidate(NamedTuple):
+    """A ranked memory with what scoring needs, read by the ranking query itself (no second fetch)."""
+
+    pk: object
+    value: float  # the ranking's own score: similarity (semantic) or text rank (keyword)
+    similarity: float | None  # semantic rows only (keyword rows get theirs with the results)
+    learning_weight: float
+    created_at: object
+    context_tags: list
+    namespace_id: object
+
+
+SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id")
+
+
+def _semantic_candidates(rows) -> list[Candidate]:
+    return [
+        Candidate(pk, 1.0 - distance, 1.0 - distance, weight, created_at, tags or [], namespace_id)
+        for pk, distance, weight, created_at, tags, namespace_id in rows
+    ]
+
+
+def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[Candidate]:
+    """The `depth` nearest candidates, best first; exact for small candidate sets."""
     embedded = queryset.filter(embedding__isnull=False)
     distance = CosineDistance("embedding", vector)
     if exact is None:
@@ -241,19 +269,26 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
     plan["semantic"] = "exact" if exact else "hnsw_iterative"
     if not exact:
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
-        rows = list(embedded.annotate(distance=distance).order_by("distance").values_list("pk", "distance")[:depth])
+            cursor.execute(
+                f"SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {int(max(HNSW_EF_SEARCH, depth))}"
+            )
+        rows = list(
+            embedded.annotate(distance=distance).order_by("distance")
+            .values_list("pk", "distance", *SCORING_FIELDS)[:depth]
+        )
         if len(rows) == depth:
             rows.sort(key=lambda row: row[1])  # relaxed_order may return neighbours slightly out of order
-            return [(pk, 1.0 - distance) for pk, distance in rows]
+            return _semantic_candidates(rows)
         # The index scan gave up early (hnsw.max_scan_tuples) or the estimate was far off: the set is
         # small enough that an exact scan is cheap, and it is the only way to be sure nothing is missing.
         plan["semantic"] = "exact_after_hnsw"
     # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
     order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-    rows = embedded.annotate(distance=order).order_by("distance", "pk").values_list("pk", "distance")[:depth]
-    return [(pk, 1.0 - distance) for pk, distance in rows]
+    rows = (
+        embedded.annotate(distance=order).order_by("distance", "pk")
+        .values_list("pk", "distance", *SCORING_FIELDS)[:depth]
+    )
+    return _semantic_candidates(rows)
 
 
 def _lexeme_frequencies() -> dict:
@@ -292,12 +327,12 @@ def keyword_query(text: str) -> str:
 
 def keyword_ranking(
     queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None, agent_scoped: bool = False
-) -> list[tuple]:
-    """(pk, rank) of the `depth` best full-text matches, best first.
+) -> list[Candidate]:
+    """The `depth` best full-text matches, best first.
 
     With a vector and `min_similarity`, the threshold is applied in SQL so rows below it never
-    take a place in the ranking. `agent_scoped` (an agent under RLS)
-    finds the matches through the definer function so the GIN index still narrows them.
+    take a place in the ranking. `agent_scoped` (an agent under RLS) finds the matches through
+    the definer function so the GIN index still narrows them.
     """
     tsquery = keyword_query(text)
     if not tsquery:
@@ -317,18 +352,11 @@ def keyword_ranking(
         rows = rows.alias(distance=CosineDistance("embedding", vector)).filter(
             embedding__isnull=False, distance__lte=1.0 - min_similarity
         )
-    return list(rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank")[:depth])
-
-
-@dataclass(frozen=True)
-class RankedRow:
-    """What scoring needs of a candidate, read without loading the whole memory."""
-
-    learning_weight: float
-    created_at: object
-    context_tags: list
-    namespace_slug: str
-    similarity: float | None
+    rows = rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank", *SCORING_FIELDS)
+    return [
+        Candidate(pk, rank, None, weight, created_at, tags or [], namespace_id)
+        for pk, rank, weight, created_at, tags, namespace_id in rows[:depth]
+    ]
 
 
 def learning_and_recency_factor(memory, now) -> float:
@@ -340,14 +368,14 @@ def learning_and_recency_factor(memory, now) -> float:
     return weight_factor * recency_factor
 
 
-def context_factor(memory: RankedRow, request: SearchRequest) -> float:
+def context_factor(memory: Candidate, request: SearchRequest, boost_namespace_id=None) -> float:
     """Bounded multiplier for contextual search: shared tags and the task's namespace."""
     factor = 1.0
     if request.boost_tags and request.tag_boost:
         wanted = {tag.lower() for tag in request.boost_tags}
         overlap = len(wanted & {tag.lower() for tag in memory.context_tags or []})
         factor += request.tag_boost * overlap / len(wanted)
-    if request.boost_namespace and request.namespace_boost and memory.namespace_slug == request.boost_namespace:
+    if boost_namespace_id is not None and request.namespace_boost and memory.namespace_id == boost_namespace_id:
         factor += request.namespace_boost
     return factor
 
@@ -359,24 +387,6 @@ def fuse(rankings: list[tuple[list, float]]) -> dict:
         for position, pk in enumerate(ranking):
             scores[pk] = scores.get(pk, 0.0) + weight / (RRF_K + position + 1)
     return scores
-
-
-def ranked_rows(pks: list, vector, similarities: dict) -> dict:
-    """Scoring inputs of the candidates in one light query; similarities computed where missing."""
-    fields = ["pk", "learning_weight", "created_at", "context_tags", "namespace__namespace"]
-    queryset = Memory.objects.filter(pk__in=pks)
-    need_distance = vector is not None and any(pk not in similarities for pk in pks)
-    if need_distance:
-        queryset = queryset.annotate(distance=CosineDistance("embedding", vector))
-        fields.append("distance")
-    rows = {}
-    for values in queryset.values_list(*fields):
-        pk, weight, created_at, tags, namespace = values[:5]
-        similarity = similarities.get(pk)
-        if similarity is None and need_distance and values[5] is not None:
-            similarity = 1.0 - values[5]
-        rows[pk] = RankedRow(weight, created_at, tags or [], namespace, None if similarity is None else float(similarity))
-    return rows
 
 
 def query_embedding(text: str):
@@ -391,7 +401,11 @@ def _scaled(score: float, factor: float) -> float:
 
 
 def search(actor, request: SearchRequest) -> SearchResult:
-    """Run a search for `actor`; only memories it may read can appear."""
+    """Run a search for `actor`; only memories it may read can appear.
+
+    The query embedding is computed on a helper thread while this one resolves the candidates
+    and runs the keyword ranking, which need no vector (the model releases the GIL).
+    """
     started = time.perf_counter()
     plan: dict = {}
     mode = request.mode
@@ -400,53 +414,66 @@ def search(actor, request: SearchRequest) -> SearchResult:
     if contextual and mode != "hybrid":
         depth = max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_MIN_DEPTH)  # room for boosts to reorder
     vector = request.query_vector
+    pending = None
     if vector is None and (mode != "keyword" or request.min_similarity is not None):
-        vector = query_embedding(request.query)
+        pending = _embedder.submit(query_embedding, request.query)
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
-    with transaction.atomic(savepoint=False), agent_search_context(agent):
-        rls = under_agent_rls(actor)
+    with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
         base = candidates(actor, request, rls)
+        keyword = []
+        if mode != "semantic" and request.min_similarity is None:
+            keyword = keyword_ranking(base, request.query, depth, agent_scoped=rls)
+        if pending is not None:
+            vector = pending.result()
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
         if request.min_similarity is not None:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
-            semantic = [(pk, sim) for pk, sim in semantic if sim >= request.min_similarity]
-        keyword = (
-            keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=rls)
-            if mode != "semantic"
-            else []
-        )
-        if mode == "semantic":
-            scores = dict(semantic)
-        elif mode == "keyword":
-            scores = dict(keyword)
+            semantic = [row for row in semantic if row.similarity >= request.min_similarity]
+            if mode != "semantic":
+                keyword = keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=rls)
+        rows = {row.pk: row for row in keyword}
+        rows.update((row.pk, row) for row in semantic)
+        if mode == "hybrid":
+            scores = fuse([([row.pk for row in semantic], SEMANTIC_WEIGHT), ([row.pk for row in keyword], KEYWORD_WEIGHT)])
         else:
-            scores = fuse([([pk for pk, _ in semantic], SEMANTIC_WEIGHT), ([pk for pk, _ in keyword], KEYWORD_WEIGHT)])
-        rows = ranked_rows(list(scores), vector, dict(semantic))
-        scores = {pk: score for pk, score in scores.items() if pk in rows}  # deleted meanwhile: gone
+            scores = {row.pk: row.value for row in semantic or keyword}
+        boost_namespace_id = (
+            Namespace.objects.filter(namespace=request.boost_namespace).values_list("pk", flat=True).first()
+            if request.boost_namespace
+            else None
+        )
         now = timezone.now()
         for pk, score in scores.items():
             if mode == "hybrid":
                 score *= learning_and_recency_factor(rows[pk], now)
             if contextual:
-                score = _scaled(score, context_factor(rows[pk], request))
+                score = _scaled(score, context_factor(rows[pk], request, boost_namespace_id))
             scores[pk] = score
         top = sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[: request.limit]
-        memories = _result_rows(Memory.objects.filter(pk__in=top)).in_bulk()
+        memories = _result_rows(Memory.objects.filter(pk__in=top), vector).in_bulk()  # deleted meanwhile: left out
     hits = [
-        SearchHit(memory=memories[pk], score=float(scores[pk]), similarity=rows[pk].similarity)
+        SearchHit(memory=memory, score=float(scores[pk]), similarity=_similarity(memory))
         for pk in top
-        if pk in memories
+        if (memory := memories.get(pk)) is not None
     ]
     track_hits([hit.memory.pk for hit in hits])
     return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
 
 
+def _similarity(memory) -> float | None:
+    distance = getattr(memory, "distance", None)
+    return None if distance is None else 1.0 - distance
+
+
 def track_hits(ids) -> None:
-    """Count the hits in the background once the request commits: one bulk UPDATE, off the search path."""
+    """Count the hits in the background once the request commits, off the search path.
+
+    A failure to queue them (the broker down) is logged and never fails the search.
+    """
     if not ids:
         return
-    from .tasks import record_memory_hits
+    from .tasks import queue_hits
 
     ids = [str(pk) for pk in ids]
-    transaction.on_commit(lambda: record_memory_hits.delay(ids))
+    transaction.on_commit(lambda: queue_hits(ids), robust=True)

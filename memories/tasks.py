@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from functools import lru_cache
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .choices import EmbeddingStatus
-from .models import Memory
+from .models import Memory, MemoryUsage
 
 logger = logging.getLogger(__name__)
 MAX_EMBEDDING_ATTEMPTS = 3
@@ -78,9 +79,74 @@ def enqueue_embedding(ids) -> None:
         transaction.on_commit(lambda: embed_memories.delay(ids))
 
 
+# Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:
+# a Celery task per search cost the worker more CPU than the search itself took.
+HIT_BUFFER_KEY = "tmws:memory-hits"
+HIT_FLUSH_SCHEDULED_KEY = "tmws:memory-hits:flush-scheduled"
+HIT_FLUSH_DELAY_SECONDS = 2
+
+
+@lru_cache(maxsize=4)
+def _redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def hit_buffer():
+    """The Redis client that buffers hits, or None (no broker, or a broker other than Redis)."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return _redis_client(url)
+
+
+def queue_hits(ids: list[str]) -> None:
+    """Add search hits to the buffer, scheduling a flush unless one is already on its way."""
+    buffer = hit_buffer()
+    if buffer is None:
+        record_memory_hits.delay(ids)
+        return
+    pipeline = buffer.pipeline(transaction=False)
+    pipeline.rpush(HIT_BUFFER_KEY, *ids)
+    # The flag expires on its own, so a flush lost with a crashed worker is scheduled again.
+    pipeline.set(HIT_FLUSH_SCHEDULED_KEY, "1", nx=True, ex=HIT_FLUSH_DELAY_SECONDS * 30)
+    _, scheduled = pipeline.execute()
+    if scheduled:
+        flush_memory_hits.apply_async(countdown=HIT_FLUSH_DELAY_SECONDS)
+
+
+@shared_task
+def flush_memory_hits() -> int:
+    """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
+    buffer = hit_buffer()
+    if buffer is None:
+        return 0
+    pipeline = buffer.pipeline(transaction=True)
+    pipeline.lrange(HIT_BUFFER_KEY, 0, -1)
+    pipeline.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
+    ids, _ = pipeline.execute()
+    return record_memory_hits([raw.decode() for raw in ids])
+
+
 @shared_task
 def record_memory_hits(ids: list[str]) -> int:
-    """Count search hits in one statement, off the search's own path."""
-    return Memory.objects.filter(pk__in=ids).update(
-        access_count=F("access_count") + 1, last_accessed_at=timezone.now()
-    )
+    """Count search hits (an id listed twice counts twice) in one statement; returns memories updated."""
+    counts = Counter(ids)
+    if not counts:
+        return 0
+    with connection.cursor() as cursor:
+        # Ids of memories deleted since the search are dropped by the join.
+        cursor.execute(
+            f"""
+            INSERT INTO {MemoryUsage._meta.db_table} AS usage (memory_id, access_count, last_accessed_at)
+            SELECT memory.id, hit.count, %s
+              FROM unnest(%s::uuid[], %s::integer[]) AS hit (id, count)
+              JOIN {Memory._meta.db_table} memory ON memory.id = hit.id
+            ON CONFLICT (memory_id) DO UPDATE
+               SET access_count = usage.access_count + EXCLUDED.access_count,
+                   last_accessed_at = EXCLUDED.last_accessed_at
+            """,
+            [timezone.now(), list(counts), list(counts.values())],
+        )
+        return cursor.rowcount

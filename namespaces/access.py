@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import Q
 
 from memories.choices import AccessLevel
 
-from .models import ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
+from .models import PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
 
 if TYPE_CHECKING:
     from agents.models import Agent
@@ -88,13 +89,29 @@ def admin_namespace_ids(agent: Agent) -> set:
 
 
 def readable_namespace_ids(agent: Agent) -> set:
-    """Namespaces whose shared memories the agent reads: its own and all their ancestors."""
-    paths = Namespace.objects.filter(id__in=member_namespace_ids(agent)).values_list("path", flat=True)
-    wanted = set()
-    for path in paths:
-        parts = path.split("/")
-        wanted.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-    return set(Namespace.objects.filter(path__in=wanted).values_list("id", flat=True))
+    """Namespaces whose shared memories the agent reads: its own and all their ancestors.
+
+    Every agent request asks, so it is one plain query: a namespace is readable when one of the
+    agent's namespaces (home or granted a role) is it or lies below it.
+    """
+    namespaces = Namespace._meta.db_table
+    grants = NamespaceUserObjectPermission._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT DISTINCT ancestor.id
+              FROM {namespaces} ancestor
+              JOIN {namespaces} own
+                ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || %s)
+             WHERE own.id = %s
+                OR own.id IN (SELECT grant_.content_object_id
+                                FROM {grants} grant_
+                                JOIN auth_permission permission ON permission.id = grant_.permission_id
+                               WHERE grant_.user_id = %s AND permission.codename = ANY(%s))
+            """,
+            [PATH_SEPARATOR, agent.namespace_id, agent.user_id, list(ROLE_PERMISSIONS.values())],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def operator_namespace_ids(user, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> set:

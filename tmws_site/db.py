@@ -58,13 +58,16 @@ def current_agent_id() -> str:
 
 @contextmanager
 def agent_search_context(agent):
-    """Make sure a block runs in `agent`'s RLS context (entering it only if the caller has not)."""
+    """Make sure a block runs in `agent`'s RLS context (entering it only if the caller has not).
+
+    Yields whether the block runs under row-level security (true for any agent).
+    """
     if agent is None or current_agent_id() == str(agent.pk):
-        yield
+        yield agent is not None
         return
     enter_agent_context(agent)
     try:
-        yield
+        yield True
     finally:
         leave_agent_context()
 

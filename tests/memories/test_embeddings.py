@@ -1,6 +1,7 @@
 """Embeddings with the real model: shape, the embed_pending command, and the failure path."""
 from __future__ import annotations
 
+import logging
 import math
 from io import StringIO
 
@@ -26,9 +27,9 @@ def _pending(owner, content: str) -> Memory:
 def broken_model(settings):
     """Point the model setting at a folder that does not exist; the real model is restored afterwards."""
     settings.TMWS_EMBEDDING_MODEL = "/nonexistent/tmws-embedding-model"
-    embeddings.get_model.cache_clear()
+    embeddings.unload()
     yield
-    embeddings.get_model.cache_clear()
+    embeddings.unload()
 
 
 def test_the_real_model_gives_384_floats_of_unit_norm():
@@ -50,6 +51,67 @@ def test_similar_sentences_are_closer_than_unrelated_ones():
     )
     # then
     assert float(deploy @ release) > float(deploy @ lunch) + 0.2
+
+
+TEXTS = ["Deploying to staging needs approval.", "ok", "The cafeteria serves soup on Mondays. " * 20]
+
+
+@pytest.fixture
+def fresh_encoder():
+    """Load the encoder again from the (changed) settings; the default one is restored afterwards."""
+    embeddings.unload()
+    yield
+    embeddings.unload()
+
+
+def test_the_default_backend_is_onnx_and_agrees_with_pytorch():
+    # given
+    model = embeddings.get_model()
+    # when
+    encoder = embeddings.get_encoder()
+    onnx = embeddings.OnnxEncoder(model).embed(TEXTS, 2)
+    torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
+    # then
+    assert encoder.backend == "onnx"
+    assert onnx.shape == (3, 384)
+    assert float(abs(onnx - torch).max()) < embeddings.BACKEND_TOLERANCE
+
+
+def test_the_onnx_graph_is_exported_once_into_the_data_directory(settings, tmp_path, fresh_encoder):
+    # given
+    settings.DATA_DIR = tmp_path
+    # when
+    first = embeddings.onnx_graph(embeddings.get_model())
+    stamp = first.stat().st_mtime_ns
+    second = embeddings.onnx_graph(embeddings.get_model())
+    # then
+    assert first == second
+    assert first.parent == tmp_path / "models" and first.suffix == ".onnx"
+    assert second.stat().st_mtime_ns == stamp
+    assert [path.name for path in first.parent.iterdir()] == [first.name]  # no partial file left behind
+
+
+def test_the_torch_backend_can_be_chosen(settings, fresh_encoder):
+    # given
+    settings.TMWS_EMBEDDING_BACKEND = "torch"
+    # when
+    vectors = embeddings.embed_texts(TEXTS)
+    # then
+    assert embeddings.get_encoder().backend == "torch"
+    assert float(abs(vectors - embeddings.OnnxEncoder(embeddings.get_model()).embed(TEXTS, 2)).max()) < 1e-4
+
+
+def test_an_export_that_fails_falls_back_to_torch_and_says_why(settings, caplog, fresh_encoder):
+    # given: a data directory nothing can be written into
+    settings.DATA_DIR = "/proc/tmws-cannot-write-here"
+    # when
+    with caplog.at_level(logging.WARNING, logger="memories.embeddings"):
+        vectors = embeddings.embed_texts(TEXTS[:1])
+    # then
+    assert embeddings.get_encoder().backend == "torch"
+    assert len(vectors[0]) == 384
+    assert "Embedding with PyTorch: the ONNX Runtime backend is unavailable" in caplog.text
+    assert "/proc/tmws-cannot-write-here" in caplog.text
 
 
 def test_embed_texts_of_nothing_is_nothing():

@@ -161,7 +161,7 @@ def test_a_small_candidate_set_returns_limit_results_in_exact_order(team, store,
     request = clean_request({"query": "cache node out of memory", "mode": "semantic", "limit": 5,
                              "context_tags": ["incident"]})
     exact_order = [
-        str(pk) for pk, _ in memory_search.semantic_ranking(
+        str(row.pk) for row in memory_search.semantic_ranking(
             memory_search.candidates(owner, request), memory_search.query_embedding(request.query), 100, {}, exact=True
         )
     ]

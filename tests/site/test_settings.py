@@ -48,6 +48,19 @@ def test_secret_key_is_read_from_a_file_named_by_secret_key_file(tmp_path):
     assert result.stdout.strip() == "from-a-file-0123456789 []"
 
 
+def test_an_unknown_embedding_backend_is_refused():
+    # given
+    env = _settings_env(DEBUG="1", TMWS_EMBEDDING_BACKEND="gpu", DATABASE_URL="postgresql://u@db.invalid/tmws")
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import tmws_site.settings"], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    # then
+    assert result.returncode != 0
+    assert "TMWS_EMBEDDING_BACKEND must be onnx or torch, got 'gpu'" in result.stderr
+
+
 def test_parse_database_url_for_tcp():
     # when
     parsed = parse_database_url("postgresql://tmws:s3cret@db.example.com:6543/tmws_prod?sslmode=require")
