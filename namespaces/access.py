@@ -2,8 +2,8 @@
 
 Principals are agents (authenticated by API key) and operators (Django users without an
 agent). Superusers see and change everything. The same visibility rule is repeated in SQL
-by the row-level-security policy on `memories` (migration namespaces/0002) as defence in
-depth; keep the two in step.
+by the row-level-security policy on `memories` (migrations namespaces/0002, memories/0005) as
+defence in depth; keep the two in step.
 """
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""The same row-level security rules, in a form PostgreSQL plans in a fraction of the time.
+
+Every agent query on `memories` carried the policy's namespace subquery (five joins) into the
+planner: about 0.6 ms of planning per query, 1.4 ms for a search's final fetch, which also
+joins `memory_usage` and so planned the memories policy a second time, against 0.2 ms to run
+it. The readable namespaces now come from a PL/pgSQL function, evaluated once per query as an
+init plan and planned once per connection; `memory_usage` asks a PL/pgSQL function whether its
+memory is visible. Both run as the calling agent, so RLS on `memories` still decides.
+"""
+import importlib
+
+from django.db import migrations
+
+AGENT_ROLE = "tmws_agent"
+PREVIOUS = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
+PREVIOUS_USAGE = importlib.import_module("memories.migrations.0004_memory_usage").OWN_MEMORY
+
+FUNCTIONS = """
+CREATE OR REPLACE FUNCTION tmws_readable_namespace_ids() RETURNS uuid[]
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN ARRAY(
+        SELECT ancestor.id
+          FROM namespaces ancestor
+          JOIN namespaces own
+            ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || '/')
+         WHERE own.id IN (
+               SELECT agents.namespace_id FROM agents WHERE agents.id = tmws_current_agent()
+               UNION
+               SELECT grant_.content_object_id
+                 FROM namespaces_namespaceuserobjectpermission grant_
+                 JOIN auth_permission permission ON permission.id = grant_.permission_id
+                 JOIN agents ON agents.user_id = grant_.user_id
+                WHERE agents.id = tmws_current_agent()
+                  AND permission.codename IN ('member_namespace', 'admin_namespace')));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_memory_visible(memory uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM memories WHERE id = memory);
+END
+$$;
+"""
+
+VISIBLE = """(
+    access_level IN ('public', 'system')
+    OR agent_id = tmws_current_agent()
+    OR (access_level = 'shared' AND (
+        namespace_id = ANY ((SELECT tmws_readable_namespace_ids())::uuid[])
+        OR id IN (
+            SELECT share.content_object_id
+              FROM memories_memoryuserobjectpermission share
+              JOIN auth_permission permission ON permission.id = share.permission_id
+              JOIN agents ON agents.user_id = share.user_id
+             WHERE agents.id = tmws_current_agent() AND permission.codename = 'view_memory')))
+)"""
+
+
+def policies(visible: str, usage_visible: str) -> str:
+    return f"""
+ALTER POLICY memories_agent_select ON memories USING {visible};
+ALTER POLICY memories_agent_update ON memories USING {visible} WITH CHECK {visible};
+ALTER POLICY memories_agent_delete ON memories USING {visible};
+ALTER POLICY memory_usage_agent_select ON memory_usage USING {usage_visible};
+ALTER POLICY memory_usage_agent_delete ON memory_usage USING {usage_visible};
+"""
+
+
+FORWARD = FUNCTIONS + policies(VISIBLE, "(tmws_memory_visible(memory_id))")
+REVERSE = policies(PREVIOUS, PREVIOUS_USAGE) + """
+DROP FUNCTION IF EXISTS tmws_memory_visible(uuid);
+DROP FUNCTION IF EXISTS tmws_readable_namespace_ids();
+"""
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("memories", "0004_memory_usage"),
+        ("namespaces", "0002_row_level_security"),
+    ]
+
+    operations = [migrations.RunSQL(FORWARD, REVERSE)]
