@@ -92,6 +92,10 @@ class Memory(BaseModel):
         usage = self.usage_or_none
         return usage.last_accessed_at if usage else None
 
+    def has_no_usage_yet(self) -> None:
+        """Record that this (new) memory has no hit counters, sparing a query when it is shown."""
+        type(self).usage.related.set_cached_value(self, None)
+
     @property
     def usage_or_none(self) -> MemoryUsage | None:
         """The hit counters (select_related("usage") reads them with the memory); None before the first hit."""

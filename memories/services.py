@@ -177,6 +177,7 @@ def create_memory(actor, data: dict) -> Memory:
     """Store one memory; its embedding is computed in the background after commit."""
     memory = _build_memory(actor, data)
     memory.save()
+    memory.has_no_usage_yet()
     enqueue_embedding([memory.pk])
     return memory
 

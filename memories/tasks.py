@@ -72,11 +72,16 @@ def embed_memories(self, ids: list[str]) -> dict:
     return {"embedded": embedded, "failed": failed}
 
 
+# Ids per embedding task: a large bulk write becomes several tasks, so every worker process takes a share.
+EMBEDDING_TASK_SIZE = 200
+
+
 def enqueue_embedding(ids) -> None:
     """Queue embedding once the surrounding transaction commits (never for rows that were rolled back)."""
     ids = [str(pk) for pk in ids]
-    if ids:
-        transaction.on_commit(lambda: embed_memories.delay(ids))
+    chunks = [ids[start : start + EMBEDDING_TASK_SIZE] for start in range(0, len(ids), EMBEDDING_TASK_SIZE)]
+    for chunk in chunks:
+        transaction.on_commit(lambda chunk=chunk: embed_memories.delay(chunk))
 
 
 # Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:

@@ -104,6 +104,22 @@ def test_bulk_endpoint_stores_and_embeds_a_batch(team, django_capture_on_commit_
 
 
 @pytest.mark.django_db
+def test_a_large_bulk_write_is_embedded_by_several_tasks(team, django_capture_on_commit_callbacks, monkeypatch):
+    # given: tasks of 8 ids, so 20 memories make three tasks for the workers to share
+    from memories import tasks
+
+    monkeypatch.setattr(tasks, "EMBEDDING_TASK_SIZE", 8)
+    items = [{"content": f"bulk note {i}", "namespace": "team"} for i in range(20)]
+    # when
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = team["owner"].client.post("/api/v2/memories/bulk", {"memories": items}, format="json")
+    # then
+    assert response.status_code == 201, response.content
+    assert len(callbacks) == 3
+    assert Memory.objects.filter(embedding_status="ready").count() == 20
+
+
+@pytest.mark.django_db
 def test_bulk_endpoint_refuses_more_than_a_thousand(team):
     # when
     response = team["owner"].client.post(
