@@ -5,7 +5,8 @@ planner: about 0.6 ms of planning per query, 1.4 ms for a search's final fetch, 
 joins `memory_usage` and so planned the memories policy a second time, against 0.2 ms to run
 it. The readable namespaces now come from a PL/pgSQL function, evaluated once per query as an
 init plan and planned once per connection; `memory_usage` asks a PL/pgSQL function whether its
-memory is visible. Both run as the calling agent, so RLS on `memories` still decides.
+memory is visible. Both run as the calling agent, so RLS on `memories` still decides. The
+search functions of migration 0003 take the same predicate.
 """
 import importlib
 
@@ -68,8 +69,23 @@ ALTER POLICY memory_usage_agent_delete ON memory_usage USING {usage_visible};
 """
 
 
-FORWARD = FUNCTIONS + policies(VISIBLE, "(tmws_memory_visible(memory_id))")
-REVERSE = policies(PREVIOUS, PREVIOUS_USAGE) + """
+def search_functions(visible: str) -> str:
+    """The index-friendly match functions of migration 0003, with the given predicate."""
+    return f"""
+CREATE OR REPLACE FUNCTION tmws_tagged_memory_ids(tags jsonb) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 200 AS $$
+    SELECT id FROM memories WHERE context_tags @> tags AND {visible}
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_text_match_ids(query tsquery) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 500 AS $$
+    SELECT id FROM memories WHERE search_vector @@ query AND {visible}
+$$;
+"""
+
+
+FORWARD = FUNCTIONS + policies(VISIBLE, "(tmws_memory_visible(memory_id))") + search_functions(VISIBLE)
+REVERSE = policies(PREVIOUS, PREVIOUS_USAGE) + search_functions(PREVIOUS) + """
 DROP FUNCTION IF EXISTS tmws_memory_visible(uuid);
 DROP FUNCTION IF EXISTS tmws_readable_namespace_ids();
 """
