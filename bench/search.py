@@ -102,6 +102,7 @@ def main(argv=None) -> dict:
         "machine": describe_machine(),
         "database": load.database_versions(),
     }
+    report["machine"]["calibration"] = calibration()
     report["db_search"] = db_bench.run(fixture, args.queries, log=log)
     if not args.skip_http:
         report["http"] = http_bench.run(fixture, args, log=log)
@@ -112,6 +113,24 @@ def main(argv=None) -> dict:
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     return report
+
+
+def calibration() -> dict:
+    """The same fixed CPU work on every run, so results from different (or busier) machines can be compared."""
+    from memories import embeddings
+
+    texts = [f"How did we configure the deployment pipeline for service {i} last week?" for i in range(60)]
+    torch_model = embeddings.TorchEncoder(embeddings.get_model())
+    torch_model.embed(texts[:10], 1)
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        torch_model.embed([text], 1)
+        times.append((time.perf_counter() - started) * 1000)
+    return {
+        "what": "p50 of one 17-token query embedded with PyTorch (sentence-transformers) on the main thread",
+        "torch_query_embedding_p50_ms": percentile(times, 50),
+    }
 
 
 def targets(report: dict) -> dict:

