@@ -28,12 +28,14 @@ migrate: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 
 run: migrate
+	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
 	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $${TMWS_BIND:-127.0.0.1:8000}
 
 # Production-style serving: synchronous gunicorn workers (set SECRET_KEY and ALLOWED_HOSTS; DEBUG stays off).
 serve: migrate
-	$(VENV)/bin/gunicorn tmws_site.wsgi:application --bind $${TMWS_BIND:-127.0.0.1:8000} \
+	$(PY) manage.py prepare_model
+	$(VENV)/bin/gunicorn tmws_site.wsgi:application --config python:tmws_site.gunicorn_conf --bind $${TMWS_BIND:-127.0.0.1:8000} \
 		--workers $${TMWS_WEB_WORKERS:-2} --access-logfile - --log-level info
 
 worker: install

@@ -53,7 +53,8 @@ def services(data_dir: str, broker: str, log):
     logs.mkdir(parents=True, exist_ok=True)
     try:
         processes.append(subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "tmws_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            [str(bin_dir / "gunicorn"), "tmws_site.wsgi:application", "--config", "python:tmws_site.gunicorn_conf",
+             "--bind", f"127.0.0.1:{port}",
              "--workers", str(WEB_PROCESSES), "--log-level", "warning", "--keep-alive", "600"],
             cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -222,3 +223,18 @@ def embed_texts(texts: list[str], batch_size: int | None = None) -> list[list[fl
 
 def embed_text(text: str):
     return embed_texts([text])[0]
+
+
+def warm_up() -> dict:
+    """Load the model (exporting its ONNX graph if missing) and embed once, so no request pays for it."""
+    started = time.perf_counter()
+    embed_text("warm up")
+    loaded = time.perf_counter()
+    embed_text("How did we configure the deployment pipeline last week?")
+    encoder = get_encoder()
+    return {
+        "backend": encoder.backend,
+        "graph": str(onnx_graph(encoder.model)) if encoder.backend == "onnx" else None,
+        "load_seconds": round(loaded - started, 1),
+        "query_ms": round((time.perf_counter() - loaded) * 1000, 1),
+    }

@@ -6,7 +6,7 @@ import math
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from memories import embeddings
 from memories.models import Memory
@@ -195,3 +195,32 @@ def test_embed_pending_retry_failed_embeds_failed_memories_again(owner):
     assert retry.getvalue().splitlines() == ["1 failed memories queued again.", "Embedded 1 memories; 0 failed."]
     failed.refresh_from_db()
     assert (failed.embedding_status, failed.embedding_error, failed.embedding_attempts) == ("ready", "", 1)
+
+
+def test_prepare_model_loads_the_model_and_says_which_backend_runs_it():
+    # given
+    out = StringIO()
+    # when
+    call_command("prepare_model", stdout=out)
+    # then
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"Loading the embedding model from {embeddings.model_path()} ..."
+    assert lines[1].startswith("Embedding model ready: onnx backend (")
+    assert ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
+
+
+def test_prepare_model_fails_clearly_when_the_model_cannot_load(broken_model):
+    # when / then
+    with pytest.raises(CommandError, match="The embedding model cannot be loaded: .*/nonexistent/tmws-embedding-model"):
+        call_command("prepare_model", stdout=StringIO())
+
+
+def test_gunicorn_workers_load_the_model_before_taking_requests(fresh_encoder):
+    # given
+    from tmws_site import gunicorn_conf
+
+    assert embeddings.get_encoder.cache_info().currsize == 0
+    # when
+    gunicorn_conf.post_worker_init(worker=None)
+    # then
+    assert embeddings.get_encoder.cache_info().currsize == 1
