@@ -99,6 +99,8 @@ def enqueue_embedding(ids) -> None:
 HIT_BUFFER_KEY = "tmws:memory-hits"
 HIT_FLUSH_SCHEDULED_KEY = "tmws:memory-hits:flush-scheduled"
 HIT_FLUSH_DELAY_SECONDS = 2
+# With no worker running the buffer would grow without end: only the newest hits are kept.
+HIT_BUFFER_MAX = 100_000
 
 
 @lru_cache(maxsize=4)
@@ -124,9 +126,10 @@ def queue_hits(ids: list[str]) -> None:
         return
     pipeline = buffer.pipeline(transaction=False)
     pipeline.rpush(HIT_BUFFER_KEY, *ids)
+    pipeline.ltrim(HIT_BUFFER_KEY, -HIT_BUFFER_MAX, -1)
     # The flag expires on its own, so a flush lost with a crashed worker is scheduled again.
     pipeline.set(HIT_FLUSH_SCHEDULED_KEY, "1", nx=True, ex=HIT_FLUSH_DELAY_SECONDS * 30)
-    _, scheduled = pipeline.execute()
+    _, _, scheduled = pipeline.execute()
     if scheduled:
         flush_memory_hits.apply_async(countdown=HIT_FLUSH_DELAY_SECONDS)
 

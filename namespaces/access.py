@@ -136,7 +136,8 @@ def namespace_visibility_q(actor) -> Q:
 
 
 def is_member(agent: Agent, namespace: Namespace) -> bool:
-    return namespace.pk in member_namespace_ids(agent)
+    # The home namespace needs no look-up (most writes go there).
+    return namespace.pk == agent.namespace_id or namespace.pk in member_namespace_ids(agent)
 
 
 def is_namespace_admin(actor, namespace: Namespace) -> bool:

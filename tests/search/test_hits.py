@@ -87,6 +87,23 @@ def test_buffered_hits_wait_for_the_scheduled_flush_and_are_counted_once(notes, 
 
 
 @pytest.mark.django_db
+def test_the_buffer_keeps_only_the_newest_hits_when_nothing_flushes_it(notes, redis_buffer, monkeypatch):
+    # given: no flush comes (one is "scheduled"), and room for three ids
+    from memories import tasks
+
+    _, private, shared = notes
+    monkeypatch.setattr(tasks, "HIT_BUFFER_MAX", 3)
+    redis_buffer.set(HIT_FLUSH_SCHEDULED_KEY, "1")
+    # when
+    queue_hits([str(private.pk), str(private.pk)])
+    queue_hits([str(shared.pk), str(shared.pk)])
+    # then
+    assert [raw.decode() for raw in redis_buffer.lrange(HIT_BUFFER_KEY, 0, -1)] == [
+        str(private.pk), str(shared.pk), str(shared.pk)
+    ]
+
+
+@pytest.mark.django_db
 def test_the_first_hit_schedules_a_flush(notes, redis_buffer):
     # given
     _, private, _ = notes
