@@ -137,7 +137,8 @@ def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
     return get_agent(agent_id)
 
 
-def _build_memory(actor, data: dict, namespaces: dict | None = None) -> Memory:
+def _build_memory(actor, data: dict, namespaces: dict | None = None, decisions: dict | None = None) -> Memory:
+    """An unsaved, validated memory; `namespaces` and `decisions` are look-ups shared by a bulk call."""
     content = clean_content(data.get("content"))
     access_level = clean_access_level(data.get("access_level", AccessLevel.PRIVATE))
     principal = access.Principal.of(actor)
@@ -148,7 +149,11 @@ def _build_memory(actor, data: dict, namespaces: dict | None = None) -> Memory:
         namespace = principal.agent.namespace
     else:
         namespace = (namespaces or {}).get(slug) or get_namespace(slug)
-    allowed, reason = access.can_create_memory(actor, namespace, access_level)
+    decisions = {} if decisions is None else decisions
+    key = (namespace.pk, access_level)
+    if key not in decisions:
+        decisions[key] = access.can_create_memory(actor, namespace, access_level)
+    allowed, reason = decisions[key]
     if not allowed:
         raise Forbidden(reason, field="access_level" if access_level == AccessLevel.SYSTEM else "namespace")
     owner = _owner_for(actor, data.get("agent_id"), access_level)
@@ -194,12 +199,12 @@ def bulk_create_memories(actor, items: list[dict]) -> list[Memory]:
     from namespaces.models import Namespace
 
     namespaces = {ns.namespace: ns for ns in Namespace.objects.filter(namespace__in=[s for s in slugs if s])}
-    built = []
+    built, decisions = [], {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidInput(f"memories[{index}] must be an object.", field=f"memories[{index}]")
         try:
-            built.append(_build_memory(actor, item, namespaces))
+            built.append(_build_memory(actor, item, namespaces, decisions))
         except (InvalidInput, Forbidden) as exc:
             field = f"memories[{index}].{exc.field}" if exc.field else f"memories[{index}]"
             raise type(exc)(f"memories[{index}]: {exc.message}", field=field, code=exc.code) from exc
