@@ -13,7 +13,7 @@ from agents.models import Agent
 from tmws_site.errors import InvalidInput
 from tmws_site.mcp_server import agent_tool, given, render_json
 
-from . import contextual, services
+from . import contextual, learning, services
 from . import search as memory_search
 from .models import Memory
 
@@ -232,3 +232,27 @@ def memory_feedback(
 ) -> dict[str, Any]:
     memory = services.get_visible_memory(agent, memory_id)
     return render_memory(services.record_feedback(agent, memory, useful))
+
+
+@agent_tool(
+    title="Memory insights",
+    read_only=True,
+    description="How your memories are used: counts by category, access level and embedding status, search hits, "
+    "memories no search returned for 30 days, categories proposed for memories still in 'general', and concrete "
+    "suggestions (weights to change, memories to review, categories to apply). No arguments.",
+)
+def memory_insights(agent: Agent) -> dict[str, Any]:
+    return render_json(learning.insights(agent))
+
+
+@agent_tool(
+    title="Categorise memories",
+    description="File your memories still in the default category 'general' under the category most of their "
+    "nearest categorised memories (yours) carry. Proposes only, unless apply is true. "
+    'Example: {"apply": true}.',
+)
+def categorise_memories(
+    agent: Agent,
+    apply: Annotated[bool, Field(description="Store the proposed categories (false: only propose).")] = False,
+) -> dict[str, Any]:
+    return render_json(learning.categorise(agent, apply=apply))

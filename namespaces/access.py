@@ -160,6 +160,12 @@ def can_manage_agents_in(actor, namespace: Namespace) -> bool:
     return principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
 
 
+def can_analyse(actor, agent: Agent) -> bool:
+    """Who may read an agent's memory insights and file its memories: the agent and whoever manages it."""
+    principal = Principal.of(actor)
+    return (principal.agent is not None and principal.agent.pk == agent.pk) or can_manage_agents_in(actor, agent.namespace)
+
+
 def agent_visibility_q(actor) -> Q:
     """Agents a principal may list and read: all of them, for any authenticated agent or user.
 

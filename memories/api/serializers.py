@@ -105,3 +105,27 @@ class SearchResponseSerializer(serializers.Serializer):
     mode = serializers.CharField()
     count = serializers.IntegerField()
     took_ms = serializers.FloatField()
+
+
+class CategoriseSerializer(serializers.Serializer):
+    apply = serializers.BooleanField(default=False, help_text="Store the proposed categories (default: only propose).")
+    agent_id = serializers.CharField(required=False, help_text="Operators: the agent whose memories to file.")
+
+
+class CategoryProposalSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    preview = serializers.CharField()
+    category = serializers.CharField()
+    confidence = serializers.FloatField(help_text="Share of agreeing neighbours times the closest one's similarity.")
+
+
+class CategoriseResultSerializer(serializers.Serializer):
+    considered = serializers.IntegerField(help_text="Memories in the default category that were looked at.")
+    proposals = CategoryProposalSerializer(many=True)
+    applied = serializers.IntegerField()
+
+
+class InsightsSerializer(serializers.Serializer):
+    usage = serializers.DictField(help_text="Counts by category, access level and embedding status; hits; unused memories.")
+    categories = CategoriseResultSerializer()
+    suggestions = serializers.ListField(child=serializers.DictField())

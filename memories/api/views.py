@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
@@ -9,12 +9,15 @@ from rest_framework.response import Response
 
 from tmws_site.api import BaseViewSet, body_object
 
-from .. import contextual, services
+from .. import contextual, learning, services
 from .. import search as memory_search
 from ..models import Memory
 from .serializers import (
+    CategoriseResultSerializer,
+    CategoriseSerializer,
     ContextualSearchRequestSerializer,
     FeedbackSerializer,
+    InsightsSerializer,
     MemoryBulkSerializer,
     MemorySerializer,
     MemoryWriteSerializer,
@@ -88,6 +91,22 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def contextual_search(self, request):
         search_request, turns, task = contextual.clean_contextual_request(body_object(request))
         return Response(search_response(contextual.contextual_search(self.principal, search_request, turns, task)))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("agent_id", str, description="Operators: the agent to analyse (agents: themselves).")],
+        responses=InsightsSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def insights(self, request):
+        agent = learning.subject(self.principal, request.query_params.get("agent_id"))
+        return Response(learning.insights(agent))
+
+    @extend_schema(request=CategoriseSerializer, responses=CategoriseResultSerializer)
+    @action(detail=False, methods=["post"])
+    def categorise(self, request):
+        body = body_object(request)
+        agent = learning.subject(self.principal, body.get("agent_id"))
+        return Response(learning.categorise(agent, apply=body.get("apply", False)))
 
     @extend_schema(request=ShareSerializer, responses={200: ShareSerializer})
     @action(detail=True, methods=["post", "delete"])

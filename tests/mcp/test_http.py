@@ -313,3 +313,22 @@ def test_http_refuses_an_operator_key(live_server, mcp_team):
     # then
     assert status == 401
     assert "belongs to an operator" in body["error"]["message"]
+
+
+def test_memory_insights_cover_the_callers_own_memories_only(live_server, mcp_team, private_memory_of_a):
+    # when
+    [theirs] = run_http(live_server.url, mcp_team["b"].key, [("memory_insights", {})])
+    [own] = run_http(live_server.url, mcp_team["a"].key, [("memory_insights", {})])
+    # then
+    assert not theirs.error and not own.error
+    assert theirs.data["usage"]["memories"] == 0
+    assert str(private_memory_of_a.pk) not in theirs.text
+    assert own.data["usage"]["memories"] == 1
+    assert own.data["usage"]["by_access_level"] == {"private": 1}
+
+
+def test_categorise_memories_refuses_a_non_boolean_apply(live_server, mcp_team):
+    # when
+    [outcome] = run_http(live_server.url, mcp_team["a"].key, [("categorise_memories", {"apply": "everything"})])
+    # then
+    assert outcome.error

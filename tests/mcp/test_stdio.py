@@ -14,7 +14,7 @@ from .conftest import PROJECT_DIR, call, stdio_command, stdio_env, stdio_session
 V2_TOOLS = {
     "whoami", "list_agents", "register_agent", "update_capabilities",
     "store_memory", "search_memories", "get_memory", "update_memory", "delete_memory", "share_memory",
-    "memory_feedback", "list_namespaces", "join_namespace",
+    "memory_feedback", "memory_insights", "categorise_memories", "list_namespaces", "join_namespace",
 }
 PERSONA_TOOLS = {
     "create_memory", "recall_memory", "get_memory_stats", "list_personas", "get_persona",

@@ -1,0 +1,207 @@
+"""Learning jobs over an agent's own memories: how they are used, categories, and suggestions.
+
+- `usage_report` counts what the agent stored and what searches returned (memory_usage).
+- `categorise` files memories still in the default category under the category most of their
+  nearest categorised neighbours (the agent's own, by embedding) carry, when enough of them
+  agree and are close enough; with `apply` it stores those categories.
+- `suggestions` turns both into concrete advice: memories to review, weights to change,
+  embeddings to retry, categories to apply.
+
+Everything works on memories the agent owns, which are the ones it may change.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from agents.models import Agent
+from namespaces import access
+from tmws_site.errors import Forbidden, InvalidInput, NotFound
+
+from .choices import EmbeddingStatus
+from .models import Memory, MemoryUsage
+
+DEFAULT_CATEGORY = "general"
+STALE_DAYS = 30  # a memory this old that no search returned for as long is "unused"
+NEIGHBOURS = 5
+MIN_NEIGHBOUR_SIMILARITY = 0.35  # neighbours further away than this do not vote
+MIN_AGREEMENT = 0.6  # share of the voting (close enough) neighbours that must name the category
+MAX_REFERENCE_MEMORIES = 5000  # categorised memories compared against (the newest)
+MAX_CATEGORISED_PER_RUN = 1000  # uncategorised memories looked at per run (the newest)
+FREQUENT_HITS = 5
+LISTED_IDS = 10
+
+
+def subject(actor, agent_id=None) -> Agent:
+    """The agent a learning job looks at: the caller, or the one named by whoever manages it."""
+    principal = access.Principal.of(actor)
+    if agent_id in (None, ""):
+        if principal.agent is None:
+            raise InvalidInput("agent_id is required: name the agent whose memories to analyse.", field="agent_id")
+        return principal.agent
+    if not isinstance(agent_id, str) or len(agent_id) > 128:
+        raise InvalidInput("agent_id must be a string of at most 128 characters.", field="agent_id")
+    agent = Agent.objects.select_related("namespace").filter(agent_id=agent_id).first()
+    if agent is None:
+        raise NotFound(f"Agent '{agent_id}' does not exist.")
+    if not access.can_analyse(actor, agent):
+        raise Forbidden(f"No right to analyse the memories of agent '{agent_id}'.", field="agent_id")
+    return agent
+
+
+def _own(agent):
+    return Memory.objects.filter(agent=agent)
+
+
+def usage_report(agent, now=None) -> dict:
+    """What the agent stored and what searches returned of it."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(days=STALE_DAYS)
+    memories = _own(agent)
+    counts = memories.aggregate(
+        total=Count("pk"),
+        never_returned=Count("pk", filter=Q(usage__isnull=True)),
+        uncategorised=Count("pk", filter=Q(memory_category=DEFAULT_CATEGORY)),
+    )
+    hits = MemoryUsage.objects.filter(memory__agent=agent).aggregate(total=Sum("access_count"))["total"] or 0
+    unused = (
+        memories.filter(created_at__lt=stale_before)
+        .filter(Q(usage__isnull=True) | Q(usage__last_accessed_at__lt=stale_before))
+        .order_by("created_at")
+    )
+    top = memories.filter(usage__access_count__gt=0).select_related("usage").order_by("-usage__access_count", "pk")
+    return {
+        "agent_id": agent.agent_id,
+        "memories": counts["total"],
+        "by_category": _counted(memories, "memory_category"),
+        "by_access_level": _counted(memories, "access_level"),
+        "by_embedding_status": _counted(memories, "embedding_status"),
+        "search_hits": hits,
+        "never_returned": counts["never_returned"],
+        "uncategorised": counts["uncategorised"],
+        "unused": {
+            "days": STALE_DAYS,
+            "count": unused.count(),
+            "oldest_ids": [str(pk) for pk in unused.values_list("pk", flat=True)[:LISTED_IDS]],
+        },
+        "most_returned": [
+            {"id": str(m.pk), "preview": m.preview, "hits": m.access_count, "learning_weight": m.learning_weight}
+            for m in top[:5]
+        ],
+    }
+
+
+def _counted(queryset, field: str) -> dict:
+    rows = queryset.order_by().values_list(field).annotate(count=Count("pk"))
+    return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
+
+
+def categorise(agent, apply: bool = False) -> dict:
+    """Categories for the agent's memories still in the default category; stored when `apply`."""
+    if not isinstance(apply, bool):
+        raise InvalidInput("apply must be true or false.", field="apply")
+    own = _own(agent).filter(embedding_status=EmbeddingStatus.READY)
+    reference = list(
+        own.exclude(memory_category=DEFAULT_CATEGORY).order_by("-created_at")
+        .values_list("pk", "memory_category", "embedding")[:MAX_REFERENCE_MEMORIES]
+    )
+    pending = list(
+        own.filter(memory_category=DEFAULT_CATEGORY).order_by("-created_at")
+        .values_list("pk", "content", "embedding")[:MAX_CATEGORISED_PER_RUN]
+    )
+    proposals = _vote(reference, pending) if reference and pending else []
+    applied = _apply(agent, proposals) if apply else 0
+    return {"considered": len(pending), "proposals": proposals, "applied": applied}
+
+
+def _vote(reference: list, pending: list) -> list[dict]:
+    categories = [category for _, category, _ in reference]
+    known = np.asarray([vector for _, _, vector in reference], dtype=np.float32)
+    asked = np.asarray([vector for _, _, vector in pending], dtype=np.float32)
+    similarities = asked @ known.T  # embeddings are normalised: cosine similarity
+    k = min(NEIGHBOURS, len(reference))
+    nearest = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+    proposals = []
+    for row, (pk, content, _) in enumerate(pending):
+        votes = [(categories[i], float(similarities[row, i])) for i in nearest[row]]
+        votes = [vote for vote in votes if vote[1] >= MIN_NEIGHBOUR_SIMILARITY]
+        if not votes:
+            continue
+        category, count = Counter(category for category, _ in votes).most_common(1)[0]
+        agreement = count / len(votes)
+        if agreement < MIN_AGREEMENT:
+            continue
+        closeness = max(similarity for name, similarity in votes if name == category)
+        proposals.append({
+            "id": str(pk),
+            "preview": Memory(content=content).preview,
+            "category": category,
+            "confidence": round(agreement * closeness, 3),
+        })
+    proposals.sort(key=lambda proposal: (-proposal["confidence"], proposal["id"]))
+    return proposals
+
+
+@transaction.atomic
+def _apply(agent, proposals: list[dict]) -> int:
+    by_category: dict[str, list[str]] = {}
+    for proposal in proposals:
+        by_category.setdefault(proposal["category"], []).append(proposal["id"])
+    # Only rows still in the default category change: a category set meanwhile wins.
+    return sum(
+        _own(agent).filter(pk__in=ids, memory_category=DEFAULT_CATEGORY).update(memory_category=category)
+        for category, ids in sorted(by_category.items())
+    )
+
+
+def suggestions(agent, report: dict, categorised: dict) -> list[dict]:
+    """Concrete advice from a usage report and a categorisation run (most useful first)."""
+    advice = []
+    failed = report["by_embedding_status"].get(EmbeddingStatus.FAILED, 0)
+    if failed:
+        advice.append({
+            "kind": "retry_embeddings",
+            "count": failed,
+            "message": f"{failed} memories have no embedding and are found by keyword only; edit them, or ask an "
+            "operator to run manage.py embed_pending --retry-failed.",
+        })
+    if categorised["proposals"]:
+        count = len(categorised["proposals"])
+        advice.append({
+            "kind": "apply_categories",
+            "count": count,
+            "message": f"{count} memories in '{DEFAULT_CATEGORY}' match a category of their nearest neighbours; "
+            "POST /api/v2/memories/categorise with {\"apply\": true} (or the categorise_memories tool) files them.",
+        })
+    frequent = _own(agent).filter(usage__access_count__gte=FREQUENT_HITS, learning_weight__lt=1.0)
+    if frequent.exists():
+        ids = [str(pk) for pk in frequent.order_by("-usage__access_count", "pk").values_list("pk", flat=True)[:LISTED_IDS]]
+        advice.append({
+            "kind": "raise_weight",
+            "count": frequent.count(),
+            "memory_ids": ids,
+            "message": f"Searches return these memories often ({FREQUENT_HITS}+ times) though their learning_weight "
+            "is below 1; raising it ranks them higher.",
+        })
+    unused = report["unused"]
+    if unused["count"]:
+        advice.append({
+            "kind": "review_unused",
+            "count": unused["count"],
+            "memory_ids": unused["oldest_ids"],
+            "message": f"{unused['count']} memories older than {STALE_DAYS} days were not returned by any search in "
+            f"{STALE_DAYS} days; delete those no longer true, or lower their learning_weight.",
+        })
+    return advice
+
+
+def insights(agent) -> dict:
+    """The usage report, categorisation proposals (not applied) and suggestions for one agent."""
+    report = usage_report(agent)
+    categorised = categorise(agent)
+    return {"usage": report, "categories": categorised, "suggestions": suggestions(agent, report, categorised)}
