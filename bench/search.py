@@ -96,6 +96,7 @@ def main(argv=None) -> dict:
 
     started = time.time()
     fixture = load.ensure_corpus(args.size, args.seed, reload=args.reload, log=log)
+    load.vacuum(log)
     report = {
         "benchmark": "tmws search",
         "corpus": fixture.describe(),
