@@ -95,9 +95,8 @@ class OnnxEncoder:
         # Idle model threads sleep instead of spinning: a search runs its database queries right
         # after the query embedding, and spinning threads would take the cores from PostgreSQL.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            str(onnx_graph(model)), options, providers=["CPUExecutionProvider"]
-        )
+        self.graph = onnx_graph(model)
+        self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
         difference = float(np.abs(self.embed(PROBE_TEXTS, 2) - TorchEncoder(model).embed(PROBE_TEXTS, 2)).max())
         if difference > BACKEND_TOLERANCE:
@@ -234,7 +233,7 @@ def warm_up() -> dict:
     encoder = get_encoder()
     return {
         "backend": encoder.backend,
-        "graph": str(onnx_graph(encoder.model)) if encoder.backend == "onnx" else None,
+        "graph": str(encoder.graph) if encoder.backend == "onnx" else None,
         "load_seconds": round(loaded - started, 1),
         "query_ms": round((time.perf_counter() - loaded) * 1000, 1),
     }

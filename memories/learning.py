@@ -20,11 +20,12 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from agents.models import Agent
+from agents.services import get_agent
 from namespaces import access
-from tmws_site.errors import Forbidden, InvalidInput, NotFound
+from tmws_site.errors import Forbidden, InvalidInput
 
 from .choices import EmbeddingStatus
-from .models import Memory, MemoryUsage
+from .models import Memory, MemoryUsage, preview
 
 DEFAULT_CATEGORY = "general"
 STALE_DAYS = 30  # a memory this old that no search returned for as long is "unused"
@@ -44,11 +45,7 @@ def subject(actor, agent_id=None) -> Agent:
         if principal.agent is None:
             raise InvalidInput("agent_id is required: name the agent whose memories to analyse.", field="agent_id")
         return principal.agent
-    if not isinstance(agent_id, str) or len(agent_id) > 128:
-        raise InvalidInput("agent_id must be a string of at most 128 characters.", field="agent_id")
-    agent = Agent.objects.select_related("namespace").filter(agent_id=agent_id).first()
-    if agent is None:
-        raise NotFound(f"Agent '{agent_id}' does not exist.")
+    agent = get_agent(agent_id)
     if not access.can_analyse(actor, agent):
         raise Forbidden(f"No right to analyse the memories of agent '{agent_id}'.", field="agent_id")
     return agent
@@ -139,7 +136,7 @@ def _vote(reference: list, pending: list) -> list[dict]:
         closeness = max(similarity for name, similarity in votes if name == category)
         proposals.append({
             "id": str(pk),
-            "preview": Memory(content=content).preview,
+            "preview": preview(content),
             "category": category,
             "confidence": round(agreement * closeness, 3),
         })

@@ -16,6 +16,12 @@ EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
 
 
+def preview(text: str) -> str:
+    """A memory's content on one line, cut at 80 characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 class Memory(BaseModel):
     """One remembered piece of text, owned by an agent (or by the system) inside a namespace."""
 
@@ -79,8 +85,7 @@ class Memory(BaseModel):
 
     @property
     def preview(self) -> str:
-        text = " ".join(self.content.split())
-        return text if len(text) <= 80 else text[:79] + "…"
+        return preview(self.content)
 
     @property
     def access_count(self) -> int:

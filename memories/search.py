@@ -160,13 +160,18 @@ def clean_request(data: dict) -> SearchRequest:
     )
 
 
+def namespace_key(slug: str):
+    """The primary key of the namespace named `slug`, or None."""
+    return Namespace.objects.filter(namespace=slug).values_list("pk", flat=True).first()
+
+
 def candidates(actor, request: SearchRequest, rls: bool | None = None) -> QuerySet:
     """The visible memories that pass the request's filters (no ordering yet)."""
     queryset = Memory.objects.visible_to(actor)
     # Names are resolved to keys first: a constant key lets the planner use its statistics for
     # that owner or namespace, where a join would leave it guessing an average.
     if request.namespace:
-        namespace_id = Namespace.objects.filter(namespace=request.namespace).values_list("pk", flat=True).first()
+        namespace_id = namespace_key(request.namespace)
         queryset = queryset.filter(namespace_id=namespace_id) if namespace_id else queryset.none()
     if request.agent_id:
         agent_pk = Agent.objects.filter(agent_id=request.agent_id).values_list("pk", flat=True).first()
@@ -243,7 +248,6 @@ class Candidate(NamedTuple):
 
     pk: object
     value: float  # the ranking's own score: similarity (semantic) or text rank (keyword)
-    similarity: float | None  # semantic rows only (keyword rows get theirs with the results)
     learning_weight: float
     created_at: object
     context_tags: list
@@ -255,7 +259,7 @@ SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id
 
 def _semantic_candidates(rows) -> list[Candidate]:
     return [
-        Candidate(pk, 1.0 - distance, 1.0 - distance, weight, created_at, tags or [], namespace_id)
+        Candidate(pk, 1.0 - distance, weight, created_at, tags or [], namespace_id)
         for pk, distance, weight, created_at, tags, namespace_id in rows
     ]
 
@@ -354,7 +358,7 @@ def keyword_ranking(
         )
     rows = rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank", *SCORING_FIELDS)
     return [
-        Candidate(pk, rank, None, weight, created_at, tags or [], namespace_id)
+        Candidate(pk, rank, weight, created_at, tags or [], namespace_id)
         for pk, rank, weight, created_at, tags, namespace_id in rows[:depth]
     ]
 
@@ -429,7 +433,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
         if request.min_similarity is not None:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
-            semantic = [row for row in semantic if row.similarity >= request.min_similarity]
+            semantic = [row for row in semantic if row.value >= request.min_similarity]
             if mode != "semantic":
                 keyword = keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=rls)
         rows = {row.pk: row for row in keyword}
@@ -438,11 +442,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
             scores = fuse([([row.pk for row in semantic], SEMANTIC_WEIGHT), ([row.pk for row in keyword], KEYWORD_WEIGHT)])
         else:
             scores = {row.pk: row.value for row in semantic or keyword}
-        boost_namespace_id = (
-            Namespace.objects.filter(namespace=request.boost_namespace).values_list("pk", flat=True).first()
-            if request.boost_namespace
-            else None
-        )
+        boost_namespace_id = namespace_key(request.boost_namespace) if request.boost_namespace else None
         now = timezone.now()
         for pk, score in scores.items():
             if mode == "hybrid":

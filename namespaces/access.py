@@ -3,7 +3,8 @@
 Principals are agents (authenticated by API key) and operators (Django users without an
 agent). Superusers see and change everything. The same visibility rule is repeated in SQL
 by the row-level-security policy on `memories` (migrations namespaces/0002, memories/0005) as
-defence in depth; keep the two in step.
+defence in depth; keep the two in step. Both take an agent's readable namespaces from the
+database function `tmws_readable_namespace_ids`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.db.models import Q
 
 from memories.choices import AccessLevel
 
-from .models import PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
+from .models import ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
 
 if TYPE_CHECKING:
     from agents.models import Agent
@@ -91,26 +92,11 @@ def admin_namespace_ids(agent: Agent) -> set:
 def readable_namespace_ids(agent: Agent) -> set:
     """Namespaces whose shared memories the agent reads: its own and all their ancestors.
 
-    Every agent request asks, so it is one plain query: a namespace is readable when one of the
-    agent's namespaces (home or granted a role) is it or lies below it.
+    The rule is the database function the row-level-security policy uses (migration memories/0005),
+    so it is written once; one query, which every agent request makes.
     """
-    namespaces = Namespace._meta.db_table
-    grants = NamespaceUserObjectPermission._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT DISTINCT ancestor.id
-              FROM {namespaces} ancestor
-              JOIN {namespaces} own
-                ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || %s)
-             WHERE own.id = %s
-                OR own.id IN (SELECT grant_.content_object_id
-                                FROM {grants} grant_
-                                JOIN auth_permission permission ON permission.id = grant_.permission_id
-                               WHERE grant_.user_id = %s AND permission.codename = ANY(%s))
-            """,
-            [PATH_SEPARATOR, agent.namespace_id, agent.user_id, list(ROLE_PERMISSIONS.values())],
-        )
+        cursor.execute("SELECT unnest(tmws_readable_namespace_ids(%s))", [agent.pk])
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -4,7 +4,8 @@ Every agent query on `memories` carried the policy's namespace subquery (five jo
 planner: about 0.6 ms of planning per query, 1.4 ms for a search's final fetch, which also
 joins `memory_usage` and so planned the memories policy a second time, against 0.2 ms to run
 it. The readable namespaces now come from a PL/pgSQL function, evaluated once per query as an
-init plan and planned once per connection; `memory_usage` asks a PL/pgSQL function whether its
+init plan and planned once per connection; the access module asks the same function, so the
+rule is written once; `memory_usage` asks a PL/pgSQL function whether its
 memory is visible. Both run as the calling agent, so RLS on `memories` still decides. The
 search functions of migration 0003 take the same predicate.
 """
@@ -17,7 +18,7 @@ PREVIOUS = importlib.import_module("namespaces.migrations.0002_row_level_securit
 PREVIOUS_USAGE = importlib.import_module("memories.migrations.0004_memory_usage").OWN_MEMORY
 
 FUNCTIONS = """
-CREATE OR REPLACE FUNCTION tmws_readable_namespace_ids() RETURNS uuid[]
+CREATE OR REPLACE FUNCTION tmws_readable_namespace_ids(reader uuid) RETURNS uuid[]
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN ARRAY(
@@ -26,13 +27,13 @@ BEGIN
           JOIN namespaces own
             ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || '/')
          WHERE own.id IN (
-               SELECT agents.namespace_id FROM agents WHERE agents.id = tmws_current_agent()
+               SELECT agents.namespace_id FROM agents WHERE agents.id = reader
                UNION
                SELECT grant_.content_object_id
                  FROM namespaces_namespaceuserobjectpermission grant_
                  JOIN auth_permission permission ON permission.id = grant_.permission_id
                  JOIN agents ON agents.user_id = grant_.user_id
-                WHERE agents.id = tmws_current_agent()
+                WHERE agents.id = reader
                   AND permission.codename IN ('member_namespace', 'admin_namespace')));
 END
 $$;
@@ -49,7 +50,7 @@ VISIBLE = """(
     access_level IN ('public', 'system')
     OR agent_id = tmws_current_agent()
     OR (access_level = 'shared' AND (
-        namespace_id = ANY ((SELECT tmws_readable_namespace_ids())::uuid[])
+        namespace_id = ANY ((SELECT tmws_readable_namespace_ids(tmws_current_agent()))::uuid[])
         OR id IN (
             SELECT share.content_object_id
               FROM memories_memoryuserobjectpermission share
@@ -87,7 +88,7 @@ $$;
 FORWARD = FUNCTIONS + policies(VISIBLE, "(tmws_memory_visible(memory_id))") + search_functions(VISIBLE)
 REVERSE = policies(PREVIOUS, PREVIOUS_USAGE) + search_functions(PREVIOUS) + """
 DROP FUNCTION IF EXISTS tmws_memory_visible(uuid);
-DROP FUNCTION IF EXISTS tmws_readable_namespace_ids();
+DROP FUNCTION IF EXISTS tmws_readable_namespace_ids(uuid);
 """
 
 

@@ -10,7 +10,7 @@ from memories import learning
 from memories.models import Memory
 from memories.services import bulk_create_memories
 from memories.tasks import embed_batch, record_memory_hits
-from tmws_site.errors import Forbidden, InvalidInput, NotFound
+from tmws_site.errors import Forbidden, InvalidInput
 
 OPS = [
     "Deploys to staging need the team lead's approval.",
@@ -157,7 +157,7 @@ def test_only_the_agent_and_those_who_manage_it_may_analyse_it(team, asker, allo
 @pytest.mark.django_db
 def test_subject_errors(team, operator_user):
     # then
-    with pytest.raises(NotFound, match="Agent 'ghost' does not exist"):
+    with pytest.raises(InvalidInput, match="Agent 'ghost' does not exist"):
         learning.subject(team["owner"].agent, "ghost")
     with pytest.raises(InvalidInput, match="agent_id is required"):
         learning.subject(operator_user)
