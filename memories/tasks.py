@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from functools import lru_cache
 
@@ -19,17 +20,23 @@ MAX_EMBEDDING_ATTEMPTS = 3
 
 def embed_batch(ids) -> tuple[int, int]:
     """Embed the still-pending memories among `ids`; return (embedded, failed)."""
+    embedded, failed = _embed_pending(Memory.objects.filter(pk__in=ids))
+    return len(embedded), len(failed)
+
+
+def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
+    """Embed up to `limit` pending memories of `queryset` in one transaction; return (embedded ids, failed ids)."""
     from .embeddings import embed_texts
 
     with transaction.atomic():
         # skip_locked lets several workers share a backlog without embedding a row twice.
         memories = list(
-            Memory.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=ids, embedding_status=EmbeddingStatus.PENDING)
-            .only("id", "content", "embedding_attempts")
+            queryset.select_for_update(skip_locked=True)
+            .filter(embedding_status=EmbeddingStatus.PENDING)
+            .only("id", "content", "embedding_attempts")[:limit]
         )
         if not memories:
-            return 0, 0
+            return [], []
         now = timezone.now()
         try:
             vectors = embed_texts([m.content for m in memories])
@@ -44,7 +51,7 @@ def embed_batch(ids) -> tuple[int, int]:
             Memory.objects.bulk_update(
                 memories, ["embedding_attempts", "embedding_error", "embedding_status", "updated_at"]
             )
-            return 0, len(memories)
+            return [], [memory.pk for memory in memories]
         with connection.cursor() as cursor:
             # One UPDATE joined to the batch (bulk_update's per-row CASE expressions cost more than the write).
             cursor.execute(
@@ -61,7 +68,7 @@ def embed_batch(ids) -> tuple[int, int]:
                     ["[" + ",".join(map(repr, vector.tolist())) + "]" for vector in vectors],
                 ],
             )
-        return len(memories), 0
+        return [memory.pk for memory in memories], []
 
 
 @shared_task(bind=True, max_retries=MAX_EMBEDDING_ATTEMPTS, default_retry_delay=10)
@@ -87,11 +94,81 @@ EMBEDDING_TASK_SIZE = 200
 
 
 def enqueue_embedding(ids) -> None:
-    """Queue embedding once the surrounding transaction commits (never for rows that were rolled back)."""
+    """Queue embedding once the surrounding transaction commits (never for rows that were rolled back).
+
+    With a Redis broker, writes smaller than one model batch only make sure a drain is on its way
+    (one Redis command): single creates arriving together are embedded together, at about half
+    the CPU of a task each, which leaves the cores to the requests.
+    """
     ids = [str(pk) for pk in ids]
+    if not ids:
+        return
+    if len(ids) < settings.TMWS_EMBEDDING_BATCH_SIZE and redis_buffer() is not None:
+        # robust: the rows are stored either way; a drain that could not be scheduled is made up
+        # by the next one, which takes every pending row.
+        transaction.on_commit(schedule_embedding_drain, robust=True)
+        return
     chunks = [ids[start : start + EMBEDDING_TASK_SIZE] for start in range(0, len(ids), EMBEDDING_TASK_SIZE)]
     for chunk in chunks:
         transaction.on_commit(lambda chunk=chunk: embed_memories.delay(chunk))
+
+
+# The database is the queue of the drain: pending rows. A Redis flag keeps one drain scheduled at
+# a time; it expires on its own, so a drain lost with a crashed worker is scheduled again.
+EMBEDDING_DRAIN_KEY = "tmws:embedding-drain"
+EMBEDDING_DRAIN_TTL_SECONDS = 60
+# A drain hands its worker back after this long and schedules its successor.
+EMBEDDING_DRAIN_MAX_SECONDS = 30
+
+
+def schedule_embedding_drain() -> None:
+    """Send a drain unless one is already on its way."""
+    buffer = redis_buffer()
+    if buffer is not None and not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
+        return
+    try:
+        drain_pending_embeddings.delay()
+    except Exception:
+        if buffer is not None:
+            buffer.delete(EMBEDDING_DRAIN_KEY)  # so the next write tries again
+        raise
+
+
+@shared_task
+def drain_pending_embeddings() -> dict:
+    """Embed pending memories batch by batch until none is left, then release the drain flag.
+
+    Rows whose batch failed are not taken again here: they go to `embed_memories`, which retries
+    them with a delay until their attempts run out.
+    """
+    buffer = redis_buffer()
+    batch_size = settings.TMWS_EMBEDDING_BATCH_SIZE
+    started = time.monotonic()
+    embedded, failed = 0, []
+    while True:
+        done, bad = _embed_pending(Memory.objects.exclude(pk__in=failed), limit=batch_size)
+        embedded += len(done)
+        failed += bad
+        if done or bad:
+            if time.monotonic() - started > EMBEDDING_DRAIN_MAX_SECONDS:
+                if buffer is not None:
+                    buffer.expire(EMBEDDING_DRAIN_KEY, EMBEDDING_DRAIN_TTL_SECONDS)  # held for the successor
+                drain_pending_embeddings.delay()
+                break
+            continue
+        if buffer is None:
+            break
+        buffer.delete(EMBEDDING_DRAIN_KEY)
+        # A write that committed after the last look found the flag still set and scheduled nothing.
+        if not _has_pending(failed) or not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
+            break
+    if failed:
+        embed_memories.apply_async(args=[[str(pk) for pk in failed]], countdown=embed_memories.default_retry_delay)
+    return {"embedded": embedded, "failed": len(failed)}
+
+
+def _has_pending(excluded) -> bool:
+    return Memory.objects.pending_embedding().exclude(pk__in=excluded).exists()
 
 
 # Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:
@@ -110,8 +187,8 @@ def _redis_client(url: str):
     return redis.Redis.from_url(url)
 
 
-def hit_buffer():
-    """The Redis client that buffers hits, or None (no broker, or a broker other than Redis)."""
+def redis_buffer():
+    """The broker's Redis client for buffers and flags, or None (no broker, or a broker other than Redis)."""
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
@@ -120,7 +197,7 @@ def hit_buffer():
 
 def queue_hits(ids: list[str]) -> None:
     """Add search hits to the buffer, scheduling a flush unless one is already on its way."""
-    buffer = hit_buffer()
+    buffer = redis_buffer()
     if buffer is None:
         record_memory_hits.delay(ids)
         return
@@ -137,7 +214,7 @@ def queue_hits(ids: list[str]) -> None:
 @shared_task
 def flush_memory_hits() -> int:
     """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
-    buffer = hit_buffer()
+    buffer = redis_buffer()
     if buffer is None:
         return 0
     pipeline = buffer.pipeline(transaction=True)
