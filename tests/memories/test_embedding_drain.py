@@ -6,7 +6,7 @@ import pytest
 from memories import embeddings
 from memories.models import Memory
 from memories.services import bulk_create_memories, create_memory
-from memories.tasks import EMBEDDING_DRAIN_KEY, _redis_client, drain_pending_embeddings
+from memories.tasks import EMBEDDING_DRAIN_KEY, _redis_client, drain_pending_embeddings, sweep_pending_embeddings
 
 
 @pytest.fixture
@@ -110,3 +110,29 @@ def test_without_a_redis_broker_a_create_sends_its_own_task(owner, settings, dja
         memory = create_memory(owner, {"content": "Embedded by a task for its own id."})
     # then
     assert _statuses(memory, stranded) == ["ready", "pending"]
+
+
+@pytest.mark.redis
+def test_the_sweep_sends_a_drain_for_memories_left_pending(owner, drain_flag):
+    # given
+    stranded = _left_over(owner, "Its drain was never sent.")
+    # when
+    sent = sweep_pending_embeddings.apply().get()
+    # then
+    assert sent is True
+    assert _statuses(stranded) == ["ready"]
+    assert drain_flag.exists(EMBEDDING_DRAIN_KEY) == 0
+
+
+@pytest.mark.redis
+def test_the_sweep_sends_nothing_while_a_drain_is_on_its_way_or_nothing_is_pending(owner, drain_flag):
+    # given: nothing pending
+    # when / then
+    assert sweep_pending_embeddings.apply().get() is False
+    assert drain_flag.exists(EMBEDDING_DRAIN_KEY) == 0
+    # given: a pending row and a drain on its way
+    waiting = _left_over(owner, "The scheduled drain takes it.")
+    drain_flag.set(EMBEDDING_DRAIN_KEY, "1", ex=60)
+    # when / then
+    assert sweep_pending_embeddings.apply().get() is False
+    assert _statuses(waiting) == ["pending"]

@@ -61,6 +61,27 @@ def test_an_unknown_embedding_backend_is_refused():
     assert "TMWS_EMBEDDING_BACKEND must be onnx or torch, got 'gpu'" in result.stderr
 
 
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (None, "{'sweep-pending-embeddings': {'task': 'memories.tasks.sweep_pending_embeddings', 'schedule': 300.0}}"),
+    ("60", "{'sweep-pending-embeddings': {'task': 'memories.tasks.sweep_pending_embeddings', 'schedule': 60.0}}"),
+    ("0", "{}"),
+])
+def test_the_embedding_sweep_is_scheduled_every_five_minutes_unless_configured(seconds, expected):
+    # given
+    env = _settings_env(DEBUG="1", DATABASE_URL="postgresql://u@db.invalid/tmws")
+    env.pop("TMWS_EMBEDDING_SWEEP_SECONDS", None)
+    if seconds is not None:
+        env["TMWS_EMBEDDING_SWEEP_SECONDS"] = seconds
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import tmws_site.settings as s; print(s.CELERY_BEAT_SCHEDULE)"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 def test_parse_database_url_for_tcp():
     # when
     parsed = parse_database_url("postgresql://tmws:s3cret@db.example.com:6543/tmws_prod?sslmode=require")
