@@ -170,15 +170,17 @@ def drain_pending_embeddings() -> dict:
             break
         buffer.delete(EMBEDDING_DRAIN_KEY)
         # A write that committed after the last look found the flag still set and scheduled nothing.
-        if not _has_pending(failed) or not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
+        if not _waiting(failed) or not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
             break
     if failed:
         embed_memories.apply_async(args=[[str(pk) for pk in failed]], countdown=embed_memories.default_retry_delay)
     return {"embedded": embedded, "failed": len(failed)}
 
 
-def _has_pending(excluded) -> bool:
-    return Memory.objects.pending_embedding().exclude(pk__in=excluded).exists()
+def _waiting(excluded) -> bool:
+    """Whether a pending row waits for a drain: rows another worker holds are being embedded already."""
+    with transaction.atomic():
+        return Memory.objects.pending_embedding().exclude(pk__in=excluded).select_for_update(skip_locked=True).exists()
 
 
 # Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connections
 
 from memories import embeddings
 from memories.models import Memory
@@ -136,3 +137,24 @@ def test_the_sweep_sends_nothing_while_a_drain_is_on_its_way_or_nothing_is_pendi
     # when / then
     assert sweep_pending_embeddings.apply().get() is False
     assert _statuses(waiting) == ["pending"]
+
+
+@pytest.mark.redis
+def test_a_drain_leaves_rows_another_worker_holds_instead_of_waiting_for_them(transactional_db, owner, drain_flag):
+    # given: another worker is embedding the only pending row
+    held = _left_over(owner, "Another worker is embedding this one.")
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT id FROM memories WHERE id = %s FOR UPDATE", [held.pk])
+        drain_flag.set(EMBEDDING_DRAIN_KEY, "1", ex=60)
+        # when
+        result = drain_pending_embeddings.apply().get()
+    finally:
+        other.rollback()
+        other.close()
+    # then: the drain ends at once and leaves the row to the worker that holds it
+    assert result == {"embedded": 0, "failed": 0}
+    assert _statuses(held) == ["pending"]
+    assert drain_flag.exists(EMBEDDING_DRAIN_KEY) == 0
