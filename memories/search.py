@@ -197,8 +197,11 @@ def under_agent_rls(actor) -> bool:
 
 
 def _result_rows(queryset: QuerySet, vector=None) -> QuerySet:
-    """The memories to return, with their distance to `vector` (when given) and without heavy columns."""
-    queryset = queryset.select_related("agent", "namespace", "usage").defer(*HEAVY_COLUMNS)
+    """The memories to return, with their distance to `vector` (when given) and without heavy columns.
+
+    Unordered (the ranking orders them): sorting by the model's default order cost a sort and its SQL.
+    """
+    queryset = queryset.select_related("agent", "namespace", "usage").defer(*HEAVY_COLUMNS).order_by()
     return queryset.annotate(distance=CosineDistance("embedding", vector)) if vector is not None else queryset
 
 
