@@ -70,6 +70,11 @@ class Principal:
         return getattr(self.user, "pk", None)
 
 
+def can_read_metrics(actor) -> bool:
+    """Deployment-wide counts (no content, no names) are for operators, not agents."""
+    return Principal.of(actor).is_operator
+
+
 # --- Namespaces ---------------------------------------------------------------------------
 
 def _namespace_ids_with(user_id, codenames) -> set:

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import healthz, readyz
 from .mcp_server import mcp_http_view
+from .metrics import MetricsView
 from .rest import api_not_found
 
 api_v2 = [
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("mcp", mcp_http_view, name="mcp"),
     path("api/v2/", include((api_v2, "v2"))),
     path("api/v1/", include(("compat.api.urls", "v1"))),

@@ -64,6 +64,8 @@ class V1View(BaseAPIView):
     """Base of every v1 view: v2 authentication and access, plus the deprecation headers."""
 
     successor = "/api/v2/"
+    # The OpenAPI schema describes v2; the deprecated v1 shapes are in docs/migration-guide.md.
+    schema = None
 
     def successor_path(self) -> str:
         return self.successor.format(**{k: v for k, v in self.kwargs.items()})

@@ -1,0 +1,111 @@
+"""Prometheus metrics for operators: whether the service keeps up, in counts, never content or names."""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from django.db.models import Count, Min, Sum
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.negotiation import BaseContentNegotiation
+
+from agents.models import Agent
+from memories.choices import EmbeddingStatus
+from memories.models import Memory, MemoryUsage
+from namespaces import access
+from namespaces.models import Namespace
+from workflows.models import RunStatus, Task, TaskStatus, WorkflowRun
+
+from .api import BaseAPIView
+from .errors import Forbidden
+
+logger = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metric(NamedTuple):
+    name: str
+    help: str
+    samples: list  # (labels dict, value)
+
+
+def _by(queryset, field: str, label: str, choices) -> list:
+    """One sample per choice, zero included, so a series never disappears from the scrape."""
+    counts = {row[field]: row["n"] for row in queryset.order_by().values(field).annotate(n=Count("pk"))}
+    return [({label: value}, counts.get(value, 0)) for value in choices.values]
+
+
+def collect() -> list[Metric]:
+    pending_since = Memory.objects.pending_embedding().aggregate(oldest=Min("updated_at"))["oldest"]
+    active = Agent.objects.filter(is_active=True).count()
+    metrics = [
+        Metric("tmws_agents", "Registered agents.", [({"state": "active"}, active),
+                                                      ({"state": "inactive"}, Agent.objects.count() - active)]),
+        Metric("tmws_namespaces", "Namespaces.", [({}, Namespace.objects.count())]),
+        Metric("tmws_memories", "Memories by embedding status.",
+               _by(Memory.objects.all(), "embedding_status", "embedding_status", EmbeddingStatus)),
+        Metric("tmws_embedding_oldest_pending_seconds",
+               "How long the longest-waiting pending memory has waited for its embedding (0: none waits).",
+               [({}, (timezone.now() - pending_since).total_seconds() if pending_since else 0.0)]),
+        Metric("tmws_memory_search_hits", "Search results returned, summed over the memories that still exist.",
+               [({}, MemoryUsage.objects.aggregate(total=Sum("access_count"))["total"] or 0)]),
+        Metric("tmws_tasks", "Tasks by status.", _by(Task.objects.all(), "status", "status", TaskStatus)),
+        Metric("tmws_workflow_runs", "Workflow runs by status.",
+               _by(WorkflowRun.objects.all(), "status", "status", RunStatus)),
+    ]
+    return metrics + _buffer_metrics()
+
+
+def _buffer_metrics() -> list[Metric]:
+    """What waits in Redis (with a Redis broker); left out, with a warning, when Redis does not answer."""
+    from memories.tasks import EMBEDDING_DRAIN_KEY, HIT_BUFFER_KEY, redis_buffer
+
+    buffer = redis_buffer()
+    if buffer is None:
+        return []
+    try:
+        pipeline = buffer.pipeline(transaction=False)
+        pipeline.llen(HIT_BUFFER_KEY)
+        pipeline.exists(EMBEDDING_DRAIN_KEY)
+        hits, drain = pipeline.execute()
+    except Exception as exc:
+        logger.warning("metrics: Redis did not answer (%s)", exc)
+        return []
+    return [
+        Metric("tmws_memory_hits_buffered", "Search hits waiting in Redis to be counted.", [({}, hits)]),
+        Metric("tmws_embedding_drain_scheduled", "1 while an embedding drain is on its way or running.", [({}, drain)]),
+    ]
+
+
+def render(metrics: list[Metric]) -> str:
+    lines = []
+    for metric in metrics:
+        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} gauge"]
+        for labels, value in metric.samples:
+            label_text = ",".join(f'{key}="{val}"' for key, val in labels.items())
+            number = str(value) if isinstance(value, int) else repr(float(value))
+            lines.append(f"{metric.name}{{{label_text}}} {number}" if labels else f"{metric.name} {number}")
+    return "\n".join(lines) + "\n"
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """The scrape is always text and errors always JSON, whatever a scraper's Accept header asks for."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsView(BaseAPIView):
+    """`GET /metrics` in the Prometheus text format, for operators."""
+
+    content_negotiation_class = IgnoreAccept
+
+    @extend_schema(responses={(200, "text/plain"): str})
+    def get(self, request):
+        if not access.can_read_metrics(self.principal):
+            raise Forbidden("Metrics are for operators.")
+        return HttpResponse(render(collect()), content_type=CONTENT_TYPE)
