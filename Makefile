@@ -38,9 +38,10 @@ serve: migrate
 	$(VENV)/bin/gunicorn tmws_site.wsgi:application --config python:tmws_site.gunicorn_conf --bind $${TMWS_BIND:-127.0.0.1:8000} \
 		--workers $${TMWS_WEB_WORKERS:-2} --access-logfile - --log-level info
 
+# One model thread per worker process unless told otherwise: the processes share the cores.
 # With TMWS_WORKER_BEAT=0 the worker leaves the periodic jobs to another machine's worker (run one beat only).
 worker: install
-	DEBUG=$${DEBUG:-1} $(VENV)/bin/celery -A tmws_site worker --loglevel=INFO --concurrency=$${TMWS_WORKER_CONCURRENCY:-2} \
+	DEBUG=$${DEBUG:-1} TMWS_TORCH_THREADS=$${TMWS_TORCH_THREADS:-1} $(VENV)/bin/celery -A tmws_site worker --loglevel=INFO --concurrency=$${TMWS_WORKER_CONCURRENCY:-2} \
 		$$([ "$${TMWS_WORKER_BEAT:-1}" = "0" ] || echo --beat)
 
 mcp: install
