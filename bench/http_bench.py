@@ -177,7 +177,11 @@ def _writes(client, args, log) -> dict:
         times.append(elapsed)
         created.append(body["id"])
     _wait_embedded(created, 600, log)
-    create = {**timing(times[20:]), "note": "embedding runs in the Celery worker (Redis broker), not in the request"}
+    create = {
+        **timing(times[20:]),
+        "note": "embedding runs in the Celery workers (Redis broker; one drain at a time takes single creates), "
+        "not in the request",
+    }
     log(f"create: {create}")
     items = [
         {"content": row.content, "namespace": namespace, "access_level": "shared", "context_tags": [INGEST_TAG]}
