@@ -4,7 +4,9 @@
 - `categorise` files memories still in the default category under the category most of their
   nearest categorised neighbours (the agent's own, by embedding) carry, when enough of them
   agree and are close enough; with `apply` it stores those categories.
-- `suggestions` turns both into concrete advice: memories to review, weights to change,
+- `near_duplicates` groups the agent's memories worded almost alike: repeats, or a fact that
+  changed (the model cannot tell "every 30 days" from "every 90 days"), to keep one of.
+- `suggestions` turns all of it into concrete advice: memories to review, weights to change,
   embeddings to retry, categories to apply.
 
 Everything works on memories the agent owns, which are the ones it may change.
@@ -36,6 +38,11 @@ MAX_REFERENCE_MEMORIES = 5000  # categorised memories compared against (the newe
 MAX_CATEGORISED_PER_RUN = 1000  # uncategorised memories looked at per run (the newest)
 FREQUENT_HITS = 5
 LISTED_IDS = 10
+# Cosine similarity from which two memories count as worded almost alike. Checked on the model:
+# "...rotates every 30 days." / "...every 90 days." 0.99; "User prefers dark mode in the editor." /
+# "The user likes dark mode in the editor." 0.96; "...approval from Alice." / "...from Bob." 0.77.
+NEAR_DUPLICATE_SIMILARITY = 0.95
+MAX_DUPLICATE_SCAN = 2000  # the newest embedded memories compared pairwise
 
 
 def subject(actor, agent_id=None) -> Agent:
@@ -156,7 +163,40 @@ def _apply(agent, proposals: list[dict]) -> int:
     )
 
 
-def suggestions(agent, report: dict, categorised: dict) -> list[dict]:
+def near_duplicates(agent) -> list[dict]:
+    """Groups of the agent's memories worded almost alike (similarity >= NEAR_DUPLICATE_SIMILARITY).
+
+    Each group lists its memories newest first; groups come largest first, then newest first.
+    """
+    rows = list(
+        _own(agent).filter(embedding_status=EmbeddingStatus.READY).order_by("-created_at", "pk")
+        .values_list("pk", "content", "embedding")[:MAX_DUPLICATE_SCAN]
+    )
+    if len(rows) < 2:
+        return []
+    vectors = np.asarray([vector for _, _, vector in rows], dtype=np.float32)
+    pairs = np.argwhere(np.triu(vectors @ vectors.T >= NEAR_DUPLICATE_SIMILARITY, k=1))
+    group_of = list(range(len(rows)))  # union-find over the pairs: alike-ness chains into one group
+
+    def root(index: int) -> int:
+        while group_of[index] != index:
+            group_of[index] = group_of[group_of[index]]
+            index = group_of[index]
+        return index
+
+    for first, second in pairs:
+        group_of[root(int(second))] = root(int(first))
+    members: dict[int, list[int]] = {}
+    for index in sorted({int(i) for pair in pairs for i in pair}):
+        members.setdefault(root(index), []).append(index)
+    groups = sorted(members.values(), key=lambda group: (-len(group), group[0]))
+    return [
+        {"memory_ids": [str(rows[i][0]) for i in group], "preview": preview(rows[group[0]][1])}
+        for group in groups
+    ]
+
+
+def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None = None) -> list[dict]:
     """Concrete advice from a usage report and a categorisation run (most useful first)."""
     advice = []
     failed = report["by_embedding_status"].get(EmbeddingStatus.FAILED, 0)
@@ -174,6 +214,14 @@ def suggestions(agent, report: dict, categorised: dict) -> list[dict]:
             "count": count,
             "message": f"{count} memories in '{DEFAULT_CATEGORY}' match a category of their nearest neighbours; "
             "POST /api/v2/memories/categorise with {\"apply\": true} (or the categorise_memories tool) files them.",
+        })
+    if alike:
+        advice.append({
+            "kind": "review_near_duplicates",
+            "count": len(alike),
+            "groups": [group["memory_ids"] for group in alike[:LISTED_IDS]],
+            "message": f"{len(alike)} groups of memories are worded almost alike: repeats, or a fact that changed. "
+            "Keep the one that is true and delete the others: copies take places in search results.",
         })
     frequent = _own(agent).filter(usage__access_count__gte=FREQUENT_HITS, learning_weight__lt=1.0)
     if frequent.exists():
@@ -198,7 +246,13 @@ def suggestions(agent, report: dict, categorised: dict) -> list[dict]:
 
 
 def insights(agent) -> dict:
-    """The usage report, categorisation proposals (not applied) and suggestions for one agent."""
+    """The usage report, categorisation proposals (not applied), near duplicates and suggestions for one agent."""
     report = usage_report(agent)
     categorised = categorise(agent)
-    return {"usage": report, "categories": categorised, "suggestions": suggestions(agent, report, categorised)}
+    alike = near_duplicates(agent)
+    return {
+        "usage": report,
+        "categories": categorised,
+        "near_duplicates": alike,
+        "suggestions": suggestions(agent, report, categorised, alike),
+    }

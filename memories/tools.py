@@ -238,8 +238,9 @@ def memory_feedback(
     title="Memory insights",
     read_only=True,
     description="How your memories are used: counts by category, access level and embedding status, search hits, "
-    "memories no search returned for 30 days, categories proposed for memories still in 'general', and concrete "
-    "suggestions (weights to change, memories to review, categories to apply). No arguments.",
+    "memories no search returned for 30 days, categories proposed for memories still in 'general', groups of "
+    "memories worded almost alike (repeats, or a fact that changed), and concrete suggestions (weights to change, "
+    "memories to review, categories to apply). No arguments.",
 )
 def memory_insights(agent: Agent) -> dict[str, Any]:
     return render_json(learning.insights(agent))

@@ -128,4 +128,7 @@ class CategoriseResultSerializer(serializers.Serializer):
 class InsightsSerializer(serializers.Serializer):
     usage = serializers.DictField(help_text="Counts by category, access level and embedding status; hits; unused memories.")
     categories = CategoriseResultSerializer()
+    near_duplicates = serializers.ListField(
+        child=serializers.DictField(), help_text="Groups of memories worded almost alike: memory_ids (newest first), preview."
+    )
     suggestions = serializers.ListField(child=serializers.DictField())

@@ -134,12 +134,60 @@ def test_suggestions_name_the_memories_to_act_on(filed):
 
 
 @pytest.mark.django_db
+def test_near_duplicates_group_memories_worded_almost_alike_newest_first(team):
+    # given: a repeat, a fact that changed, and sentences that share a template but not a meaning
+    owner, other = team["owner"].agent, team["member"].agent
+    first_mode, rotation_30, alice = store(owner, [
+        {"content": "User prefers dark mode in the editor.", "namespace": "team"},
+        {"content": "The staging database password rotates every 30 days.", "namespace": "team"},
+        {"content": "Deploys to production need approval from Alice.", "namespace": "team"},
+    ])
+    second_mode, rotation_90, bob = store(owner, [
+        {"content": "The user likes dark mode in the editor.", "namespace": "team"},
+        {"content": "The staging database password rotates every 90 days.", "namespace": "team"},
+        {"content": "Deploys to production need approval from Bob.", "namespace": "team"},
+    ])
+    Memory.objects.filter(pk__in=[second_mode.pk, rotation_90.pk, bob.pk]).update(
+        created_at=timezone.now() + timedelta(seconds=1)
+    )
+    store(other, [{"content": "The staging database password rotates every 30 days.", "namespace": "team"}])
+    # when
+    groups = learning.near_duplicates(owner)
+    advice = {item["kind"]: item for item in learning.insights(owner)["suggestions"]}
+    # then: newest first inside a group; another agent's copy and Alice/Bob (similarity 0.77) stay out
+    assert sorted(group["memory_ids"] for group in groups) == sorted([
+        [str(second_mode.pk), str(first_mode.pk)], [str(rotation_90.pk), str(rotation_30.pk)],
+    ])
+    previews = {group["memory_ids"][0]: group["preview"] for group in groups}
+    assert previews[str(rotation_90.pk)] == "The staging database password rotates every 90 days."
+    assert advice["review_near_duplicates"]["count"] == 2
+    assert sorted(advice["review_near_duplicates"]["groups"]) == sorted(group["memory_ids"] for group in groups)
+
+
+@pytest.mark.django_db
+def test_near_duplicates_chain_into_one_group_and_skip_memories_without_embeddings(team):
+    # given: A ~ B and B ~ C, and an identical text whose embedding failed
+    owner = team["owner"].agent
+    texts = ["Release 2.3 shipped on Monday.", "Release 2.4 shipped on Monday.", "Release 2.4 shipped on Monday"]
+    memories = store(owner, [{"content": text, "namespace": "team"} for text in texts])
+    unembedded = store(owner, [{"content": texts[0], "namespace": "team"}])[0]
+    Memory.objects.filter(pk=unembedded.pk).update(embedding_status="failed", embedding=None)
+    for offset, memory in enumerate(memories):
+        Memory.objects.filter(pk=memory.pk).update(created_at=timezone.now() + timedelta(seconds=offset))
+    # when
+    groups = learning.near_duplicates(owner)
+    # then
+    assert [group["memory_ids"] for group in groups] == [[str(m.pk) for m in reversed(memories)]]
+
+
+@pytest.mark.django_db
 def test_an_agent_with_nothing_stored_gets_an_empty_report_and_no_advice(team):
     # when
     insights = learning.insights(team["outsider"].agent)
     # then
     assert insights["usage"]["memories"] == 0
     assert insights["categories"] == {"considered": 0, "proposals": [], "applied": 0}
+    assert insights["near_duplicates"] == []
     assert insights["suggestions"] == []
 
 
@@ -175,7 +223,8 @@ def test_insights_endpoint_reports_on_the_callers_own_memories(filed):
     # then
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"usage", "categories", "suggestions"}
+    assert set(body) == {"usage", "categories", "near_duplicates", "suggestions"}
+    assert body["near_duplicates"] == []
     assert body["usage"]["agent_id"] == "owner-agent" and body["usage"]["memories"] == 9
     assert body["categories"]["applied"] == 0
 
