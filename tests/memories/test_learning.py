@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from agents.models import Agent
 from memories import learning
 from memories.models import Memory
 from memories.services import bulk_create_memories
-from memories.tasks import embed_batch, record_memory_hits
+from memories.tasks import AUTO_CATEGORISE_KEY, categorise_opted_in_agents, embed_batch, record_memory_hits
 from tmws_site.errors import Forbidden, InvalidInput
 
 OPS = [
@@ -274,3 +275,38 @@ def test_operators_name_the_agent_they_manage(filed, operator_client):
     # then
     assert without.status_code == 400 and "agent_id" in without.json()["error"]["fields"]
     assert named.status_code == 200 and named.json()["usage"]["memories"] == 9
+
+
+# --- Auto-categorisation (the beat) ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_daily_job_files_the_memories_of_agents_that_opted_in_only(filed):
+    # given: the owner opted in; the member has the same kind of memories and did not
+    team, unfiled = filed
+    member = team["member"].agent
+    store(member, [{"content": text, "memory_category": "ops", "namespace": "team"} for text in OPS])
+    members_deploy = store(member, [{"content": UNFILED["deploy"], "namespace": "team"}])[0]
+    Agent.objects.filter(pk=team["owner"].agent.pk).update(configuration={AUTO_CATEGORISE_KEY: True})
+    # when
+    result = categorise_opted_in_agents.apply().get()
+    # then
+    assert result == {"agents": 1, "applied": 2}
+    categories = dict(Memory.objects.filter(pk__in=[m.pk for m in unfiled.values()]).values_list("pk", "memory_category"))
+    assert categories == {unfiled["deploy"].pk: "ops", unfiled["invoice"].pk: "finance", unfiled["lunch"].pk: "general"}
+    assert Memory.objects.get(pk=members_deploy.pk).memory_category == "general"
+
+
+@pytest.mark.django_db
+def test_an_agent_opts_in_through_its_own_configuration_and_inactive_agents_are_skipped(filed):
+    # given
+    team, unfiled = filed
+    body = {"configuration": {AUTO_CATEGORISE_KEY: True}}
+    response = team["owner"].client.patch("/api/v2/agents/owner-agent", body, format="json")
+    assert response.status_code == 200, response.content
+    Agent.objects.filter(pk=team["owner"].agent.pk).update(is_active=False)
+    # when
+    result = categorise_opted_in_agents.apply().get()
+    # then
+    assert result == {"agents": 0, "applied": 0}
+    assert Memory.objects.get(pk=unfiled["deploy"].pk).memory_category == "general"

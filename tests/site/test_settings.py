@@ -61,22 +61,25 @@ def test_an_unknown_embedding_backend_is_refused():
     assert "TMWS_EMBEDDING_BACKEND must be onnx or torch, got 'gpu'" in result.stderr
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [
-    (None, "{'sweep-pending-embeddings': {'task': 'memories.tasks.sweep_pending_embeddings', 'schedule': 300.0}}"),
-    ("60", "{'sweep-pending-embeddings': {'task': 'memories.tasks.sweep_pending_embeddings', 'schedule': 60.0}}"),
-    ("0", "{}"),
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 300.0\n"
+         "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0"),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0"},
+     "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0"),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0"}, ""),
 ])
-def test_the_embedding_sweep_is_scheduled_every_five_minutes_unless_configured(seconds, expected):
+def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     # given
     env = _settings_env(DEBUG="1", DATABASE_URL="postgresql://u@db.invalid/tmws")
     env.pop("TMWS_EMBEDDING_SWEEP_SECONDS", None)
-    if seconds is not None:
-        env["TMWS_EMBEDDING_SWEEP_SECONDS"] = seconds
-    # when
-    result = subprocess.run(
-        [sys.executable, "-c", "import tmws_site.settings as s; print(s.CELERY_BEAT_SCHEDULE)"],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    env.pop("TMWS_AUTO_CATEGORISE_SECONDS", None)
+    env.update(overrides)
+    code = (
+        "import tmws_site.settings as s\n"
+        "for name, job in s.CELERY_BEAT_SCHEDULE.items(): print(name, job['task'], job['schedule'])"
     )
+    # when
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
     # then
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
