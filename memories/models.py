@@ -55,6 +55,8 @@ class Memory(BaseModel):
         db_table = "memories"
         ordering = ["-created_at"]
         verbose_name_plural = "memories"
+        # Deployment-wide counts (GET /metrics): give a monitoring user this permission and nothing else.
+        permissions = [("view_metrics", "Can read the deployment-wide metrics")]
         indexes = [
             HnswIndex(
                 name="memories_embedding_hnsw",

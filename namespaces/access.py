@@ -71,8 +71,13 @@ class Principal:
 
 
 def can_read_metrics(actor) -> bool:
-    """Deployment-wide counts (no content, no names) are for operators, not agents."""
-    return Principal.of(actor).is_operator
+    """Deployment-wide counts (no content, no names): operators granted `memories.view_metrics`.
+
+    Operators may be scoped to some namespaces, and the counts span all of them; superusers hold
+    the permission implicitly. Agents never read them.
+    """
+    principal = Principal.of(actor)
+    return principal.is_operator and principal.user.has_perm("memories.view_metrics")
 
 
 # --- Namespaces ---------------------------------------------------------------------------

@@ -100,12 +100,12 @@ class IgnoreAccept(BaseContentNegotiation):
 
 
 class MetricsView(BaseAPIView):
-    """`GET /metrics` in the Prometheus text format, for operators."""
+    """`GET /metrics` in the Prometheus text format, for operators granted `memories.view_metrics`."""
 
     content_negotiation_class = IgnoreAccept
 
     @extend_schema(responses={(200, "text/plain"): str})
     def get(self, request):
         if not access.can_read_metrics(self.principal):
-            raise Forbidden("Metrics are for operators.")
+            raise Forbidden("Metrics are for operators granted memories.view_metrics.")
         return HttpResponse(render(collect()), content_type=CONTENT_TYPE)

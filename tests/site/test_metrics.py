@@ -1,10 +1,11 @@
-"""GET /metrics: deployment-wide counts in the Prometheus text format, for operators only."""
+"""GET /metrics: deployment-wide counts in the Prometheus text format, for operators granted the permission."""
 from __future__ import annotations
 
 import datetime
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -94,7 +95,22 @@ def test_agents_are_refused_even_admin_agents(deployment):
     for handle in (deployment["owner"], deployment["member"], deployment["admin"]):
         response = handle.client.get("/metrics")
         assert response.status_code == 403
-        assert response.json()["error"] == {"code": "permission_denied", "message": "Metrics are for operators."}
+        assert response.json()["error"] == {
+            "code": "permission_denied", "message": "Metrics are for operators granted memories.view_metrics.",
+        }
+
+
+@pytest.mark.django_db
+def test_operators_without_the_metrics_permission_are_refused(deployment):
+    # given: a staff operator who may manage the team namespace, but not read deployment-wide counts
+    scoped = _staff("scoped-operator", "view_namespace", "change_namespace", "view_memory")
+    client = APIClient()
+    client.force_authenticate(scoped)
+    # when
+    response = client.get("/metrics")
+    # then
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "Metrics are for operators granted memories.view_metrics."
 
 
 @pytest.mark.django_db
@@ -106,10 +122,16 @@ def test_without_credentials_the_answer_is_401():
     assert response["WWW-Authenticate"] == "Bearer"
 
 
+def _staff(username: str, *permissions: str):
+    user = get_user_model().objects.create_user(username, password=f"{username}-pass-123!", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
+    return user
+
+
 @pytest.mark.django_db
-def test_a_staff_operators_api_key_scrapes_like_prometheus_does():
-    # given: a staff user (not a superuser) with a key, as the Prometheus job in docs/operators.md uses
-    staff = get_user_model().objects.create_user("monitor", password="monitor-pass-123!", is_staff=True)
+def test_a_monitoring_users_api_key_scrapes_like_prometheus_does():
+    # given: a staff user holding only the metrics permission, as docs/operators.md sets up for Prometheus
+    staff = _staff("monitor", "view_metrics")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_operator_key(staff)}")
     # when
