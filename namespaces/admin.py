@@ -13,11 +13,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Collate, Replace
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdminMixin
 
@@ -370,7 +371,7 @@ def operator_dashboard(request) -> list[dict]:
         ]})
     if user.has_perm("memories.view_memory"):
         sections.append({"title": "Memories by embedding status", "url": "admin:memories_memory_changelist",
-                         "rows": _by_status(Memory.objects.visible_to(user), "embedding_status", EmbeddingStatus)})
+                         "rows": _embedding_rows(Memory.objects.visible_to(user), EmbeddingStatus)})
     if user.has_perm("workflows.view_task"):
         sections.append({"title": "Tasks by status", "url": "admin:workflows_task_changelist",
                          "rows": _by_status(Task.objects.filter(access.operator_scope_q(user)), "status", TaskStatus)})
@@ -384,6 +385,26 @@ def _by_status(queryset, field: str, choices) -> list[tuple]:
     rows = [("All", sum(counts.values()), "")]
     rows += [(label, counts.get(value, 0), f"{field}__exact={value}") for value, label in choices.choices]
     return rows
+
+
+def _embedding_rows(memories, choices) -> list[tuple]:
+    """Memories by embedding status, and how long the longest-waiting pending one has waited (same query)."""
+    rows = memories.order_by().values_list("embedding_status").annotate(n=Count("pk"), oldest=Min("updated_at"))
+    stats = {status: (count, oldest) for status, count, oldest in rows}
+    table = [("All", sum(count for count, _ in stats.values()), "")]
+    table += [(label, stats.get(value, (0, None))[0], f"embedding_status__exact={value}") for value, label in choices.choices]
+    oldest = stats.get(choices.PENDING, (0, None))[1]
+    waited = _duration(timezone.now() - oldest) if oldest else "none waits"
+    table.append(("Pending: waiting longest", waited, f"embedding_status__exact={choices.PENDING}"))
+    return table
+
+
+def _duration(delta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return "under a minute"
 
 
 _stock_index = admin.site.index

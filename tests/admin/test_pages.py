@@ -1,8 +1,11 @@
 """Every admin page renders for a superuser with data present, and the memory pages never show the vector."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from memories.models import Memory
 
@@ -142,11 +145,37 @@ def test_dashboard_shows_counts_above_the_app_list(superuser_client, one_of_each
     sections = {s["title"]: {label: count for label, count, _ in s["rows"]} for s in response.context["dashboard"]}
     assert sections["Agents"] == {"All": 8, "Active": 8}
     assert sections["Namespaces"] == {"All": 4}
-    assert sections["Memories by embedding status"] == {"All": 1, "Pending": 1, "Ready": 0, "Failed": 0}
+    assert sections["Memories by embedding status"] == {
+        "All": 1, "Pending": 1, "Ready": 0, "Failed": 0, "Pending: waiting longest": "under a minute",
+    }
     assert sections["Tasks by status"]["All"] == 1
     assert sections["Tasks by status"]["Pending"] == 1
     page = response.content.decode()
     assert page.index('id="operator-dashboard"') < page.index('class="app-agents')
+
+
+@pytest.mark.parametrize(("waited", "shown"), [
+    (timedelta(minutes=5, seconds=10), "5 min"), (timedelta(hours=3, minutes=59), "3 h"), (timedelta(days=2), "2 d"),
+])
+def test_dashboard_says_how_long_the_oldest_pending_memory_has_waited(superuser_client, one_of_each, waited, shown):
+    # given
+    Memory.objects.filter(pk=one_of_each["memory"].pk).update(updated_at=timezone.now() - waited)
+    # when
+    response = superuser_client.get(reverse("admin:index"))
+    # then
+    rows = {s["title"]: s["rows"] for s in response.context["dashboard"]}["Memories by embedding status"]
+    assert rows[-1] == ("Pending: waiting longest", shown, "embedding_status__exact=pending")
+    assert f"<td class=\"count\">{shown}</td>" in response.content.decode()
+
+
+def test_dashboard_says_none_waits_when_nothing_is_pending(superuser_client, one_of_each):
+    # given
+    Memory.objects.filter(pk=one_of_each["memory"].pk).update(embedding_status="ready")
+    # when
+    response = superuser_client.get(reverse("admin:index"))
+    # then
+    rows = {s["title"]: s["rows"] for s in response.context["dashboard"]}["Memories by embedding status"]
+    assert rows[-1][:2] == ("Pending: waiting longest", "none waits")
 
 
 def test_dashboard_takes_few_queries(superuser_client, one_of_each, django_assert_max_num_queries):
