@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Count, Min
 
 
 class MemoryQuerySet(models.QuerySet):
@@ -15,3 +16,8 @@ class MemoryQuerySet(models.QuerySet):
         from .choices import EmbeddingStatus
 
         return self.filter(embedding_status=EmbeddingStatus.PENDING)
+
+    def embedding_summary(self) -> dict:
+        """{status: (memories, oldest updated_at)} in one query: counts, and how long pending rows have waited."""
+        rows = self.order_by().values_list("embedding_status").annotate(n=Count("pk"), oldest=Min("updated_at"))
+        return {status: (count, oldest) for status, count, oldest in rows}

@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Collate, Replace
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -389,8 +389,7 @@ def _by_status(queryset, field: str, choices) -> list[tuple]:
 
 def _embedding_rows(memories, choices) -> list[tuple]:
     """Memories by embedding status, and how long the longest-waiting pending one has waited (same query)."""
-    rows = memories.order_by().values_list("embedding_status").annotate(n=Count("pk"), oldest=Min("updated_at"))
-    stats = {status: (count, oldest) for status, count, oldest in rows}
+    stats = memories.embedding_summary()
     table = [("All", sum(count for count, _ in stats.values()), "")]
     table += [(label, stats.get(value, (0, None))[0], f"embedding_status__exact={value}") for value, label in choices.choices]
     oldest = stats.get(choices.PENDING, (0, None))[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -37,14 +37,15 @@ def _by(queryset, field: str, label: str, choices) -> list:
 
 
 def collect() -> list[Metric]:
-    pending_since = Memory.objects.pending_embedding().aggregate(oldest=Min("updated_at"))["oldest"]
+    embedding = Memory.objects.embedding_summary()
+    pending_since = embedding.get(EmbeddingStatus.PENDING, (0, None))[1]
     active = Agent.objects.filter(is_active=True).count()
     metrics = [
         Metric("tmws_agents", "Registered agents.", [({"state": "active"}, active),
                                                       ({"state": "inactive"}, Agent.objects.count() - active)]),
         Metric("tmws_namespaces", "Namespaces.", [({}, Namespace.objects.count())]),
         Metric("tmws_memories", "Memories by embedding status.",
-               _by(Memory.objects.all(), "embedding_status", "embedding_status", EmbeddingStatus)),
+               [({"embedding_status": status}, embedding.get(status, (0, None))[0]) for status in EmbeddingStatus.values]),
         Metric("tmws_embedding_oldest_pending_seconds",
                "How long the longest-waiting pending memory has waited for its embedding (0: none waits).",
                [({}, (timezone.now() - pending_since).total_seconds() if pending_since else 0.0)]),
