@@ -111,3 +111,20 @@ def update_capabilities(
     if display_name is not None:
         changes["display_name"] = display_name
     return render_agent(services.update_agent(agent, agent, **changes))
+
+
+@agent_tool(
+    title="Update my configuration",
+    description="Merge into (or with merge=false replace) the calling agent's configuration object. "
+    'Setting "auto_categorise": true has the service file your memories left in \'general\' under their nearest '
+    'neighbours\' categories once a day. Example: {"configuration": {"auto_categorise": true}}.',
+)
+def update_configuration(
+    agent: Agent,
+    configuration: Annotated[dict[str, Any], Field(description="JSON object of configuration keys.")],
+    merge: Annotated[bool, Field(description="Merge into the current configuration instead of replacing it.")] = True,
+) -> dict[str, Any]:
+    if not isinstance(configuration, dict):
+        raise InvalidInput("configuration must be a JSON object.", field="configuration")
+    new = {**(agent.configuration or {}), **configuration} if merge else configuration
+    return render_agent(services.update_agent(agent, agent, configuration=new))

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from agents.models import Agent
 from agents.services import retire_agent
 from memories.models import Memory
 from memories.services import create_memory, share_memory
@@ -275,6 +276,25 @@ def test_agent_joins_an_open_namespace_and_updates_its_capabilities(live_server,
     assert updated.data["capabilities"] == {"search": True}
     mcp_team["b"].agent.refresh_from_db()
     assert mcp_team["b"].agent.capabilities == {"search": True}
+
+
+def test_agent_opts_in_to_auto_categorisation_through_its_own_configuration_only(live_server, mcp_team):
+    # given
+    Agent.objects.filter(pk=mcp_team["b"].agent.pk).update(configuration={"editor": "vim"})
+    # when
+    merged, replaced, refused = run_http(live_server.url, mcp_team["b"].key, [
+        ("update_configuration", {"configuration": {"auto_categorise": True}}),
+        ("update_configuration", {"configuration": {"auto_categorise": True}, "merge": False}),
+        ("update_configuration", {"configuration": ["auto_categorise"]}),
+    ])
+    # then: only the caller changed; a list is refused and changes nothing
+    assert merged.data["configuration"] == {"editor": "vim", "auto_categorise": True}
+    assert replaced.data["configuration"] == {"auto_categorise": True}
+    assert refused.error and "configuration" in refused.text, refused.text
+    mcp_team["b"].agent.refresh_from_db()
+    mcp_team["a"].agent.refresh_from_db()
+    assert mcp_team["b"].agent.configuration == {"auto_categorise": True}
+    assert mcp_team["a"].agent.configuration == {}
 
 
 def test_admin_agent_registers_an_agent_whose_key_works(live_server, mcp_team):

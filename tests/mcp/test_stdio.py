@@ -12,7 +12,7 @@ from memories.models import Memory
 from .conftest import PROJECT_DIR, call, stdio_command, stdio_env, stdio_session
 
 V2_TOOLS = {
-    "whoami", "list_agents", "register_agent", "update_capabilities",
+    "whoami", "list_agents", "register_agent", "update_capabilities", "update_configuration",
     "store_memory", "search_memories", "get_memory", "update_memory", "delete_memory", "share_memory",
     "memory_feedback", "memory_insights", "categorise_memories", "list_namespaces", "join_namespace",
 }
