@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdminMixin
 
+from memories.choices import EmbeddingStatus
 from memories.models import Memory
 from tmws_site.errors import ServiceError
 
@@ -352,7 +353,6 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
 def operator_dashboard(request) -> list[dict]:
     """Counts for the admin index, inside the operator's scope: one aggregate query per section."""
     from agents.models import Agent
-    from memories.choices import EmbeddingStatus
     from workflows.models import Task, TaskStatus
 
     user = request.user
@@ -371,7 +371,7 @@ def operator_dashboard(request) -> list[dict]:
         ]})
     if user.has_perm("memories.view_memory"):
         sections.append({"title": "Memories by embedding status", "url": "admin:memories_memory_changelist",
-                         "rows": _embedding_rows(Memory.objects.visible_to(user), EmbeddingStatus)})
+                         "rows": _embedding_rows(Memory.objects.visible_to(user))})
     if user.has_perm("workflows.view_task"):
         sections.append({"title": "Tasks by status", "url": "admin:workflows_task_changelist",
                          "rows": _by_status(Task.objects.filter(access.operator_scope_q(user)), "status", TaskStatus)})
@@ -387,14 +387,17 @@ def _by_status(queryset, field: str, choices) -> list[tuple]:
     return rows
 
 
-def _embedding_rows(memories, choices) -> list[tuple]:
+def _embedding_rows(memories) -> list[tuple]:
     """Memories by embedding status, and how long the longest-waiting pending one has waited (same query)."""
     stats = memories.embedding_summary()
     table = [("All", sum(count for count, _ in stats.values()), "")]
-    table += [(label, stats.get(value, (0, None))[0], f"embedding_status__exact={value}") for value, label in choices.choices]
-    oldest = stats.get(choices.PENDING, (0, None))[1]
+    table += [
+        (label, stats.get(value, (0, None))[0], f"embedding_status__exact={value}")
+        for value, label in EmbeddingStatus.choices
+    ]
+    oldest = stats.get(EmbeddingStatus.PENDING, (0, None))[1]
     waited = _duration(timezone.now() - oldest) if oldest else "none waits"
-    table.append(("Pending: waiting longest", waited, f"embedding_status__exact={choices.PENDING}"))
+    table.append(("Pending: waiting longest", waited, f"embedding_status__exact={EmbeddingStatus.PENDING}"))
     return table
 
 
