@@ -52,7 +52,8 @@ def broker(require_redis, settings):
     yield require_redis, queue
     celery_app.conf.update(saved)
     _drop_cached_connections()
-    client.delete(queue, f"_kombu.binding.{queue}", EMBEDDING_DRAIN_KEY)
+    # kombu keeps the queue's exchange binding under one of two names, by version
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}", EMBEDDING_DRAIN_KEY)
 
 
 def _drop_cached_connections() -> None:
