@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db.models import Avg, Count, Q
 
 from memories.models import Memory
+from tmws_site.models import count_by
 from workflows.models import Task, TaskStatus
 
 from . import adapter
@@ -43,8 +44,8 @@ def memory_stats(actor, agent=None) -> dict:
                                 with_embedding=Count("id", filter=Q(embedding_status="ready")))
 
     def counted(field: str) -> dict:
-        rows = memories.order_by().values(field).annotate(n=Count("id")).order_by(field)
-        return {str(row[field]) if row[field] is not None else "system": row["n"] for row in rows}
+        rows = sorted(count_by(memories, field).items(), key=lambda row: (row[0] is None, row[0]))
+        return {str(value) if value is not None else "system": n for value, n in rows}
 
     average_weight = totals["average_weight"]
     return {

@@ -25,6 +25,7 @@ from agents.models import Agent
 from agents.services import get_agent
 from namespaces import access
 from tmws_site.errors import Forbidden, InvalidInput
+from tmws_site.models import count_by
 
 from .choices import EmbeddingStatus
 from .models import Memory, MemoryUsage, preview
@@ -101,8 +102,7 @@ def usage_report(agent, now=None) -> dict:
 
 
 def _counted(queryset, field: str) -> dict:
-    rows = queryset.order_by().values_list(field).annotate(count=Count("pk"))
-    return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
+    return dict(sorted(count_by(queryset, field).items(), key=lambda row: (-row[1], row[0])))
 
 
 def categorise(agent, apply: bool = False) -> dict:

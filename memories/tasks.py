@@ -31,8 +31,7 @@ def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
     with transaction.atomic():
         # skip_locked lets several workers share a backlog without embedding a row twice.
         memories = list(
-            queryset.select_for_update(skip_locked=True)
-            .filter(embedding_status=EmbeddingStatus.PENDING)
+            queryset.pending_embedding().select_for_update(skip_locked=True)
             .only("id", "content", "embedding_attempts")[:limit]
         )
         if not memories:

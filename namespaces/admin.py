@@ -25,6 +25,7 @@ from guardian.admin import GuardedModelAdminMixin
 from memories.choices import EmbeddingStatus
 from memories.models import Memory
 from tmws_site.errors import ServiceError
+from tmws_site.models import count_by
 
 from . import access, services
 from .models import ROLE_PERMISSIONS, Namespace, NamespaceUserObjectPermission, Role
@@ -381,7 +382,7 @@ def operator_dashboard(request) -> list[dict]:
 
 
 def _by_status(queryset, field: str, choices) -> list[tuple]:
-    counts = dict(queryset.order_by().values_list(field).annotate(n=Count("pk")))
+    counts = count_by(queryset, field)
     rows = [("All", sum(counts.values()), "")]
     rows += [(label, counts.get(value, 0), f"{field}__exact={value}") for value, label in choices.choices]
     return rows

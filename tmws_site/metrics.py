@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -19,6 +19,7 @@ from workflows.models import RunStatus, Task, TaskStatus, WorkflowRun
 
 from .api import BaseAPIView
 from .errors import Forbidden
+from .models import count_by
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -32,7 +33,7 @@ class Metric(NamedTuple):
 
 def _by(queryset, field: str, label: str, choices) -> list:
     """One sample per choice, zero included, so a series never disappears from the scrape."""
-    counts = {row[field]: row["n"] for row in queryset.order_by().values(field).annotate(n=Count("pk"))}
+    counts = count_by(queryset, field)
     return [({label: value}, counts.get(value, 0)) for value in choices.values]
 
 
