@@ -17,19 +17,26 @@ from django.db import migrations
 # The policy's predicate itself (its column names resolve to the one table in FROM).
 VISIBLE = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
 
-FORWARD = f"""
-ALTER TABLE memories ALTER COLUMN embedding SET STORAGE PLAIN;
 
+
+def search_functions(visible: str) -> str:
+    """The index-friendly match functions, applying the visibility predicate `visible`."""
+    return f"""
 CREATE OR REPLACE FUNCTION tmws_tagged_memory_ids(tags jsonb) RETURNS SETOF uuid
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 200 AS $$
-    SELECT id FROM memories WHERE context_tags @> tags AND {VISIBLE}
+    SELECT id FROM memories WHERE context_tags @> tags AND {visible}
 $$;
 
 CREATE OR REPLACE FUNCTION tmws_text_match_ids(query tsquery) RETURNS SETOF uuid
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 500 AS $$
-    SELECT id FROM memories WHERE search_vector @@ query AND {VISIBLE}
+    SELECT id FROM memories WHERE search_vector @@ query AND {visible}
 $$;
 """
+
+
+FORWARD = """
+ALTER TABLE memories ALTER COLUMN embedding SET STORAGE PLAIN;
+""" + search_functions(VISIBLE)
 
 REVERSE = """
 DROP FUNCTION IF EXISTS tmws_text_match_ids(tsquery);

@@ -16,6 +16,8 @@ from django.db import migrations
 AGENT_ROLE = "tmws_agent"
 PREVIOUS = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
 PREVIOUS_USAGE = importlib.import_module("memories.migrations.0004_memory_usage").OWN_MEMORY
+# The search functions of migration 0003, recreated here with the new predicate.
+search_functions = importlib.import_module("memories.migrations.0003_search_under_rls").search_functions
 
 FUNCTIONS = """
 CREATE OR REPLACE FUNCTION tmws_readable_namespace_ids(reader uuid) RETURNS uuid[]
@@ -67,21 +69,6 @@ ALTER POLICY memories_agent_update ON memories USING {visible} WITH CHECK {visib
 ALTER POLICY memories_agent_delete ON memories USING {visible};
 ALTER POLICY memory_usage_agent_select ON memory_usage USING {usage_visible};
 ALTER POLICY memory_usage_agent_delete ON memory_usage USING {usage_visible};
-"""
-
-
-def search_functions(visible: str) -> str:
-    """The index-friendly match functions of migration 0003, with the given predicate."""
-    return f"""
-CREATE OR REPLACE FUNCTION tmws_tagged_memory_ids(tags jsonb) RETURNS SETOF uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 200 AS $$
-    SELECT id FROM memories WHERE context_tags @> tags AND {visible}
-$$;
-
-CREATE OR REPLACE FUNCTION tmws_text_match_ids(query tsquery) RETURNS SETOF uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 500 AS $$
-    SELECT id FROM memories WHERE search_vector @@ query AND {visible}
-$$;
 """
 
 
