@@ -1,0 +1,627 @@
+"""Isolation against a hostile agent and a scoped operator: each case tries a takeover, an escalation
+or a leak, and checks the exact refusal and that nothing changed."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from guardian.shortcuts import assign_perm
+from rest_framework.test import APIClient
+
+from agents.models import Agent, ApiKey
+from memories.models import Memory
+from memories.services import create_memory
+from namespaces import access
+from namespaces.models import Namespace
+from namespaces.services import add_member, create_namespace
+from workflows.models import WorkflowRun
+
+SYSTEM = None  # services called with no actor act as the system (fixtures only)
+
+
+def _root():
+    """A superuser for fixtures that add members."""
+    user, _ = get_user_model().objects.get_or_create(
+        username="abuse-root", defaults={"is_staff": True, "is_superuser": True}
+    )
+    return user
+
+
+def _scoped_operator(username: str, slugs, codenames=("view_namespace", "change_namespace")):
+    """A staff operator (not a superuser) with guardian rights on `slugs`, and an API client for it."""
+    user = get_user_model().objects.create_user(username, password="unused-pass-123!", is_staff=True)
+    for slug in slugs:
+        for codename in codenames:
+            assign_perm(codename, user, Namespace.objects.get(namespace=slug))
+    client = APIClient()
+    client.force_authenticate(user)
+    return user, client
+
+
+def _keys(agent) -> list[tuple]:
+    return sorted(ApiKey.objects.filter(user=agent.user).values_list("lookup", "revoked_at"))
+
+
+def _me(key: str) -> int:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client.get("/api/v2/agents/me").status_code
+
+
+def _agent_row(agent) -> dict:
+    return Agent.objects.filter(pk=agent.pk).values(
+        "access_level", "is_active", "namespace_id", "metadata", "display_name"
+    ).get()
+
+
+# --- Case 1: key rotation, retirement and access-level changes ---------------------------------
+
+def test_case01_an_admin_agent_cannot_rotate_another_agents_key(team):
+    # given
+    admin, owner = team["admin"], team["owner"]
+    before = _keys(owner.agent)
+    # when
+    response = admin.client.post(f"/api/v2/agents/{owner.agent_id}/rotate-key")
+    # then
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert _keys(owner.agent) == before
+    assert _me(owner.key) == 200
+
+
+def test_case01_an_agent_rotates_its_own_key(team):
+    # when
+    response = team["owner"].client.post("/api/v2/agents/owner-agent/rotate-key")
+    # then
+    assert response.status_code == 200, response.content
+    assert _me(team["owner"].key) == 401
+    assert _me(response.json()["api_key"]) == 200
+
+
+@pytest.mark.parametrize("home", ["other", "team"])
+def test_case01_a_scoped_operator_cannot_rotate_an_admin_agents_key(team, make_agent, home):
+    # given: an admin agent outside the operator's namespaces, or inside them
+    target = team["admin"] if home == "other" else make_agent("team-admin-agent", "team", access_level="admin")
+    _, operator = _scoped_operator("team-op", ["team"])
+    before = _keys(target.agent)
+    # when
+    response = operator.post(f"/api/v2/agents/{target.agent_id}/rotate-key")
+    # then
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert _keys(target.agent) == before
+    assert _me(target.key) == 200
+
+
+def test_case01_a_scoped_operator_rotates_keys_only_of_agents_in_its_scope(team):
+    # given
+    _, operator = _scoped_operator("team-op", ["team"])
+    outsider_before = _keys(team["outsider"].agent)
+    # when
+    inside = operator.post("/api/v2/agents/member-agent/rotate-key")
+    outside = operator.post("/api/v2/agents/outsider-agent/rotate-key")
+    # then
+    assert inside.status_code == 200, inside.content
+    assert outside.status_code == 403, outside.content
+    assert _keys(team["outsider"].agent) == outsider_before
+    assert _me(team["outsider"].key) == 200
+
+
+def test_case01_a_scoped_operator_cannot_retire_or_demote_an_admin_agent_in_its_namespace(team, make_agent):
+    # given
+    target = make_agent("team-admin-agent", "team", access_level="admin")
+    _, operator = _scoped_operator("team-op", ["team"])
+    before, keys = _agent_row(target.agent), _keys(target.agent)
+    # when
+    retired = operator.delete(f"/api/v2/agents/{target.agent_id}")
+    demoted = operator.patch(f"/api/v2/agents/{target.agent_id}", {"access_level": "standard"}, format="json")
+    # then
+    assert (retired.status_code, demoted.status_code) == (403, 403)
+    assert retired.json()["error"]["code"] == demoted.json()["error"]["code"] == "permission_denied"
+    assert _agent_row(target.agent) == before
+    assert _keys(target.agent) == keys
+    assert _me(target.key) == 200
+
+
+def test_case01_an_admin_agent_cannot_retire_or_change_another_admin_agent(team, make_agent):
+    # given
+    target = make_agent("second-admin", "other", access_level="admin")
+    before, keys = _agent_row(target.agent), _keys(target.agent)
+    # when
+    retired = team["admin"].client.delete("/api/v2/agents/second-admin")
+    changed = team["admin"].client.patch("/api/v2/agents/second-admin", {"display_name": "Mine"}, format="json")
+    # then
+    assert (retired.status_code, changed.status_code) == (403, 403)
+    assert _agent_row(target.agent) == before
+    assert _keys(target.agent) == keys
+
+
+# --- Case 2: a closed namespace does not open through a child ----------------------------------
+
+@pytest.fixture
+def vault(team, make_namespace, make_agent):
+    """Closed namespace `vault` with a shared memory, a vault member that administers it, and an open `lobby`."""
+    make_namespace("vault", policy="closed")
+    make_namespace("lobby", policy="open")
+    keeper = make_agent("keeper-agent", "vault")
+    add_member(_root(), Namespace.objects.get(namespace="vault"), keeper.agent, "admin")
+    secret = create_memory(keeper.agent, {"content": "Vault combination is 31-4-15.", "access_level": "shared"})
+    return {"keeper": keeper, "secret": secret}
+
+
+def _tree() -> list[tuple]:
+    return sorted(Namespace.objects.values_list("namespace", "parent__namespace", "access_policy", "path"))
+
+
+@pytest.mark.parametrize("principal", ["keeper", "admin"])
+def test_case02_agents_cannot_create_a_child_of_a_closed_namespace(team, vault, principal):
+    # given
+    client = vault["keeper"].client if principal == "keeper" else team["admin"].client
+    before = _tree()
+    # when
+    response = client.post(
+        "/api/v2/namespaces", {"namespace": "leak", "parent_namespace": "vault", "access_policy": "open"}, format="json"
+    )
+    # then
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert _tree() == before
+    # and the outsider still cannot reach the vault's shared memory
+    assert team["outsider"].client.post("/api/v2/namespaces/leak/join").status_code == 404
+    assert team["outsider"].client.get(f"/api/v2/memories/{vault['secret'].pk}").status_code == 404
+
+
+def test_case02_a_child_of_a_closed_namespace_is_never_more_open(team, vault, operator_client):
+    # given
+    before = _tree()
+    # when
+    opened = operator_client.post(
+        "/api/v2/namespaces", {"namespace": "leak", "parent_namespace": "vault", "access_policy": "open"}, format="json"
+    )
+    closed = operator_client.post(
+        "/api/v2/namespaces", {"namespace": "vault-sub", "parent_namespace": "vault", "access_policy": "closed"},
+        format="json",
+    )
+    # then
+    assert opened.status_code == 400, opened.content
+    assert opened.json()["error"]["fields"] == {"access_policy": [opened.json()["error"]["message"]]}
+    assert closed.status_code == 201, closed.content
+    assert _tree() == sorted([*before, ("vault-sub", "vault", "closed", "vault/vault-sub")])
+
+
+def test_case02_a_scoped_operator_needs_the_closed_ancestor_in_its_scope(team, vault):
+    # given: an operator holding `vault-sub` (below the closed vault) but not the vault itself
+    create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    _, operator = _scoped_operator("sub-op", ["vault-sub"])
+    _, vault_operator = _scoped_operator("vault-op", ["vault"])
+    before = _tree()
+    # when
+    refused = operator.post(
+        "/api/v2/namespaces", {"namespace": "deeper", "parent_namespace": "vault-sub", "access_policy": "closed"},
+        format="json",
+    )
+    allowed = vault_operator.post(
+        "/api/v2/namespaces", {"namespace": "deeper", "parent_namespace": "vault-sub", "access_policy": "closed"},
+        format="json",
+    )
+    # then
+    assert refused.status_code == 403, refused.content
+    assert allowed.status_code == 201, allowed.content
+    assert _tree() == sorted([*before, ("deeper", "vault-sub", "closed", "vault/vault-sub/deeper")])
+
+
+def test_case02_opening_a_child_of_a_closed_namespace_is_refused(team, vault, operator_client):
+    # given
+    create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    before = _tree()
+    # when
+    response = operator_client.patch("/api/v2/namespaces/vault-sub", {"access_policy": "open"}, format="json")
+    # then
+    assert response.status_code == 400, response.content
+    assert "access_policy" in response.json()["error"]["fields"]
+    assert _tree() == before
+
+
+@pytest.mark.parametrize("principal", ["keeper", "admin", "superuser"])
+def test_case02_an_open_namespace_cannot_be_moved_below_a_closed_one(team, vault, operator_client, principal):
+    # given: the keeper administers the open lobby too
+    add_member(_root(), Namespace.objects.get(namespace="lobby"), vault["keeper"].agent, "admin")
+    client = {"keeper": vault["keeper"].client, "admin": team["admin"].client, "superuser": operator_client}[principal]
+    before = _tree()
+    # when
+    response = client.patch("/api/v2/namespaces/lobby", {"parent_namespace": "vault"}, format="json")
+    # then
+    expected = 400 if principal == "superuser" else 403
+    assert response.status_code == expected, response.content
+    assert _tree() == before
+
+
+def test_case02_an_open_namespace_left_below_a_closed_one_takes_no_self_joins(team, vault):
+    # given: a child opened before the rule held (written straight into the table)
+    child = create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    Namespace.objects.filter(pk=child.pk).update(access_policy="open")
+    outsider = team["outsider"]
+    # when
+    response = outsider.client.post("/api/v2/namespaces/vault-sub/join")
+    # then
+    assert response.status_code == 403, response.content
+    assert not access.is_member(outsider.agent, Namespace.objects.get(pk=child.pk))
+    assert outsider.client.get(f"/api/v2/memories/{vault['secret'].pk}").status_code == 404
+
+
+# --- Case 3: learning reads and writes only what the caller may read and change -----------------
+
+@pytest.fixture
+def learning_world(team, django_capture_on_commit_callbacks):
+    """owner-agent's memories in `team` and, as a member there too, in `other` (near duplicates, a category to file)."""
+    owner = team["owner"].agent
+    add_member(_root(), Namespace.objects.get(namespace="other"), owner, "member")
+    outside = [
+        ("The deploy pipeline runs on Jenkins every night at two.", "ops"),
+        ("Deploys run through the Jenkins pipeline each night at two.", "ops"),
+        ("The nightly Jenkins deploy pipeline starts at two in the morning.", "general"),
+        ("The user prefers dark mode in the editor.", "general"),
+        ("The user likes dark mode in the editor.", "general"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        inside = create_memory(owner, {"content": "Team lunch is on Fridays.", "namespace": "team"})
+        created = [
+            create_memory(owner, {"content": text, "namespace": "other", "memory_category": category})
+            for text, category in outside
+        ]
+    return {"inside": inside, "outside": created}
+
+
+def _mentions(body, memories) -> list[str]:
+    text = json.dumps(body)
+    return [str(m.pk) for m in memories if str(m.pk) in text or m.content[:40] in text]
+
+
+def test_case03_the_owner_sees_its_proposals_and_near_duplicates(team, learning_world):
+    # given: the control, so the refusals below are not empty by accident
+    response = team["owner"].client.get("/api/v2/memories/insights")
+    # then
+    assert response.status_code == 200
+    body = response.json()
+    assert str(learning_world["outside"][2].pk) in [p["id"] for p in body["categories"]["proposals"]]
+    assert _mentions(body["near_duplicates"], learning_world["outside"][3:]) != []
+
+
+@pytest.mark.parametrize("principal", ["scoped_operator", "admin"])
+def test_case03_insights_show_nothing_outside_the_callers_reach(team, learning_world, principal):
+    # given
+    client = _scoped_operator("team-op", ["team"])[1] if principal == "scoped_operator" else team["admin"].client
+    # when
+    response = client.get("/api/v2/memories/insights", {"agent_id": "owner-agent"})
+    # then
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert _mentions(body, learning_world["outside"]) == []
+    assert body["categories"]["proposals"] == []
+    assert body["near_duplicates"] == []
+
+
+def test_case03_categorise_apply_changes_nothing_outside_the_operators_scope(team, learning_world):
+    # given
+    _, operator = _scoped_operator("team-op", ["team"])
+    before = sorted(Memory.objects.values_list("pk", "memory_category", "updated_at"))
+    # when
+    response = operator.post("/api/v2/memories/categorise", {"agent_id": "owner-agent", "apply": True}, format="json")
+    # then
+    assert response.status_code == 200, response.content
+    assert (response.json()["applied"], response.json()["proposals"]) == (0, [])
+    assert sorted(Memory.objects.values_list("pk", "memory_category", "updated_at")) == before
+
+
+# --- Case 4: workflow run outputs are the runner's --------------------------------------------
+
+@pytest.fixture
+def searched_run(team, django_capture_on_commit_callbacks):
+    """owner-agent's workflow searches memories; member-agent runs it and finds its own private memory."""
+    owner, member = team["owner"], team["member"]
+    with django_capture_on_commit_callbacks(execute=True):
+        secret = create_memory(member.agent, {"content": "My private passphrase is marigold-seventeen."})
+        workflow = owner.client.post(
+            "/api/v2/workflows",
+            {"name": "Find", "namespace": "team",
+             "steps": [{"name": "find", "action": "search_memories", "params": {"query": "marigold passphrase"}}]},
+            format="json",
+        ).json()
+        started = member.client.post(f"/api/v2/workflows/{workflow['id']}/run", {}, format="json")
+    assert started.status_code == 202, started.content
+    run = WorkflowRun.objects.get(pk=started.json()["id"])
+    assert run.status == "completed", run.error
+    return {"workflow": workflow, "run": run, "secret": secret}
+
+
+def test_case04_the_runner_reads_its_run_outputs(team, searched_run):
+    # when
+    response = team["member"].client.get(
+        f"/api/v2/workflows/{searched_run['workflow']['id']}/runs/{searched_run['run'].pk}"
+    )
+    # then
+    assert response.status_code == 200
+    assert str(searched_run["secret"].pk) in json.dumps(response.json()["step_runs"][0]["output"])
+
+
+@pytest.mark.parametrize("principal", ["owner", "admin"])
+def test_case04_the_workflow_author_sees_the_run_but_not_its_outputs(team, searched_run, principal):
+    # given
+    client = team[principal].client
+    workflow_id, run_id = searched_run["workflow"]["id"], searched_run["run"].pk
+    outputs_before = WorkflowRun.objects.filter(pk=run_id).values_list("output", flat=True).get()
+    # when
+    detail = client.get(f"/api/v2/workflows/{workflow_id}/runs/{run_id}")
+    listed = client.get(f"/api/v2/workflows/{workflow_id}/runs")
+    legacy = client.get(f"/api/v1/workflows/{workflow_id}/status")
+    # then
+    assert (detail.status_code, listed.status_code) == (200, 200)
+    body = detail.json()
+    assert (body["status"], body["output"], body["outputs_hidden"]) == ("completed", None, True)
+    assert [step["output"] for step in body["step_runs"]] == [None]
+    secret = searched_run["secret"]
+    for response in (detail, listed, legacy):
+        assert str(secret.pk) not in response.content.decode()
+        assert "marigold" not in response.content.decode()
+    assert WorkflowRun.objects.filter(pk=run_id).values_list("output", flat=True).get() == outputs_before
+
+
+# --- Case 5: scoped operators write only in the names of agents they manage ---------------------
+
+def test_case05_a_scoped_operator_cannot_store_a_memory_for_an_agent_outside_its_scope(team):
+    # given
+    _, operator = _scoped_operator("team-op", ["team"])
+    before = Memory.objects.count()
+    item = {"content": "Written in someone else's name.", "namespace": "team", "agent_id": "outsider-agent"}
+    # when
+    single = operator.post("/api/v2/memories", item, format="json")
+    bulk = operator.post(
+        "/api/v2/memories/bulk",
+        {"memories": [{**item, "agent_id": "owner-agent"}, item]},
+        format="json",
+    )
+    # then
+    assert single.status_code == 403, single.content
+    assert single.json()["error"]["code"] == "permission_denied"
+    assert single.json()["error"]["fields"] == {"agent_id": [single.json()["error"]["message"]]}
+    assert bulk.status_code == 403, bulk.content
+    assert list(bulk.json()["error"]["fields"]) == ["memories[1].agent_id"]
+    assert Memory.objects.count() == before
+
+
+def test_case05_a_scoped_operator_stores_memories_for_agents_it_manages(team):
+    # given
+    _, operator = _scoped_operator("team-op", ["team"])
+    # when
+    response = operator.post(
+        "/api/v2/memories", {"content": "Filed for the owner.", "namespace": "team", "agent_id": "owner-agent"},
+        format="json",
+    )
+    # then
+    assert response.status_code == 201, response.content
+    assert Memory.objects.get(pk=response.json()["id"]).agent == team["owner"].agent
+
+
+# --- Case 6: identity never comes from metadata an agent writes --------------------------------
+
+def test_case06_agents_cannot_write_the_persona_key_of_their_own_metadata(team):
+    # given
+    owner = team["owner"]
+    before = _agent_row(owner.agent)
+    # when
+    response = owner.client.patch(
+        "/api/v2/agents/owner-agent", {"metadata": {"persona": {"id": str(uuid.uuid4())}}}, format="json"
+    )
+    # then
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["fields"] == {"metadata.persona": [response.json()["error"]["message"]]}
+    assert _agent_row(owner.agent) == before
+
+
+def test_case06_admin_agents_cannot_register_an_agent_with_a_persona_identity(team):
+    # when
+    response = team["admin"].client.post(
+        "/api/v2/agents",
+        {"agent_id": "fake-athena", "namespace": "other", "metadata": {"persona": {"id": str(uuid.uuid4())}}},
+        format="json",
+    )
+    # then
+    assert response.status_code == 403, response.content
+    assert not Agent.objects.filter(agent_id="fake-athena").exists()
+
+
+def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
+    # given
+    from memories.tools import store_memory
+
+    owner = team["owner"]
+    planted = create_memory(owner.agent, {"content": "Imported fact.", "metadata": {"note": "x"}})
+    Memory.objects.filter(pk=planted.pk).update(metadata={"note": "x", "legacy": {"importance": 0.9}})
+    before_count, before_planted = Memory.objects.count(), Memory.objects.values("metadata").get(pk=planted.pk)
+    hostile = {"legacy": {"importance": 1.0, "persona_id": str(uuid.uuid4())}}
+    # when
+    created = owner.client.post("/api/v2/memories", {"content": "Fake import.", "metadata": hostile}, format="json")
+    bulk = owner.client.post(
+        "/api/v2/memories/bulk", {"memories": [{"content": "Fine."}, {"content": "Fake.", "metadata": hostile}]},
+        format="json",
+    )
+    changed = owner.client.patch(f"/api/v2/memories/{planted.pk}", {"metadata": hostile}, format="json")
+    v1 = owner.client.post("/api/v1/memory", {"content": "Fake v1 import.", "metadata": hostile}, format="json")
+    from tmws_site.errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        store_memory(owner.agent, content="Fake MCP import.", metadata=hostile)
+    # then
+    assert [r.status_code for r in (created, bulk, changed, v1)] == [403, 403, 403, 403]
+    assert created.json()["error"]["fields"] == {"metadata.legacy": [created.json()["error"]["message"]]}
+    assert list(bulk.json()["error"]["fields"]) == ["memories[1].metadata.legacy"]
+    assert Memory.objects.count() == before_count
+    assert Memory.objects.values("metadata").get(pk=planted.pk) == before_planted
+
+
+def test_case06_the_legacy_key_survives_an_agents_metadata_edit(team):
+    # given
+    owner = team["owner"]
+    planted = create_memory(owner.agent, {"content": "Imported fact."})
+    Memory.objects.filter(pk=planted.pk).update(metadata={"legacy": {"importance": 0.9}})
+    # when
+    response = owner.client.patch(f"/api/v2/memories/{planted.pk}", {"metadata": {"note": "mine"}}, format="json")
+    # then
+    assert response.status_code == 200, response.content
+    assert Memory.objects.get(pk=planted.pk).metadata == {"note": "mine", "legacy": {"importance": 0.9}}
+
+
+def test_case06_a_persona_id_planted_in_metadata_names_no_persona(team):
+    # given: a hostile agent whose metadata claims a persona-era id (planted past the API)
+    from compat.adapter import agent_for_persona
+    from tmws_site.errors import NotFound
+
+    claimed = str(uuid.uuid4())
+    hostile = team["outsider"].agent
+    Agent.objects.filter(pk=hostile.pk).update(metadata={"persona": {"id": claimed}})
+    before = Memory.objects.count()
+    # when
+    persona = team["owner"].client.get(f"/api/v1/personas/{claimed}")
+    written = team["admin"].client.post(
+        "/api/v1/memory", {"content": "For the persona.", "persona_id": claimed}, format="json"
+    )
+    # then
+    with pytest.raises(NotFound):
+        agent_for_persona(claimed)
+    assert persona.status_code == 404, persona.content
+    assert written.status_code in (400, 404), written.content
+    assert Memory.objects.count() == before
+
+
+# --- Case 11: the smaller leaks -----------------------------------------------------------------
+
+@pytest.fixture
+def admin_tree(make_namespace, make_agent):
+    """`alpha` and `beta`, an agent in each, and a public beta memory an alpha memory refines."""
+    make_namespace("alpha")
+    make_namespace("beta")
+    alpha, beta = make_agent("alpha-agent", "alpha"), make_agent("beta-agent", "beta")
+    parent = create_memory(beta.agent, {"content": "Beta roadmap: ship the orchid feature.", "access_level": "public"})
+    child = create_memory(alpha.agent, {"content": "Alpha note on that.", "parent_memory_id": str(parent.pk)})
+    return {"alpha": alpha, "beta": beta, "parent": parent, "child": child}
+
+
+def _admin_operator(username: str, rights: dict, models=("view_memory", "view_workflowrun", "view_workflow")):
+    user = get_user_model().objects.create_user(username, password="unused-pass-123!", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=models))
+    for slug, codenames in rights.items():
+        for codename in codenames:
+            assign_perm(codename, user, Namespace.objects.get(namespace=slug))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_case11_the_memory_admin_hides_a_parent_outside_the_operators_scope(admin_tree):
+    # given
+    client = _admin_operator("alpha-op", {"alpha": ["view_namespace", "change_namespace"]})
+    # when
+    page = client.get(reverse("admin:memories_memory_change", args=[admin_tree["child"].pk]))
+    # then
+    assert page.status_code == 200
+    assert "Alpha note on that." in page.content.decode()
+    assert "orchid" not in page.content.decode()
+
+
+def test_case11_the_memory_add_form_does_not_render_a_memory_named_as_parent(admin_tree):
+    # given
+    client = _admin_operator("alpha-op", {"alpha": ["view_namespace", "change_namespace"]})
+    client_user = get_user_model().objects.get(username="alpha-op")
+    client_user.user_permissions.add(Permission.objects.get(codename="add_memory"))
+    before = Memory.objects.count()
+    parent = admin_tree["parent"]
+    # when
+    shown = client.get(reverse("admin:memories_memory_add"), {"parent_memory": str(parent.pk)})
+    posted = client.post(reverse("admin:memories_memory_add"), {
+        "agent": admin_tree["alpha"].agent.pk, "parent_memory": str(parent.pk), "content": "",
+        "namespace": Namespace.objects.get(namespace="alpha").pk, "access_level": "private",
+        "memory_category": "general", "context_tags": "[]", "learning_weight": "1.0", "metadata": "{}",
+    })
+    # then
+    assert (shown.status_code, posted.status_code) == (200, 200)
+    assert "orchid" not in shown.content.decode()
+    assert "orchid" not in posted.content.decode()
+    assert Memory.objects.count() == before
+
+
+def test_case11_view_only_operators_do_not_read_runs_in_the_admin_that_the_api_hides(admin_tree):
+    # given: a run in alpha started by alpha-agent
+    from workflows.models import Workflow
+
+    workflow = Workflow.objects.create(name="W", namespace=Namespace.objects.get(namespace="alpha"),
+                                       steps=[], created_by=admin_tree["alpha"].agent)
+    run = WorkflowRun.objects.create(workflow=workflow, triggered_by=admin_tree["alpha"].agent, status="completed",
+                                     output={"found": "orchid secret"})
+    user_client = _admin_operator("viewer-op", {"alpha": ["view_namespace"]})
+    api = APIClient()
+    api.force_authenticate(get_user_model().objects.get(username="viewer-op"))
+    # when
+    api_detail = api.get(f"/api/v2/workflows/{workflow.pk}/runs/{run.pk}")
+    listing = user_client.get(reverse("admin:workflows_workflowrun_changelist"))
+    detail = user_client.get(reverse("admin:workflows_workflowrun_change", args=[run.pk]))
+    # then
+    assert api_detail.status_code == 404
+    assert listing.status_code == 200
+    assert str(run.pk) not in listing.content.decode()
+    assert detail.status_code in (302, 404)
+    assert "orchid" not in detail.content.decode()
+
+
+def test_case11_readyz_shows_no_exception_text_to_anonymous_callers(db, settings):
+    # given: a broker that refuses connections
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    # when
+    response = Client().get("/readyz")
+    # then
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "broker": "unavailable"}
+
+
+def test_case11_operators_see_why_readyz_fails(db, settings, operator_user):
+    # given
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    client = Client()
+    client.force_login(operator_user)
+    # when
+    response = client.get("/readyz")
+    # then
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("OperationalError") or "Error" in response.json()["broker"]
+
+
+def test_case11_one_feedback_vote_per_reader_per_memory(team):
+    # given
+    from memories.models import MemoryFeedback
+
+    owner, member, outsider = team["owner"], team["member"], team["outsider"]
+    memory = create_memory(owner.agent, {"content": "Public tip.", "access_level": "public", "learning_weight": 2.0})
+    url = f"/api/v2/memories/{memory.pk}/feedback"
+
+    def weight() -> float:
+        return Memory.objects.values_list("learning_weight", flat=True).get(pk=memory.pk)
+
+    # when: one reader repeats its vote
+    repeated = [member.client.post(url, {"useful": True}, format="json").status_code for _ in range(5)]
+    after_repeats = weight()
+    # then
+    assert repeated == [200] * 5
+    assert after_repeats == pytest.approx(2.1)
+    assert MemoryFeedback.objects.filter(memory=memory).count() == 1
+    # when: it changes its mind, and another reader votes
+    member.client.post(url, {"useful": False}, format="json")
+    after_change = weight()
+    outsider.client.post(url, {"useful": False}, format="json")
+    # then
+    assert after_change == pytest.approx(1.9)
+    assert weight() == pytest.approx(1.8)
+    assert sorted(MemoryFeedback.objects.filter(memory=memory).values_list("useful", flat=True)) == [False, False]
