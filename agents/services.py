@@ -46,6 +46,25 @@ def _clean_object(value, field: str) -> dict:
     return value
 
 
+def _require_manager(actor, agent: Agent) -> None:
+    if not access.can_manage_agent(actor, agent):
+        raise Forbidden(
+            f"Only operators with rights on namespace '{agent.namespace.namespace}' and admin agents manage "
+            "its agents; admin agents are managed by superusers only."
+        )
+
+
+def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
+    """Agent metadata as given, except that agents never write what the persona-era import records."""
+    metadata, refused = access.reserved_metadata(actor, "agent", stored, _clean_object(value, "metadata"))
+    if refused:
+        raise Forbidden(
+            f"metadata.{refused} is recorded by the persona-era import and is read-only for agents.",
+            field=f"metadata.{refused}", code="reserved_metadata",
+        )
+    return metadata
+
+
 @transaction.atomic
 def register_agent(
     actor,
@@ -87,7 +106,7 @@ def register_agent(
         configuration=_clean_object(configuration, "configuration"),
         namespace=home,
         access_level=access_level,
-        metadata=_clean_object(metadata, "metadata"),
+        metadata=clean_agent_metadata(actor, metadata),
         is_active=is_active,
         user=user,
     )
@@ -105,17 +124,22 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
     """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
     principal = access.Principal.of(actor)
     is_self = principal.agent is not None and principal.agent.pk == agent.pk
-    allowed = UPDATABLE_BY_REGISTRAR if access.can_manage_agents_in(principal, agent.namespace) else (
+    allowed = UPDATABLE_BY_REGISTRAR if access.can_manage_agent(principal, agent) else (
         UPDATABLE_BY_SELF if is_self else set()
     )
     if not allowed:
-        raise Forbidden("Only the agent itself, operators and admin agents change an agent.")
+        raise Forbidden(
+            "Only the agent itself, operators whose namespaces hold it and admin agents change an agent; "
+            "admin agents are changed by themselves and superusers only."
+        )
     refused = sorted(set(changes) - allowed)
     if refused:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
-    for field in ("capabilities", "configuration", "metadata"):
+    for field in ("capabilities", "configuration"):
         if field in changes:
             setattr(agent, field, _clean_object(changes[field], field))
+    if "metadata" in changes:
+        agent.metadata = clean_agent_metadata(principal, changes["metadata"], agent.metadata)
     for field in ("display_name", "agent_type"):
         if field in changes:
             setattr(agent, field, changes[field] or "")
@@ -145,7 +169,7 @@ def revoke_keys(keys) -> int:
 @transaction.atomic
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
-    _require_registrar(actor, agent.namespace)
+    _require_manager(actor, agent)
     agent.is_active = False
     agent.save(update_fields=["is_active", "updated_at"])
     revoke_keys(ApiKey.objects.filter(user=agent.user))
@@ -153,10 +177,16 @@ def retire_agent(actor, agent: Agent) -> None:
 
 @transaction.atomic
 def rotate_key(actor, agent: Agent) -> str:
-    """Revoke every key of the agent and issue a new one, returned in plaintext once."""
-    principal = access.Principal.of(actor)
-    if not (principal.agent is not None and principal.agent.pk == agent.pk):
-        _require_registrar(actor, agent.namespace)
+    """Revoke every key of the agent and issue a new one, returned in plaintext once.
+
+    Whoever receives the key becomes the agent, so the access module's rule is strict: the agent
+    itself, or an operator whose scope holds it (superusers for admin agents).
+    """
+    if not access.can_rotate_key(actor, agent):
+        raise Forbidden(
+            "An agent rotates only its own key; operators rotate the keys of agents in their namespaces, "
+            "and superusers those of admin agents."
+        )
     revoke_keys(ApiKey.objects.filter(user=agent.user))
     _, key = ApiKey.issue(agent.user)
     return key

@@ -186,9 +186,12 @@ def legacy_persona_id(agent) -> str | None:
 def agent_for_persona(name_or_id):
     """The agent a persona reference names: the persona name (== agent_id), its legacy UUID or the agent's UUID.
 
-    Raises tmws_site.errors.NotFound when nothing matches.
+    A legacy UUID resolves only through what the import recorded (`namespaces.access.persona_identity_q`),
+    never through metadata an agent or operator can edit. Raises tmws_site.errors.NotFound when
+    nothing matches.
     """
     from agents.models import Agent
+    from namespaces import access
     from tmws_site.errors import NotFound
 
     if isinstance(name_or_id, Agent):
@@ -208,7 +211,7 @@ def agent_for_persona(name_or_id):
         if agent is None:
             raise NotFound(f"Persona '{reference[:128]}' not found.") from None
         return agent
-    agent = agents.filter(**{f"metadata__{PERSONA_METADATA_KEY}__id": as_uuid}).first()
+    agent = agents.filter(access.persona_identity_q(as_uuid)).first()
     if agent is None:
         agent = agents.filter(pk=as_uuid).first()
     if agent is None:

@@ -21,9 +21,13 @@ READ_ONLY_FIELDS = [
 
 
 class MemoryForm(forms.ModelForm):
+    # A plain id, not a related-object widget: such a widget renders whatever memory an id names,
+    # and the service checks that the operator may see it.
+    parent_memory_id = forms.UUIDField(required=False, label="Parent memory id")
+
     class Meta:
         model = Memory
-        fields = ["agent", "parent_memory", *EDITABLE_FIELDS]
+        fields = ["agent", *EDITABLE_FIELDS]
         widgets = {"content": forms.Textarea(attrs={"rows": 8, "cols": 100})}
 
 
@@ -41,23 +45,39 @@ class MemoryAdmin(ServiceModelAdmin):
     search_fields = ["content"]
     search_help_text = "Full-text search on the content (words, \"quoted phrases\", -excluded), or a memory id."
     autocomplete_fields = ["agent"]
-    raw_id_fields = ["parent_memory"]
     actions = ["re_embed"]
-    service_field_names = {"agent_id": "agent", "parent_memory_id": "parent_memory"}
+    service_field_names = {"agent_id": "agent"}
 
     def get_queryset(self, request):
         # The vector and the text-search vector are large and never shown.
         return super().get_queryset(request).defer("embedding", "search_vector")
 
+    def get_object(self, request, object_id, from_field=None):
+        memory = super().get_object(request, object_id, from_field)
+        if memory is not None:
+            memory.shown_to = request.user  # `parent` shows the parent only to who may read it
+        return memory
+
     def get_fieldsets(self, request, obj=None):
-        fieldsets = [(None, {"fields": ["agent", "parent_memory", *EDITABLE_FIELDS]})]
+        parent = "parent" if obj is not None else "parent_memory_id"
+        fieldsets = [(None, {"fields": ["agent", parent, *EDITABLE_FIELDS]})]
         if obj is not None:
             fieldsets.append(("Embedding and use", {"fields": READ_ONLY_FIELDS}))
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
         # The owner and the parent are fixed once a memory exists (the service does not move them).
-        return ["agent", "parent_memory", *READ_ONLY_FIELDS] if obj is not None else []
+        return ["agent", "parent", *READ_ONLY_FIELDS] if obj is not None else []
+
+    @admin.display(description="parent memory")
+    def parent(self, obj):
+        if obj.parent_memory_id is None:
+            return "—"
+        viewer = getattr(obj, "shown_to", None)
+        parent = Memory.objects.visible_to(viewer).filter(pk=obj.parent_memory_id).only("content").first()
+        if parent is None:
+            return f"{obj.parent_memory_id} (outside your namespaces)"
+        return f"{parent.pk}: {parent.preview}"
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -94,7 +114,7 @@ class MemoryAdmin(ServiceModelAdmin):
     def save_via_service(self, request, form, change):
         data = form.cleaned_data
         if not change:
-            agent, parent = data.get("agent"), data.get("parent_memory")
+            agent, parent = data.get("agent"), data.get("parent_memory_id")
             return services.create_memory(
                 request.user,
                 {
@@ -102,7 +122,7 @@ class MemoryAdmin(ServiceModelAdmin):
                     "namespace": data["namespace"].namespace,
                     "access_level": data["access_level"],
                     "agent_id": agent.agent_id if agent else None,
-                    "parent_memory_id": str(parent.pk) if parent else None,
+                    "parent_memory_id": str(parent) if parent else None,
                     "memory_category": data["memory_category"],
                     "context_tags": data.get("context_tags") or [],
                     "learning_weight": data["learning_weight"],

@@ -9,7 +9,10 @@
 - `suggestions` turns all of it into concrete advice: memories to review, weights to change,
   embeddings to retry, categories to apply.
 
-Everything works on memories the agent owns, which are the ones it may change.
+Everything works on memories the agent owns. When someone else asks (an operator, an admin
+agent), `namespaces.access.learning_memories_q` narrows them further to what that caller may
+read, and `apply` to what it may change. Each function takes the caller as `actor`; without one,
+the agent asks about itself.
 """
 from __future__ import annotations
 
@@ -59,21 +62,22 @@ def subject(actor, agent_id=None) -> Agent:
     return agent
 
 
-def _own(agent):
-    return Memory.objects.filter(agent=agent)
+def _own(agent, actor=None, action=access.Action.VIEW):
+    """The agent's memories that `actor` (default: the agent itself) may read, or change for CHANGE."""
+    return Memory.objects.filter(access.learning_memories_q(agent if actor is None else actor, agent, action))
 
 
-def usage_report(agent, now=None) -> dict:
+def usage_report(agent, now=None, *, actor=None) -> dict:
     """What the agent stored and what searches returned of it."""
     now = now or timezone.now()
     stale_before = now - timedelta(days=STALE_DAYS)
-    memories = _own(agent)
+    memories = _own(agent, actor)
     counts = memories.aggregate(
         total=Count("pk"),
         never_returned=Count("pk", filter=Q(usage__isnull=True)),
         uncategorised=Count("pk", filter=Q(memory_category=DEFAULT_CATEGORY)),
     )
-    hits = MemoryUsage.objects.filter(memory__agent=agent).aggregate(total=Sum("access_count"))["total"] or 0
+    hits = MemoryUsage.objects.filter(memory__in=memories.values("pk")).aggregate(total=Sum("access_count"))["total"] or 0
     unused = (
         memories.filter(created_at__lt=stale_before)
         .filter(Q(usage__isnull=True) | Q(usage__last_accessed_at__lt=stale_before))
@@ -105,11 +109,15 @@ def _counted(queryset, field: str) -> dict:
     return dict(sorted(count_by(queryset, field).items(), key=lambda row: (-row[1], row[0])))
 
 
-def categorise(agent, apply: bool = False) -> dict:
-    """Categories for the agent's memories still in the default category; stored when `apply`."""
+def categorise(agent, apply: bool = False, *, actor=None) -> dict:
+    """Categories for the agent's memories still in the default category; stored when `apply`.
+
+    A caller other than the agent is proposed (and files) only memories it may itself change.
+    """
     if not isinstance(apply, bool):
         raise InvalidInput("apply must be true or false.", field="apply")
-    own = _own(agent).filter(embedding_status=EmbeddingStatus.READY)
+    action = access.Action.CHANGE if apply else access.Action.VIEW
+    own = _own(agent, actor, action).filter(embedding_status=EmbeddingStatus.READY)
     reference = list(
         own.exclude(memory_category=DEFAULT_CATEGORY).order_by("-created_at")
         .values_list("pk", "memory_category", "embedding")[:MAX_REFERENCE_MEMORIES]
@@ -119,7 +127,7 @@ def categorise(agent, apply: bool = False) -> dict:
         .values_list("pk", "content", "embedding")[:MAX_CATEGORISED_PER_RUN]
     )
     proposals = _vote(reference, pending) if reference and pending else []
-    applied = _apply(agent, proposals) if apply else 0
+    applied = _apply(agent, proposals, actor) if apply else 0
     return {"considered": len(pending), "proposals": proposals, "applied": applied}
 
 
@@ -152,24 +160,26 @@ def _vote(reference: list, pending: list) -> list[dict]:
 
 
 @transaction.atomic
-def _apply(agent, proposals: list[dict]) -> int:
+def _apply(agent, proposals: list[dict], actor=None) -> int:
     by_category: dict[str, list[str]] = {}
     for proposal in proposals:
         by_category.setdefault(proposal["category"], []).append(proposal["id"])
     # Only rows still in the default category change: a category set meanwhile wins.
     return sum(
-        _own(agent).filter(pk__in=ids, memory_category=DEFAULT_CATEGORY).update(memory_category=category)
+        _own(agent, actor, access.Action.CHANGE)
+        .filter(pk__in=ids, memory_category=DEFAULT_CATEGORY)
+        .update(memory_category=category)
         for category, ids in sorted(by_category.items())
     )
 
 
-def near_duplicates(agent) -> list[dict]:
+def near_duplicates(agent, *, actor=None) -> list[dict]:
     """Groups of the agent's memories worded almost alike (similarity >= NEAR_DUPLICATE_SIMILARITY).
 
     Each group lists its memories newest first; groups come largest first, then newest first.
     """
     rows = list(
-        _own(agent).filter(embedding_status=EmbeddingStatus.READY).order_by("-created_at", "pk")
+        _own(agent, actor).filter(embedding_status=EmbeddingStatus.READY).order_by("-created_at", "pk")
         .values_list("pk", "content", "embedding")[:MAX_DUPLICATE_SCAN]
     )
     if len(rows) < 2:
@@ -196,7 +206,7 @@ def near_duplicates(agent) -> list[dict]:
     ]
 
 
-def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None = None) -> list[dict]:
+def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None = None, *, actor=None) -> list[dict]:
     """Concrete advice from a usage report and a categorisation run (most useful first)."""
     advice = []
     failed = report["by_embedding_status"].get(EmbeddingStatus.FAILED, 0)
@@ -223,7 +233,7 @@ def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None
             "message": f"{len(alike)} groups of memories are worded almost alike: repeats, or a fact that changed. "
             "Keep the one that is true and delete the others: copies take places in search results.",
         })
-    frequent = _own(agent).filter(usage__access_count__gte=FREQUENT_HITS, learning_weight__lt=1.0)
+    frequent = _own(agent, actor).filter(usage__access_count__gte=FREQUENT_HITS, learning_weight__lt=1.0)
     if frequent.exists():
         ids = [str(pk) for pk in frequent.order_by("-usage__access_count", "pk").values_list("pk", flat=True)[:LISTED_IDS]]
         advice.append({
@@ -245,14 +255,14 @@ def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None
     return advice
 
 
-def insights(agent) -> dict:
+def insights(agent, *, actor=None) -> dict:
     """The usage report, categorisation proposals (not applied), near duplicates and suggestions for one agent."""
-    report = usage_report(agent)
-    categorised = categorise(agent)
-    alike = near_duplicates(agent)
+    report = usage_report(agent, actor=actor)
+    categorised = categorise(agent, actor=actor)
+    alike = near_duplicates(agent, actor=actor)
     return {
         "usage": report,
         "categories": categorised,
         "near_duplicates": alike,
-        "suggestions": suggestions(agent, report, categorised, alike),
+        "suggestions": suggestions(agent, report, categorised, alike, actor=actor),
     }

@@ -1,6 +1,7 @@
 """Memories: what agents remember, with an embedding for meaning and a text-search vector for words."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
@@ -110,6 +111,21 @@ class Memory(BaseModel):
             return self.usage
         except MemoryUsage.DoesNotExist:
             return None
+
+
+class MemoryFeedback(BaseModel):
+    """One reader's vote on whether a memory helped: one per reader and memory, a new vote replaces it."""
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="feedback")
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_feedback")
+    useful = models.BooleanField()
+
+    class Meta:
+        db_table = "memory_feedback"
+        constraints = [models.UniqueConstraint(fields=["memory", "voter"], name="memory_feedback_one_vote")]
+
+    def __str__(self) -> str:
+        return f"{'useful' if self.useful else 'not useful'}: {self.memory_id}"
 
 
 class MemoryUsage(models.Model):

@@ -7,6 +7,8 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -102,6 +104,17 @@ def clean_metadata(value) -> dict:
     return value
 
 
+def clean_owned_metadata(actor, value, stored: dict | None = None) -> dict:
+    """Memory metadata as given, except that agents never write what the persona-era import records."""
+    metadata, refused = access.reserved_metadata(actor, "memory", stored, clean_metadata(value))
+    if refused:
+        raise Forbidden(
+            f"metadata.{refused} is recorded by the persona-era import and is read-only for agents.",
+            field=f"metadata.{refused}", code="reserved_metadata",
+        )
+    return metadata
+
+
 def _parse_uuid(value, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -124,7 +137,7 @@ def get_visible_memory(actor, memory_id) -> Memory:
 
 
 def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
-    """The owning agent: the calling agent itself, or whom an operator names."""
+    """The owning agent: the calling agent itself, or one that the operator naming it manages."""
     principal = access.Principal.of(actor)
     if principal.agent is not None:
         if agent_id not in (None, "", principal.agent.agent_id):
@@ -134,7 +147,10 @@ def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
         if access_level == AccessLevel.SYSTEM:
             return None
         raise InvalidInput("agent_id is required when an operator stores a non-system memory.", field="agent_id")
-    return get_agent(agent_id)
+    agent = get_agent(agent_id)
+    if not access.can_store_for(principal, agent):
+        raise Forbidden(f"No right to store memories in the name of agent '{agent.agent_id}'.", field="agent_id")
+    return agent
 
 
 def _build_memory(actor, data: dict, namespaces: dict | None = None, decisions: dict | None = None) -> Memory:
@@ -172,7 +188,7 @@ def _build_memory(actor, data: dict, namespaces: dict | None = None, decisions: 
         memory_category=clean_category(data.get("memory_category")),
         learning_weight=clean_learning_weight(data.get("learning_weight")),
         parent_memory=parent,
-        metadata=clean_metadata(data.get("metadata")),
+        metadata=clean_owned_metadata(actor, data.get("metadata")),
         embedding_status=EmbeddingStatus.PENDING,
     )
 
@@ -256,7 +272,7 @@ def update_memory(actor, memory: Memory, changes: dict) -> Memory:
         memory.learning_weight = clean_learning_weight(changes["learning_weight"])
         fields.add("learning_weight")
     if "metadata" in changes:
-        memory.metadata = clean_metadata(changes["metadata"])
+        memory.metadata = clean_owned_metadata(actor, changes["metadata"], memory.metadata)
         fields.add("metadata")
     memory.save(update_fields=sorted(fields))
     if "embedding_status" in fields:
@@ -336,12 +352,27 @@ FEEDBACK_STEP = 0.1
 
 @transaction.atomic
 def record_feedback(actor, memory: Memory, useful) -> Memory:
-    """Readers nudge a memory's learning_weight up or down (bounded) by saying whether it helped."""
+    """A reader says whether a memory helped: one vote per reader and memory, a new vote replaces the old.
+
+    Each vote moves learning_weight by FEEDBACK_STEP (bounded), so the weight moves by the change
+    of a reader's vote only: repeating a vote changes nothing.
+    """
     if not isinstance(useful, bool):
         raise InvalidInput("useful must be true or false.", field="useful")
-    low, high = LEARNING_WEIGHT_RANGE
-    step = FEEDBACK_STEP if useful else -FEEDBACK_STEP
-    weight = min(high, max(low, memory.learning_weight + step))
-    Memory.objects.filter(pk=memory.pk).update(learning_weight=weight)
-    memory.learning_weight = weight
+    from .models import MemoryFeedback
+
+    voter = access.Principal.of(actor).user
+    previous = MemoryFeedback.objects.filter(memory=memory, voter=voter).first()
+    old_vote = 0 if previous is None else (1 if previous.useful else -1)
+    new_vote = 1 if useful else -1
+    if previous is None:
+        MemoryFeedback.objects.create(memory=memory, voter=voter, useful=useful)
+    elif previous.useful != useful:
+        previous.useful = useful
+        previous.save(update_fields=["useful", "updated_at"])
+    if new_vote != old_vote:
+        low, high = LEARNING_WEIGHT_RANGE
+        moved = F("learning_weight") + FEEDBACK_STEP * (new_vote - old_vote)
+        Memory.objects.filter(pk=memory.pk).update(learning_weight=Least(Greatest(moved, low), high))
+        memory.learning_weight = Memory.objects.values_list("learning_weight", flat=True).get(pk=memory.pk)
     return memory

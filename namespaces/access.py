@@ -8,20 +8,23 @@ database function `tmws_readable_namespace_ids`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
+from django.apps import apps
 from django.db import connection
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
 
 from memories.choices import AccessLevel
 
 from .models import ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
 
-if TYPE_CHECKING:
-    from agents.models import Agent
-    from memories.models import Memory
+# This module sits below the apps it rules on: it imports none of their models (it names them by
+# label through `apps.get_model`) and takes agents, memories, runs and users as plain objects.
 
 OPERATOR_NAMESPACE_PERMISSIONS = ("view_namespace", "change_namespace")
 SHARE_PERMISSION = "view_memory"
@@ -35,23 +38,86 @@ class Action(StrEnum):
     RECLASSIFY = "reclassify"  # change access level or namespace
 
 
+def _model(label: str):
+    return apps.get_model(label)
+
+
+def _label(obj) -> str | None:
+    meta = getattr(obj, "_meta", None)
+    return getattr(meta, "label", None)
+
+
+def _is_agent(obj) -> bool:
+    return _label(obj) == "agents.Agent"
+
+
+# --- Who is asking, resolved once per request ----------------------------------------------
+# A principal's namespace sets (member, admin, readable, operator scope) cost a query each. They
+# are computed once per principal and request: `request_scope` opens a registry of the request's
+# principals, `Principal.of` hands out the one registered for an actor, and the registry dies with
+# the request. Any write to memberships, operator rights or the tree bumps a generation number,
+# so sets computed before it are computed again (in this request too).
+
+_REQUEST_PRINCIPALS: ContextVar[dict | None] = ContextVar("tmws_request_principals", default=None)
+_GENERATION = [0]
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Principals resolved inside share their namespace sets; nothing outlives the block."""
+    token = _REQUEST_PRINCIPALS.set({})
+    try:
+        yield
+    finally:
+        _REQUEST_PRINCIPALS.reset(token)
+
+
+def forget_namespace_sets(*args, **kwargs) -> None:
+    """Memberships, operator rights or the tree changed: every cached namespace set is stale."""
+    _GENERATION[0] += 1
+
+
+for _sender in (NamespaceUserObjectPermission, Namespace):
+    post_save.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_sender.__name__}-save")
+    post_delete.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_sender.__name__}-del")
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is asking: an agent (with its user) or an operator user."""
 
     user: object
-    agent: Agent | None = None
+    agent: object | None = None
+    _sets: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
     def of(cls, actor) -> Principal:
         if isinstance(actor, Principal):
             return actor
-        from agents.models import Agent
+        registry = _REQUEST_PRINCIPALS.get()
+        key = (_label(actor), getattr(actor, "pk", None))
+        if registry is not None and key[1] is not None and key in registry:
+            return registry[key]
+        if _is_agent(actor):
+            principal = cls(user=actor.user, agent=actor)
+        else:
+            agent = getattr(actor, "agent", None) if actor is not None else None
+            principal = cls(user=actor, agent=agent)
+        if registry is not None and key[1] is not None:
+            registry[key] = principal
+            if principal.agent is not None:  # the agent and its user are one principal
+                registry[(_label(principal.agent), principal.agent.pk)] = principal
+                registry[(_label(principal.user), principal.user_id)] = principal
+        return principal
 
-        if isinstance(actor, Agent):
-            return cls(user=actor.user, agent=actor)
-        agent = getattr(actor, "agent", None) if actor is not None else None
-        return cls(user=actor, agent=agent)
+    def namespace_set(self, name: str, compute: Callable[[], set]) -> frozenset:
+        """`compute()`, remembered for this principal until memberships or the tree change."""
+        entry = self._sets.get(name)
+        if entry is None or entry[0] != _GENERATION[0]:
+            generation = _GENERATION[0]
+            entry = (generation, frozenset(compute()))
+            self._sets[name] = entry
+        return entry[1]
 
     @property
     def is_superuser(self) -> bool:
@@ -68,6 +134,9 @@ class Principal:
     @property
     def user_id(self):
         return getattr(self.user, "pk", None)
+
+    def is_agent(self, agent) -> bool:
+        return self.agent is not None and agent is not None and self.agent.pk == agent.pk
 
 
 def can_read_metrics(actor) -> bool:
@@ -90,33 +159,69 @@ def _namespace_ids_with(user_id, codenames) -> set:
     )
 
 
-def member_namespace_ids(agent: Agent) -> set:
+def _agent_principal(actor) -> Principal:
+    principal = Principal.of(actor)
+    if principal.agent is None:
+        raise ValueError("An agent is needed here.")
+    return principal
+
+
+def member_namespace_ids(actor) -> frozenset:
     """Namespaces the agent belongs to: its home namespace plus member/admin grants."""
-    return {agent.namespace_id} | _namespace_ids_with(agent.user_id, ROLE_PERMISSIONS.values())
+    principal = _agent_principal(actor)
+    agent = principal.agent
+    return principal.namespace_set(
+        "member", lambda: {agent.namespace_id} | _namespace_ids_with(agent.user_id, ROLE_PERMISSIONS.values())
+    )
 
 
-def admin_namespace_ids(agent: Agent) -> set:
-    return _namespace_ids_with(agent.user_id, [ROLE_PERMISSIONS[Role.ADMIN]])
+def admin_namespace_ids(actor) -> frozenset:
+    principal = _agent_principal(actor)
+    return principal.namespace_set(
+        "admin", lambda: _namespace_ids_with(principal.agent.user_id, [ROLE_PERMISSIONS[Role.ADMIN]])
+    )
 
 
-def readable_namespace_ids(agent: Agent) -> set:
+def readable_namespace_ids(actor) -> frozenset:
     """Namespaces whose shared memories the agent reads: its own and all their ancestors.
 
     The rule is the database function the row-level-security policy uses (migration memories/0005),
-    so it is written once; one query, which every agent request makes.
+    so it is written once; one query per request.
     """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT unnest(tmws_readable_namespace_ids(%s))", [agent.pk])
-        return {row[0] for row in cursor.fetchall()}
+    principal = _agent_principal(actor)
+
+    def compute() -> set:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT unnest(tmws_readable_namespace_ids(%s))", [principal.agent.pk])
+            return {row[0] for row in cursor.fetchall()}
+
+    return principal.namespace_set("readable", compute)
 
 
-def operator_namespace_ids(user, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> set:
+def operator_namespace_ids(actor, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> frozenset:
     """Namespaces a non-superuser operator holds guardian permissions on (and their subtrees)."""
-    roots = Namespace.objects.filter(id__in=_namespace_ids_with(user.pk, codenames)).values_list("path", flat=True)
-    query = Q(pk__in=[])
-    for path in roots:
-        query |= Q(path=path) | Q(path__startswith=path + "/")
-    return set(Namespace.objects.filter(query).values_list("id", flat=True))
+    principal = Principal.of(actor)
+    codenames = tuple(sorted(codenames))
+
+    def compute() -> set:
+        roots = Namespace.objects.filter(id__in=_namespace_ids_with(principal.user_id, codenames)).values_list(
+            "path", flat=True
+        )
+        query = Q(pk__in=[])
+        for path in roots:
+            query |= Q(path=path) | Q(path__startswith=path + "/")
+        return set(Namespace.objects.filter(query).values_list("id", flat=True))
+
+    return principal.namespace_set("operator:" + ",".join(codenames), compute)
+
+
+def _operator_changes(principal: Principal, namespace_id) -> bool:
+    """A non-agent operator holding `change_namespace` on the namespace or an ancestor (superusers always)."""
+    if principal.is_superuser:
+        return True
+    return principal.is_operator and namespace_id is not None and namespace_id in operator_namespace_ids(
+        principal, ["change_namespace"]
+    )
 
 
 def namespace_visibility_q(actor) -> Q:
@@ -125,15 +230,16 @@ def namespace_visibility_q(actor) -> Q:
     if principal.is_superuser or principal.is_admin_agent:
         return Q()
     if principal.agent is not None:
-        return Q(id__in=readable_namespace_ids(principal.agent)) | Q(access_policy=AccessPolicy.OPEN)
+        return Q(id__in=readable_namespace_ids(principal)) | Q(access_policy=AccessPolicy.OPEN)
     if principal.is_operator:
-        return Q(id__in=operator_namespace_ids(principal.user))
+        return Q(id__in=operator_namespace_ids(principal))
     return Q(pk__in=[])
 
 
-def is_member(agent: Agent, namespace: Namespace) -> bool:
+def is_member(actor, namespace: Namespace) -> bool:
     # The home namespace needs no look-up (most writes go there).
-    return namespace.pk == agent.namespace_id or namespace.pk in member_namespace_ids(agent)
+    principal = _agent_principal(actor)
+    return namespace.pk == principal.agent.namespace_id or namespace.pk in member_namespace_ids(principal)
 
 
 def is_namespace_admin(actor, namespace: Namespace) -> bool:
@@ -142,54 +248,59 @@ def is_namespace_admin(actor, namespace: Namespace) -> bool:
     if principal.is_superuser or principal.is_admin_agent:
         return True
     if principal.agent is not None:
-        return namespace.pk in admin_namespace_ids(principal.agent)
-    if principal.is_operator:
-        return namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
-    return False
+        return namespace.pk in admin_namespace_ids(principal)
+    return _operator_changes(principal, namespace.pk)
 
 
-def can_manage_agents_in(actor, namespace: Namespace) -> bool:
-    """Who registers, changes, retires or re-keys agents whose home is `namespace`."""
-    principal = Principal.of(actor)
-    if principal.is_superuser or principal.is_admin_agent:
-        return True
-    return principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
+# --- Closed subtrees --------------------------------------------------------------------------
+# Shared memories flow down the tree, so a namespace below a closed one reads the closed one's
+# shared memories. A descendant is therefore never more open than its closest closed ancestor
+# (it is closed too), and only operators whose scope holds that ancestor create or move
+# namespaces below it; self-joins follow the effective (closest closed) policy.
+
+def closest_closed_ancestor(namespace: Namespace | None) -> Namespace | None:
+    """The nearest closed namespace among `namespace` and its ancestors, or None."""
+    if namespace is None:
+        return None
+    if namespace.access_policy == AccessPolicy.CLOSED:
+        return namespace
+    paths = namespace.ancestor_paths()
+    if not paths:
+        return None
+    return Namespace.objects.filter(path__in=paths, access_policy=AccessPolicy.CLOSED).order_by("-depth").first()
 
 
-def can_analyse(actor, agent: Agent) -> bool:
-    """Who may read an agent's memory insights and file its memories: the agent and whoever manages it."""
-    principal = Principal.of(actor)
-    return (principal.agent is not None and principal.agent.pk == agent.pk) or can_manage_agents_in(actor, agent.namespace)
+def effective_policy(namespace: Namespace) -> str:
+    """The policy that holds: closed when the namespace or an ancestor is closed, else its own."""
+    return AccessPolicy.CLOSED if closest_closed_ancestor(namespace) is not None else namespace.access_policy
 
 
-def agent_visibility_q(actor) -> Q:
-    """Agents a principal may list and read: all of them, for any authenticated agent or user.
-
-    Agents look each other up to share memories and hand over tasks, so the directory is open;
-    who may change an agent is `can_manage_agents_in`'s business.
-    """
-    principal = Principal.of(actor)
-    if principal.agent is not None or getattr(principal.user, "is_authenticated", False):
-        return Q()
-    return Q(pk__in=[])
+def policy_allowed_below(parent: Namespace | None, policy: str) -> bool:
+    """Whether a namespace of `policy` may sit below `parent` (nothing below a closed one but closed ones)."""
+    return policy == AccessPolicy.CLOSED or closest_closed_ancestor(parent) is None
 
 
 def can_create_namespace(actor, parent: Namespace | None) -> bool:
+    """Who creates a namespace under `parent` (or moves one there); None is the root."""
     if actor is None:  # management commands act as the system
         return True
     principal = Principal.of(actor)
-    if principal.is_superuser or principal.is_admin_agent:
+    if principal.is_superuser:
+        return True
+    closed = closest_closed_ancestor(parent)
+    if closed is not None:
+        return _operator_changes(principal, closed.pk)
+    if principal.is_admin_agent:
         return True
     return parent is not None and is_namespace_admin(principal, parent)
 
 
 def can_add_member(actor, namespace: Namespace) -> bool:
-    """Closed namespaces take members from operators only; invite-only ones also from their admins."""
+    """Closed namespaces (and those below one) take members from operators only; invite-only ones also from admins."""
     principal = Principal.of(actor)
-    if namespace.access_policy == AccessPolicy.CLOSED:
-        return principal.is_superuser or (
-            principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"])
-        )
+    closed = closest_closed_ancestor(namespace)
+    if closed is not None:
+        return _operator_changes(principal, closed.pk) if principal.agent is None else False
     return is_namespace_admin(principal, namespace)
 
 
@@ -198,26 +309,122 @@ def can_grant_operator_rights(user) -> bool:
     return Principal.of(user).is_superuser
 
 
-def can_join(agent: Agent, namespace: Namespace) -> bool:
-    return namespace.access_policy == AccessPolicy.OPEN
+def can_join(agent, namespace: Namespace) -> bool:
+    return effective_policy(namespace) == AccessPolicy.OPEN
 
 
 def can_delete_namespace(actor, namespace: Namespace) -> bool:
     principal = Principal.of(actor)
     return principal.is_superuser or principal.is_admin_agent or (
-        principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["delete_namespace"])
+        principal.is_operator and namespace.pk in operator_namespace_ids(principal, ["delete_namespace"])
     )
+
+
+# --- Agents -----------------------------------------------------------------------------------
+# Managing an agent (changing its home, access level or activity, retiring it) and re-keying it
+# never hand anyone rights they do not hold: a key is the agent's identity, so only the agent
+# itself and operators whose scope holds the agent's home namespace receive a new one; admin
+# agents are managed and re-keyed by superusers only.
+
+def can_manage_agents_in(actor, namespace: Namespace) -> bool:
+    """Who registers agents whose home is `namespace`: operators with rights on it and admin agents."""
+    principal = Principal.of(actor)
+    return principal.is_admin_agent or _operator_changes(principal, namespace.pk)
+
+
+def can_manage_agent(actor, agent) -> bool:
+    """Who changes an existing agent's registration or retires it."""
+    principal = Principal.of(actor)
+    if principal.is_superuser:
+        return True
+    if agent.is_admin:
+        return False
+    return can_manage_agents_in(principal, agent.namespace)
+
+
+def can_rotate_key(actor, agent) -> bool:
+    """The agent itself, and operators whose scope holds it (admin agents: superusers); never another agent."""
+    principal = Principal.of(actor)
+    if principal.is_agent(agent) or principal.is_superuser:
+        return True
+    if principal.agent is not None or agent.is_admin:
+        return False
+    return _operator_changes(principal, agent.namespace_id)
+
+
+def can_store_for(actor, agent) -> bool:
+    """Whether an operator may store a memory owned by `agent`: only for agents it manages."""
+    principal = Principal.of(actor)
+    if principal.is_agent(agent):
+        return True
+    return principal.agent is None and can_manage_agent(principal, agent)
+
+
+def can_analyse(actor, agent) -> bool:
+    """Who may read an agent's memory insights and file its memories: the agent and whoever manages it.
+
+    What they then see is narrowed by `learning_memories_q`.
+    """
+    principal = Principal.of(actor)
+    return principal.is_agent(agent) or can_manage_agents_in(principal, agent.namespace)
+
+
+def agent_visibility_q(actor) -> Q:
+    """Agents a principal may list and read: all of them, for any authenticated agent or user.
+
+    Agents look each other up to share memories and hand over tasks, so the directory is open;
+    who may change an agent is `can_manage_agent`'s business.
+    """
+    principal = Principal.of(actor)
+    if principal.agent is not None or getattr(principal.user, "is_authenticated", False):
+        return Q()
+    return Q(pk__in=[])
+
+
+def persona_identity_q(legacy_id) -> Q:
+    """Agents that a persona-era UUID names: only through the importer's PersonaLink records.
+
+    Metadata on the agent never names a persona: agents and whoever edits them write it.
+    """
+    return Q(persona_link__persona_id=legacy_id)
+
+
+# --- Reserved metadata ------------------------------------------------------------------------
+# The importer and the data migration record what came from the persona era under these keys.
+# Agents never write them (on create, update or bulk, through API v2, v1 or MCP); an update
+# that leaves them out keeps the stored value.
+
+RESERVED_METADATA_KEYS = {"agent": ("persona",), "memory": ("legacy",), "task": ("legacy",), "workflow": ("legacy",)}
+
+
+def reserved_metadata(actor, kind: str, stored: dict | None, given: dict) -> tuple[dict, str | None]:
+    """The metadata to store for `given`, and the first reserved key the caller may not write (or None).
+
+    Operators write every key (imports and repairs are theirs); agents get the stored values of
+    the reserved keys back, and a refusal when they try to set a different one.
+    """
+    principal = Principal.of(actor)
+    if actor is None or principal.agent is None:
+        return given, None
+    stored = stored if isinstance(stored, dict) else {}
+    result = dict(given)
+    for key in RESERVED_METADATA_KEYS[kind]:
+        if key in given and (key not in stored or given[key] != stored[key]):
+            return given, key
+        if key in stored:
+            result[key] = stored[key]
+    return result, None
 
 
 # --- Memories -----------------------------------------------------------------------------
 
-def shared_with_q(agent: Agent) -> Q:
-    from memories.models import MemoryUserObjectPermission
-
+def shared_with_q(actor) -> Q:
+    principal = _agent_principal(actor)
+    grants = _model("memories.MemoryUserObjectPermission").objects
     return Q(
-        id__in=MemoryUserObjectPermission.objects.filter(
-            user_id=agent.user_id, permission__codename=SHARE_PERMISSION
-        ).values("content_object_id")
+        id__in=grants.filter(user_id=principal.agent.user_id, permission__codename=SHARE_PERMISSION).values(
+            "content_object_id"
+        )
     )
 
 
@@ -227,16 +434,45 @@ def memory_visibility_q(actor) -> Q:
     if principal.is_superuser:
         return Q()
     if principal.agent is not None:
-        agent = principal.agent
         return (
             Q(access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM])
-            | Q(agent_id=agent.pk)
-            | Q(access_level=AccessLevel.SHARED, namespace_id__in=readable_namespace_ids(agent))
-            | (Q(access_level=AccessLevel.SHARED) & shared_with_q(agent))
+            | Q(agent_id=principal.agent.pk)
+            | Q(access_level=AccessLevel.SHARED, namespace_id__in=readable_namespace_ids(principal))
+            | (Q(access_level=AccessLevel.SHARED) & shared_with_q(principal))
         )
     if principal.is_operator:
-        return Q(namespace_id__in=operator_namespace_ids(principal.user))
+        return Q(namespace_id__in=operator_namespace_ids(principal))
     return Q(pk__in=[])
+
+
+def memory_change_q(actor) -> Q:
+    """The write rule of `can(actor, CHANGE, memory)` as a filter on Memory (for bulk changes)."""
+    principal = Principal.of(actor)
+    if principal.is_superuser:
+        return Q()
+    if principal.agent is not None:
+        agent = principal.agent
+        query = (Q(agent_id=agent.pk) & ~Q(access_level=AccessLevel.SYSTEM)) | Q(
+            access_level=AccessLevel.SHARED, namespace_id__in=admin_namespace_ids(principal)
+        )
+        return query | Q(access_level=AccessLevel.SYSTEM) if agent.is_admin else query
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal, ["change_namespace"]))
+    return Q(pk__in=[])
+
+
+def learning_memories_q(actor, agent, action: Action | str = Action.VIEW) -> Q:
+    """The memories of `agent` a learning job run by `actor` reads (VIEW) or files (CHANGE).
+
+    The job looks at the agent's own memories, and only at those the caller itself may read or
+    change: an operator's scope or an admin agent's reach bounds what it learns about another agent.
+    """
+    principal = Principal.of(actor)
+    own = Q(agent_id=agent.pk)
+    if principal.is_agent(agent):
+        return own
+    rule = memory_change_q(principal) if Action(action) == Action.CHANGE else memory_visibility_q(principal)
+    return own & rule
 
 
 def can_create_memory(actor, namespace: Namespace, access_level: str) -> tuple[bool, str]:
@@ -247,24 +483,23 @@ def can_create_memory(actor, namespace: Namespace, access_level: str) -> tuple[b
     if principal.is_superuser:
         return True, ""
     if principal.agent is not None:
-        if access_level == AccessLevel.SYSTEM or is_member(principal.agent, namespace):
+        if access_level == AccessLevel.SYSTEM or is_member(principal, namespace):
             return True, ""
         return False, f"Agent '{principal.agent.agent_id}' is not a member of namespace '{namespace.namespace}'."
-    if principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"]):
+    if _operator_changes(principal, namespace.pk):
         return True, ""
     return False, f"No right to write into namespace '{namespace.namespace}'."
 
 
-def can(actor, action: Action | str, memory: Memory) -> bool:
+def can(actor, action: Action | str, memory) -> bool:
     """Whether a principal may perform `action` on a memory it can already see."""
     principal = Principal.of(actor)
     action = Action(action)
     if principal.is_superuser:
         return True
     if action == Action.VIEW:
-        from memories.models import Memory
-
-        return Memory.objects.filter(pk=memory.pk).filter(memory_visibility_q(principal)).exists()
+        memories = _model("memories.Memory").objects
+        return memories.filter(pk=memory.pk).filter(memory_visibility_q(principal)).exists()
     if principal.agent is not None:
         agent = principal.agent
         if memory.access_level == AccessLevel.SYSTEM:
@@ -273,14 +508,12 @@ def can(actor, action: Action | str, memory: Memory) -> bool:
             return True
         # Namespace admins curate shared memories but may not take them private or out of the namespace.
         if memory.access_level == AccessLevel.SHARED and action != Action.RECLASSIFY:
-            return memory.namespace_id in admin_namespace_ids(agent)
+            return memory.namespace_id in admin_namespace_ids(principal)
         return False
-    if principal.is_operator:
-        return memory.namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
-    return False
+    return _operator_changes(principal, memory.namespace_id)
 
 
-# --- Admin --------------------------------------------------------------------------------
+# --- Admin and probes ---------------------------------------------------------------------
 
 def operator_scope_q(user, field: str = "namespace", codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> Q:
     """Rows of any namespaced model an operator works on in the Django admin.
@@ -292,25 +525,28 @@ def operator_scope_q(user, field: str = "namespace", codenames=OPERATOR_NAMESPAC
     if principal.is_superuser:
         return Q()
     if principal.is_operator:
-        return Q(**{f"{field}__in": operator_namespace_ids(principal.user, codenames)})
+        return Q(**{f"{field}__in": operator_namespace_ids(principal, codenames)})
     return Q(pk__in=[])
 
 
 def operator_can_change_in(user, namespace_id) -> bool:
     """Whether an operator may change objects that live in the namespace `namespace_id`."""
     principal = Principal.of(user)
-    if principal.is_superuser:
-        return True
-    if not principal.is_operator or namespace_id is None:
-        return False
-    return namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
+    return principal.agent is None and _operator_changes(principal, namespace_id)
+
+
+def can_read_probe_details(user) -> bool:
+    """Why a readiness probe fails (exception text, hosts) is for operators, not anonymous callers."""
+    principal = Principal.of(user)
+    return principal.is_operator and bool(getattr(principal.user, "is_active", False))
 
 
 # --- Tasks and workflows ------------------------------------------------------------------
 # Tasks and workflows live in namespaces like memories do, but carry no access level: whoever
 # may read a namespace's shared memories sees its tasks and workflows. Admin agents see and
 # manage all of them. Workflow runs can hold what the triggering agent found, so a run is seen
-# only by whoever started it and by those who manage the workflow.
+# only by whoever started it and by those who manage the workflow, and its outputs (the run's
+# and every step's) only by whoever started it (and superusers).
 
 def _namespaced_visibility_q(actor, own_fields: tuple[str, ...]) -> Q:
     """Rows of a namespaced model (tasks, workflows) a principal may read.
@@ -322,13 +558,12 @@ def _namespaced_visibility_q(actor, own_fields: tuple[str, ...]) -> Q:
     if principal.is_superuser or principal.is_admin_agent:
         return Q()
     if principal.agent is not None:
-        agent = principal.agent
-        query = Q(namespace_id__in=readable_namespace_ids(agent))
-        for field in own_fields:
-            query |= Q(**{field: agent.pk})
+        query = Q(namespace_id__in=readable_namespace_ids(principal))
+        for name in own_fields:
+            query |= Q(**{name: principal.agent.pk})
         return query
     if principal.is_operator:
-        return Q(namespace_id__in=operator_namespace_ids(principal.user))
+        return Q(namespace_id__in=operator_namespace_ids(principal))
     return Q(pk__in=[])
 
 
@@ -341,10 +576,8 @@ def _manages_namespace_of(principal: Principal, namespace_id) -> bool:
     if principal.is_superuser or principal.is_admin_agent:
         return True
     if principal.agent is not None:
-        return namespace_id is not None and namespace_id in admin_namespace_ids(principal.agent)
-    if principal.is_operator:
-        return namespace_id in operator_namespace_ids(principal.user, ["change_namespace"])
-    return False
+        return namespace_id is not None and namespace_id in admin_namespace_ids(principal)
+    return _operator_changes(principal, namespace_id)
 
 
 def can_change_task(actor, task) -> bool:
@@ -369,15 +602,15 @@ def can_create_in_namespace(actor, namespace: Namespace) -> tuple[bool, str]:
     if principal.is_superuser or principal.is_admin_agent:
         return True, ""
     if principal.agent is not None:
-        if is_member(principal.agent, namespace):
+        if is_member(principal, namespace):
             return True, ""
         return False, f"Agent '{principal.agent.agent_id}' is not a member of namespace '{namespace.namespace}'."
-    if principal.is_operator and namespace.pk in operator_namespace_ids(principal.user, ["change_namespace"]):
+    if _operator_changes(principal, namespace.pk):
         return True, ""
     return False, f"No right to write into namespace '{namespace.namespace}'."
 
 
-def can_be_assigned(agent: Agent, task) -> bool:
+def can_be_assigned(agent, task) -> bool:
     """An agent may be given a task only if it could read the task's namespace anyway."""
     if not agent.is_active:
         return False
@@ -398,7 +631,10 @@ def can_change_workflow(actor, workflow) -> bool:
 
 
 def workflow_run_visibility_q(actor) -> Q:
-    """Runs a principal may read: those it started and all runs of workflows it manages."""
+    """Runs a principal may read: those it started and all runs of workflows it manages.
+
+    The API and the admin both narrow runs with this filter.
+    """
     principal = Principal.of(actor)
     if principal.is_superuser or principal.is_admin_agent:
         return Q()
@@ -407,20 +643,30 @@ def workflow_run_visibility_q(actor) -> Q:
         return (
             Q(triggered_by_id=agent.pk)
             | Q(workflow__created_by_id=agent.pk)
-            | Q(workflow__namespace_id__in=admin_namespace_ids(agent))
+            | Q(workflow__namespace_id__in=admin_namespace_ids(principal))
         )
     if principal.is_operator:
         return Q(metadata__triggered_by_user_id=principal.user_id) | Q(
-            workflow__namespace_id__in=operator_namespace_ids(principal.user, ["change_namespace"])
+            workflow__namespace_id__in=operator_namespace_ids(principal, ["change_namespace"])
         )
     return Q(pk__in=[])
+
+
+def started_run(actor, run) -> bool:
+    """Whether `actor` is whoever started the run (an agent, or an operator user)."""
+    principal = Principal.of(actor)
+    if principal.agent is not None:
+        return principal.agent.pk == run.triggered_by_id
+    return principal.user_id is not None and run.metadata.get("triggered_by_user_id") == principal.user_id
+
+
+def can_read_run_outputs(actor, run) -> bool:
+    """A run's outputs hold what the runner's rights found: only the runner (and superusers) read them."""
+    principal = Principal.of(actor)
+    return principal.is_superuser or started_run(principal, run)
 
 
 def can_cancel_workflow_run(actor, run) -> bool:
     """Whoever started a run, and whoever manages its workflow, may cancel it."""
     principal = Principal.of(actor)
-    if principal.agent is not None and principal.agent.pk == run.triggered_by_id:
-        return True
-    if principal.agent is None and run.metadata.get("triggered_by_user_id") == principal.user_id:
-        return principal.user_id is not None
-    return can_change_workflow(principal, run.workflow)
+    return started_run(principal, run) or can_change_workflow(principal, run.workflow)

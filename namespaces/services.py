@@ -31,6 +31,14 @@ def _clean_slug(slug) -> str:
     return slug
 
 
+def _require_policy_below(parent: Namespace | None, policy: str) -> None:
+    if not access.policy_allowed_below(parent, policy):
+        closed = access.closest_closed_ancestor(parent)
+        raise InvalidInput(
+            f"A namespace below the closed namespace '{closed.namespace}' must be closed too.", field="access_policy"
+        )
+
+
 def _place(namespace: Namespace, parent: Namespace | None) -> None:
     """Set path and depth under `parent`, refusing cycles and over-deep trees."""
     if parent is not None:
@@ -60,7 +68,11 @@ def create_namespace(
         raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
     parent = get_namespace(parent_namespace, field="parent_namespace") if parent_namespace else None
     if not access.can_create_namespace(actor, parent):
-        raise Forbidden("Only operators, admin agents and admins of the parent namespace create namespaces.")
+        raise Forbidden(
+            "Only operators, admin agents and admins of the parent namespace create namespaces; below a closed "
+            "namespace, only operators whose namespaces hold it."
+        )
+    _require_policy_below(parent, access_policy)
     if Namespace.objects.filter(namespace=slug).exists():
         raise Conflict(f"Namespace '{slug}' already exists.", field="namespace", code="duplicate")
     created = Namespace(
@@ -94,12 +106,23 @@ def update_namespace(actor, namespace: Namespace, **changes) -> Namespace:
         if changes["access_policy"] != namespace.access_policy and not access.can_add_member(actor, namespace):
             raise Forbidden("Only operators may change the policy of a closed namespace.")
         namespace.access_policy = changes["access_policy"]
+    parent = namespace.parent
     if "parent_namespace" in changes:
         slug = changes["parent_namespace"]
         parent = get_namespace(slug, field="parent_namespace") if slug else None
         # A move needs the same right as creating a namespace there (for the root: operators and admin agents).
         if parent != namespace.parent and not access.can_create_namespace(actor, parent):
-            raise Forbidden("Moving a namespace needs admin rights on the new parent.")
+            raise Forbidden("Moving a namespace needs admin rights on the new parent (operator rights below a "
+                            "closed namespace).")
+    moving = "parent_namespace" in changes and parent != namespace.parent
+    if moving or "access_policy" in changes:
+        # Nothing below a closed namespace is more open than it: the namespace, and on a move its subtree.
+        _require_policy_below(parent, namespace.access_policy)
+    if moving and access.closest_closed_ancestor(parent) is not None:
+        subtree = Namespace.objects.filter(path__startswith=namespace.path + PATH_SEPARATOR)
+        for policy in subtree.exclude(access_policy=AccessPolicy.CLOSED).values_list("access_policy", flat=True)[:1]:
+            _require_policy_below(parent, policy)
+    if moving:
         old_path = namespace.path
         _place(namespace, parent)
         descendants = list(Namespace.objects.select_for_update().filter(path__startswith=old_path + PATH_SEPARATOR))

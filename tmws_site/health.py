@@ -1,10 +1,14 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
 
 
 # Probes stay outside ATOMIC_REQUESTS: liveness must not need the database, and readiness must
@@ -40,6 +44,16 @@ def _broker_ok() -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def _shows_details(request) -> bool:
+    """Exception text names hosts and drivers: operators read it, anonymous callers get ok/unavailable."""
+    from namespaces import access
+
+    try:
+        return access.can_read_probe_details(request.user)
+    except Exception:  # the session store is the database, which may be what is down
+        return False
+
+
 @transaction.non_atomic_requests
 @require_GET
 def readyz(request):
@@ -47,6 +61,11 @@ def readyz(request):
     db_ok, db_detail = _database_ok()
     broker_ok, broker_detail = _broker_ok()
     ready = db_ok and broker_ok
+    if not ready:
+        logger.warning("Not ready: database %s; broker %s", db_detail, broker_detail)
+    if not _shows_details(request):
+        db_detail = "ok" if db_ok else "unavailable"
+        broker_detail = "ok" if broker_ok else "unavailable"
     return JsonResponse(
         {"status": "ready" if ready else "unavailable", "database": db_detail, "broker": broker_detail},
         status=200 if ready else 503,

@@ -128,6 +128,7 @@ def tool_error(exc: ServiceError) -> ToolError:
 def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
     """Run one tool body synchronously as the agent, inside its RLS transaction."""
     from agents.models import Agent
+    from namespaces import access
 
     own_connection = not connection.in_atomic_block
     if own_connection:
@@ -136,7 +137,7 @@ def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
         agent = Agent.objects.select_related("namespace", "user").filter(pk=agent_pk).first()
         if agent is None or not agent.is_active or not agent.user.is_active:
             raise ToolError("This agent is inactive or no longer exists; open a new session with an active key.")
-        with agent_context(agent):
+        with access.request_scope(), agent_context(agent):
             return fn(agent, **arguments)
     except ServiceError as exc:
         raise tool_error(exc) from exc

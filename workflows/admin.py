@@ -45,7 +45,17 @@ class WorkflowRunInline(ReadOnlyInline):
     ordering = ["-created_at"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("triggered_by")
+        # The runs the API shows this operator, nothing more.
+        return super().get_queryset(request).filter(access.workflow_run_visibility_q(request.user)).select_related(
+            "triggered_by"
+        )
+
+
+def _without_outputs(request, run, fields: list[str]) -> list[str]:
+    """Outputs hold what the runner found: shown only to whoever may read them."""
+    if run is not None and access.can_read_run_outputs(request.user, run):
+        return fields
+    return [name for name in fields if name != "output"]
 
 
 class StepRunInline(ReadOnlyInline):
@@ -53,6 +63,12 @@ class StepRunInline(ReadOnlyInline):
     fields = STEP_FIELDS
     readonly_fields = STEP_FIELDS
     show_change_link = False
+
+    def get_fields(self, request, obj=None):
+        return _without_outputs(request, obj, STEP_FIELDS)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
 
 
 def _without_empty_json(values: dict) -> dict:
@@ -168,6 +184,16 @@ class WorkflowRunAdmin(OperatorScopedAdmin):
     fields = ["workflow", "input", "output", *RUN_FIELDS, "created_at"]
     readonly_fields = fields
     inlines = [StepRunInline]
+
+    def scope_q(self, request, codenames=access.OPERATOR_NAMESPACE_PERMISSIONS):
+        # The runs the API shows this operator (started by it, or of workflows it may change).
+        return access.workflow_run_visibility_q(request.user)
+
+    def get_fields(self, request, obj=None):
+        return _without_outputs(request, obj, self.fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
 
     def has_add_permission(self, request):
         return False

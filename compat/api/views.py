@@ -15,6 +15,7 @@ from memories import search as memory_search
 from memories import services as memory_services
 from memories.choices import AccessLevel
 from memories.models import Memory
+from namespaces import access
 from tmws_site.api import BaseAPIView, body_object
 from tmws_site.errors import InvalidInput
 from workflows import services as workflow_services
@@ -385,7 +386,8 @@ class WorkflowDetailView(V1View):
         return Response({"deleted": True, "id": str(pk)})
 
 
-def run_to_dict(run) -> dict | None:
+def run_to_dict(principal, run) -> dict | None:
+    """A run in the persona-era shape; its output only for whoever may read it (the runner)."""
     if run is None:
         return None
     return {
@@ -394,7 +396,7 @@ def run_to_dict(run) -> dict | None:
         "current_step_index": run.current_step_index,
         "failed_step_index": run.failed_step_index,
         "error_message": run.error,
-        "output": run.output,
+        "output": run.output if access.can_read_run_outputs(principal, run) else None,
         "started_at": isoformat(run.started_at),
         "completed_at": isoformat(run.finished_at),
     }
@@ -426,5 +428,5 @@ class WorkflowStatusView(V1View):
             "workflow_status": workflow.status,
             "execution_count": workflow.execution_count,
             "last_executed_at": isoformat(workflow.last_executed_at),
-            "current_run": run_to_dict(latest),
+            "current_run": run_to_dict(self.principal, latest),
         })

@@ -99,14 +99,14 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @action(detail=False, methods=["get"])
     def insights(self, request):
         agent = learning.subject(self.principal, request.query_params.get("agent_id"))
-        return Response(learning.insights(agent))
+        return Response(learning.insights(agent, actor=self.principal))
 
     @extend_schema(request=CategoriseSerializer, responses=CategoriseResultSerializer)
     @action(detail=False, methods=["post"])
     def categorise(self, request):
         body = body_object(request)
         agent = learning.subject(self.principal, body.get("agent_id"))
-        return Response(learning.categorise(agent, apply=body.get("apply", False)))
+        return Response(learning.categorise(agent, apply=body.get("apply", False), actor=self.principal))
 
     @extend_schema(request=ShareSerializer, responses={200: ShareSerializer})
     @action(detail=True, methods=["post", "delete"])

@@ -195,9 +195,9 @@ def test_case02_a_child_of_a_closed_namespace_is_never_more_open(team, vault, op
 
 
 def test_case02_a_scoped_operator_needs_the_closed_ancestor_in_its_scope(team, vault):
-    # given: an operator holding `vault-sub` (below the closed vault) but not the vault itself
+    # given: an operator holding `team` only, and one holding the closed vault
     create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
-    _, operator = _scoped_operator("sub-op", ["vault-sub"])
+    _, operator = _scoped_operator("team-op", ["team"])
     _, vault_operator = _scoped_operator("vault-op", ["vault"])
     before = _tree()
     # when
@@ -211,6 +211,7 @@ def test_case02_a_scoped_operator_needs_the_closed_ancestor_in_its_scope(team, v
     )
     # then
     assert refused.status_code == 403, refused.content
+    assert refused.json()["error"]["code"] == "permission_denied"
     assert allowed.status_code == 201, allowed.content
     assert _tree() == sorted([*before, ("deeper", "vault-sub", "closed", "vault/vault-sub/deeper")])
 
@@ -419,6 +420,7 @@ def test_case06_agents_cannot_write_the_persona_key_of_their_own_metadata(team):
     )
     # then
     assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "reserved_metadata"
     assert response.json()["error"]["fields"] == {"metadata.persona": [response.json()["error"]["message"]]}
     assert _agent_row(owner.agent) == before
 
@@ -458,6 +460,7 @@ def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
         store_memory(owner.agent, content="Fake MCP import.", metadata=hostile)
     # then
     assert [r.status_code for r in (created, bulk, changed, v1)] == [403, 403, 403, 403]
+    assert {r.json()["error"]["code"] for r in (created, bulk, changed, v1)} == {"reserved_metadata"}
     assert created.json()["error"]["fields"] == {"metadata.legacy": [created.json()["error"]["message"]]}
     assert list(bulk.json()["error"]["fields"]) == ["memories[1].metadata.legacy"]
     assert Memory.objects.count() == before_count

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from namespaces import access
+
 from ..models import RunStatus, StepRun, Task, TaskPriority, TaskStatus, Workflow, WorkflowRun, WorkflowType
 from ..services import WORKFLOW_DEFINITION_STATUSES
 
@@ -106,17 +108,34 @@ class StepRunSerializer(serializers.ModelSerializer):
 
 
 class WorkflowRunSerializer(serializers.ModelSerializer):
+    """A run; its outputs (the run's and its steps') only for whoever may read them (context["principal"])."""
+
     workflow_id = serializers.UUIDField(read_only=True)
     triggered_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True)
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
+    outputs_hidden = serializers.SerializerMethodField(
+        help_text="True when outputs are withheld: they hold what the runner found, shown to the runner only."
+    )
 
     class Meta:
         model = WorkflowRun
         fields = [
-            "id", "workflow_id", "status", "triggered_by", "input", "output", "error", "current_step_index",
-            "failed_step_index", "started_at", "finished_at", "created_at", "updated_at",
+            "id", "workflow_id", "status", "triggered_by", "input", "output", "outputs_hidden", "error",
+            "current_step_index", "failed_step_index", "started_at", "finished_at", "created_at", "updated_at",
         ]
         read_only_fields = fields
+
+    def get_outputs_hidden(self, run) -> bool:
+        principal = self.context.get("principal")
+        return principal is None or not access.can_read_run_outputs(principal, run)
+
+    def to_representation(self, run):
+        data = super().to_representation(run)
+        if data["outputs_hidden"]:
+            data["output"] = None
+            for step in data.get("step_runs") or []:
+                step["output"] = None
+        return data
 
 
 class WorkflowRunDetailSerializer(WorkflowRunSerializer):

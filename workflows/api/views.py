@@ -126,6 +126,10 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def get_object(self):
         return services.get_visible_workflow(self.principal, self.kwargs["pk"])
 
+    def run_context(self) -> dict:
+        """Run serializers show outputs only to whoever may read them."""
+        return {"principal": self.principal}
+
     @extend_schema(request=WorkflowWriteSerializer, responses={201: WorkflowSerializer})
     def create(self, request):
         workflow = services.create_workflow(self.principal, body_object(request))
@@ -148,23 +152,23 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         if not isinstance(body, dict):
             raise InvalidInput("The request body must be a JSON object.")
         run = services.start_workflow_run(self.principal, self.get_object(), body.get("input"))
-        return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(WorkflowRunSerializer(run, context=self.run_context()).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=WorkflowRunSerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[])
     def runs(self, request, pk=None):
         runs = services.visible_runs(self.principal, self.get_object())
         page = self.paginate_queryset(runs)
-        return self.get_paginated_response(WorkflowRunSerializer(page, many=True).data)
+        return self.get_paginated_response(WorkflowRunSerializer(page, many=True, context=self.run_context()).data)
 
     @extend_schema(request=None, responses=WorkflowRunDetailSerializer, parameters=[RUN_ID_PARAMETER])
     @action(detail=True, methods=["get"], url_path=RUN_ID)
     def run_detail(self, request, pk=None, run_id=None):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
-        return Response(WorkflowRunDetailSerializer(run).data)
+        return Response(WorkflowRunDetailSerializer(run, context=self.run_context()).data)
 
     @extend_schema(request=None, responses=WorkflowRunSerializer, parameters=[RUN_ID_PARAMETER])
     @action(detail=True, methods=["post"], url_path=f"{RUN_ID}/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
-        return Response(WorkflowRunSerializer(services.cancel_workflow_run(self.principal, run)).data)
+        return Response(WorkflowRunSerializer(services.cancel_workflow_run(self.principal, run), context=self.run_context()).data)

@@ -1,0 +1,14 @@
+"""Request-wide plumbing that every view shares."""
+from __future__ import annotations
+
+from namespaces import access
+
+
+def access_scope(get_response):
+    """Each request resolves its principals (and their namespace sets) once; nothing outlives it."""
+
+    def middleware(request):
+        with access.request_scope():
+            return get_response(request)
+
+    return middleware
