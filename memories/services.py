@@ -104,9 +104,9 @@ def clean_metadata(value) -> dict:
     return value
 
 
-def clean_owned_metadata(actor, value, stored: dict | None = None) -> dict:
-    """Memory metadata as given, except that agents never write what the persona-era import records."""
-    metadata, refused = access.reserved_metadata(actor, "memory", stored, clean_metadata(value))
+def clean_owned_metadata(actor, value, stored: dict | None = None, kind: str = "memory") -> dict:
+    """Metadata of a memory (or task, workflow) as given, except that agents never write what the import records."""
+    metadata, refused = access.reserved_metadata(actor, kind, stored, clean_metadata(value))
     if refused:
         raise Forbidden(
             f"metadata.{refused} is recorded by the persona-era import and is read-only for agents.",

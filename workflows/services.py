@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from agents.models import Agent
 from agents.services import get_agent
-from memories.services import clean_metadata
+from memories.services import clean_metadata, clean_owned_metadata
 from namespaces import access
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
@@ -250,7 +250,7 @@ def create_task(actor, data: dict) -> Task:
         task_type=_clean_text(data.get("task_type"), "task_type", max_length=MAX_TYPE_LENGTH, default="general"),
         priority=_clean_choice(data.get("priority", TaskPriority.MEDIUM), TaskPriority.values, "priority"),
         tags=clean_tags(data.get("tags")),
-        metadata=_clean_object(data.get("metadata"), "metadata"),
+        metadata=clean_owned_metadata(actor, _clean_object(data.get("metadata"), "metadata"), kind="task"),
         due_at=_clean_datetime(data.get("due_at"), "due_at"),
         max_retries=_clean_int(data.get("max_retries", 3), "max_retries", 0, MAX_RETRIES_LIMIT),
         created_by=principal.agent,
@@ -285,7 +285,7 @@ def update_task(actor, task: Task, changes: dict) -> Task:
     if "tags" in changes:
         task.tags = clean_tags(changes["tags"])
     if "metadata" in changes:
-        task.metadata = _clean_object(changes["metadata"], "metadata")
+        task.metadata = clean_owned_metadata(actor, _clean_object(changes["metadata"], "metadata"), task.metadata, "task")
     if "due_at" in changes:
         task.due_at = _clean_datetime(changes["due_at"], "due_at")
     if "max_retries" in changes:
@@ -457,7 +457,7 @@ def create_workflow(actor, data: dict) -> Workflow:
         steps=clean_steps(data.get("steps"), workflow_type),
         config=_clean_object(data.get("config"), "config"),
         tags=clean_tags(data.get("tags")),
-        metadata=_clean_object(data.get("metadata"), "metadata"),
+        metadata=clean_owned_metadata(actor, _clean_object(data.get("metadata"), "metadata"), kind="workflow"),
         created_by=principal.agent,
     )
     workflow.namespace = _namespace_for_create(principal, data.get("namespace"))
@@ -486,7 +486,9 @@ def update_workflow(actor, workflow: Workflow, changes: dict) -> Workflow:
     if "tags" in changes:
         workflow.tags = clean_tags(changes["tags"])
     if "metadata" in changes:
-        workflow.metadata = _clean_object(changes["metadata"], "metadata")
+        workflow.metadata = clean_owned_metadata(
+            actor, _clean_object(changes["metadata"], "metadata"), workflow.metadata, "workflow"
+        )
     if "namespace" in changes:
         if changes["namespace"] in (None, ""):
             raise InvalidInput("A workflow's namespace cannot be removed.", field="namespace")

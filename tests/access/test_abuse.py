@@ -628,3 +628,20 @@ def test_case11_one_feedback_vote_per_reader_per_memory(team):
     assert after_change == pytest.approx(1.9)
     assert weight() == pytest.approx(1.8)
     assert sorted(MemoryFeedback.objects.filter(memory=memory).values_list("useful", flat=True)) == [False, False]
+
+
+def test_case06_agents_cannot_write_the_legacy_key_of_tasks_and_workflows(team):
+    # given
+    from workflows.models import Task, Workflow
+
+    owner = team["owner"]
+    hostile = {"legacy": {"assigned_persona_id": str(uuid.uuid4())}}
+    before = (Task.objects.count(), Workflow.objects.count())
+    # when
+    task = owner.client.post("/api/v2/tasks", {"title": "Fake import", "metadata": hostile}, format="json")
+    workflow = owner.client.post("/api/v2/workflows", {"name": "Fake import", "steps": [], "metadata": hostile},
+                                 format="json")
+    # then
+    assert (task.status_code, workflow.status_code) == (403, 403), (task.content, workflow.content)
+    assert task.json()["error"]["code"] == workflow.json()["error"]["code"] == "reserved_metadata"
+    assert (Task.objects.count(), Workflow.objects.count()) == before

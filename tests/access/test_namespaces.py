@@ -247,7 +247,7 @@ def test_self_join_follows_the_policy(club, policy, expected):
 def test_self_join_of_a_visible_but_not_open_namespace_is_forbidden(make_namespace, make_agent, policy):
     # given: the parent is visible to agents of the child namespace, but not open
     make_namespace("parent", policy=policy)
-    make_namespace("child", parent="parent")
+    make_namespace("child", parent="parent", policy=policy)  # nothing below a closed namespace is more open
     agent = make_agent("child-agent", "child")
     # when
     response = agent.client.post("/api/v2/namespaces/parent/join")

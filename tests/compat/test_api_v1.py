@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from compat.adapter import importance_to_learning_weight
+from compat.models import Persona, PersonaLink
 from memories.models import Memory
 from workflows.models import Task, Workflow
 
@@ -23,6 +24,10 @@ def personas(make_namespace, make_agent):
                                       "specialties": ["planning"], "capabilities": ["analysis"]},
                         metadata={"persona": {"id": "7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01", "total_tasks": 3,
                                               "successful_tasks": 2}})
+    # The legacy id names athena through the import's records, as the importer writes them.
+    persona = Persona.objects.create(id="7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01", name="athena", type="athena",
+                                     role="strategist")
+    PersonaLink.objects.create(persona=persona, agent=athena.agent, agent_created=False)
     artemis = make_agent("artemis", "legacy", agent_type="persona")
     outsider = make_agent("outsider", "elsewhere")
     return {"athena": athena, "artemis": artemis, "outsider": outsider}
