@@ -68,10 +68,11 @@ def create_namespace(
         raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
     parent = get_namespace(parent_namespace, field="parent_namespace") if parent_namespace else None
     if not access.can_create_namespace(actor, parent):
-        raise Forbidden(
-            "Only operators, admin agents and admins of the parent namespace create namespaces; below a closed "
-            "namespace, only operators whose namespaces hold it."
-        )
+        closed = access.closest_closed_ancestor(parent)
+        if closed is not None:
+            raise Forbidden(f"Below the closed namespace '{closed.namespace}', only operators whose namespaces "
+                            "hold it create namespaces.")
+        raise Forbidden("Only operators, admin agents and admins of the parent namespace create namespaces.")
     _require_policy_below(parent, access_policy)
     if Namespace.objects.filter(namespace=slug).exists():
         raise Conflict(f"Namespace '{slug}' already exists.", field="namespace", code="duplicate")

@@ -497,7 +497,8 @@ def test_case06_a_persona_id_planted_in_metadata_names_no_persona(team):
     with pytest.raises(NotFound):
         agent_for_persona(claimed)
     assert persona.status_code == 404, persona.content
-    assert written.status_code in (400, 404), written.content
+    assert written.status_code == 404, written.content
+    assert written.json()["error"]["code"] == "not_found"
     assert Memory.objects.count() == before
 
 
