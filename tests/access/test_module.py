@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
+
 from compat import adapter
 from namespaces import access
 
@@ -31,3 +33,30 @@ def test_access_imports_only_namespace_models_and_plain_values():
 def test_the_reserved_metadata_keys_are_the_importers_keys():
     assert access.RESERVED_METADATA_KEYS["agent"] == (adapter.PERSONA_METADATA_KEY,)
     assert access.RESERVED_METADATA_KEYS["memory"] == (adapter.MEMORY_LEGACY_KEY,)
+
+
+def test_namespace_sets_are_computed_once_per_request_and_again_after_a_membership_change(
+    team, django_assert_num_queries
+):
+    # given
+    from namespaces.models import Namespace
+    from namespaces.services import add_member
+
+    owner = team["owner"].agent
+    operator = get_user_model().objects.create_superuser("sets-root", "root@example.com", "unused-pass-123!")
+    squad = Namespace.objects.get(namespace="squad")
+    with access.request_scope():
+        principal = access.Principal.of(owner)
+        # when: the same actor again, and its user
+        same = (access.Principal.of(owner), access.Principal.of(owner.user))
+        first = access.member_namespace_ids(principal)
+        with django_assert_num_queries(0):
+            again = access.member_namespace_ids(owner)
+        add_member(operator, squad, owner)
+        after = access.member_namespace_ids(owner)
+    # then
+    assert same == (principal, principal) and same[0] is principal
+    assert first == again and squad.pk not in first
+    assert squad.pk in after
+    # and nothing outlives the request
+    assert access.Principal.of(owner) is not principal
