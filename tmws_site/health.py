@@ -45,7 +45,7 @@ def _broker_ok() -> tuple[bool, str]:
 
 
 def _shows_details(request) -> bool:
-    """Exception text names hosts and drivers: operators read it, anonymous callers get ok/unavailable."""
+    """Why a component fails (exception text names hosts and drivers) is for operators; others read "unavailable"."""
     from namespaces import access
 
     try:
@@ -63,9 +63,9 @@ def readyz(request):
     ready = db_ok and broker_ok
     if not ready:
         logger.warning("Not ready: database %s; broker %s", db_detail, broker_detail)
-    if not _shows_details(request):
-        db_detail = "ok" if db_ok else "unavailable"
-        broker_detail = "ok" if broker_ok else "unavailable"
+    if not ready and not _shows_details(request):
+        db_detail = db_detail if db_ok else "unavailable"
+        broker_detail = broker_detail if broker_ok else "unavailable"
     return JsonResponse(
         {"status": "ready" if ready else "unavailable", "database": db_detail, "broker": broker_detail},
         status=200 if ready else 503,
