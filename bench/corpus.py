@@ -128,13 +128,16 @@ def query_texts(count: int, seed: int = 99) -> list[str]:
 
 
 def embed_cached(name: str, texts: list[str], log=print) -> np.ndarray:
-    """Embeddings of `texts`, kept in bench/.cache/<name>.npy and extended as needed.
+    """Embeddings of `texts` by the configured model, kept in bench/.cache/<name>-<model>.npy and extended as needed.
 
     The cache holds a prefix: corpora of one seed are prefixes of each other, so a larger run
     reuses what a smaller one embedded, and an interrupted run resumes where it stopped.
     """
+    from memories.embeddings import configured_model
+
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"{name}.npy"
+    # One cache per model: vectors of two models must never be mixed.
+    path = CACHE_DIR / f"{name}-{configured_model().name}.npy"
     vectors = np.load(path) if path.exists() else np.zeros((0, 384), dtype=np.float32)
     if len(vectors) >= len(texts):
         return vectors[: len(texts)]

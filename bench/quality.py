@@ -42,6 +42,7 @@ def load(turns, log=log) -> tuple[list, dict]:
     from agents.models import Agent
     from agents.services import register_agent
     from bench.corpus import embed_cached
+    from memories.embeddings import configured_model
     from memories.models import Memory
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
@@ -62,6 +63,7 @@ def load(turns, log=log) -> tuple[list, dict]:
             Memory.objects.all().delete()
             Memory.objects.bulk_create([
                 Memory(content=turn.content, embedding=np.asarray(vectors[turn.content]), embedding_status="ready",
+                       embedding_model=configured_model().name,
                        agent=agents[turn.persona], namespace=namespace, access_level="private",
                        memory_category=turn.role, metadata={"turn": turn.id})
                 for turn in turns
