@@ -313,3 +313,46 @@ def test_reembed_leaves_a_memory_edited_during_its_batch_to_the_drain(
     # then: the edited row keeps its old vector (the drain embeds the new content)
     assert (result.read, result.moved, result.changed) == (1, 0, 1)
     assert _models([memory]) == [MINILM]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reembed_stopped_by_a_signal_continues_where_it_stopped(owner, use_model, second_model_folder):
+    # given: forty memories on MiniLM, and a reembed to model B running in its own process
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.mcp.conftest import subprocess_database_url
+
+    memories = _remember(owner, [f"Build {i} passed on runner {i % 7} after {i} retries." for i in range(40)])
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CELERY_")}
+    env.update(DEBUG="1", HF_HUB_OFFLINE="1", DATABASE_URL=subprocess_database_url(), LOG_LEVEL="WARNING",
+               TMWS_EMBEDDING_MODEL=str(second_model_folder), TMWS_EMBEDDING_BACKEND="torch")
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    process = subprocess.Popen([sys.executable, str(manage), "reembed", "--batch-size", "1"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # when: it is stopped once its first batch has committed
+    deadline = time.monotonic() + 180
+    while (process.poll() is None and time.monotonic() < deadline
+           and not Memory.objects.filter(embedding_model="minilm-cls").exists()):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    output, errors = process.communicate(timeout=120)
+    moved = [memory for memory in memories if _models([memory]) == ["minilm-cls"]]
+    versions = _row_versions(moved)
+    use_model(second_model_folder)
+    resumed = _reembed()
+    # then: it stopped between batches, and the next run moved exactly the rest
+    assert process.returncode == 0, errors
+    assert 0 < len(moved) < 40
+    assert (f"Interrupted: {40 - len(moved)} memories are still on other models; run `manage.py reembed` to "
+            "continue.") in output.splitlines()
+    assert resumed[1].startswith(f"Re-embedded {40 - len(moved)} memories with minilm-cls in ")
+    assert _models(memories) == ["minilm-cls"] * 40
+    assert _row_versions(moved) == versions
+    expected = embeddings.embed_texts([memory.content for memory in memories])
+    for memory, vector in zip(memories, expected, strict=True):
+        assert np.allclose(Memory.objects.get(pk=memory.pk).embedding, vector, atol=1e-5)
