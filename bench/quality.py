@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     tune, held_out = conversations.split(questions, PERSONAS)
     agents, turn_of = load(turns)
     texts = sorted({q.text for q in questions})
-    vectors = {t: v.tolist() for t, v in zip(texts, embed_cached(f"questions-{len(texts)}", texts, log=log),
+    vectors = {t: v.tolist() for t, v in zip(texts, embed_cached(f"questions-{len(texts)}", texts, log=log, queries=True),
                                                  strict=True)}
     started = time.time()
     if args.tune:
