@@ -5,13 +5,35 @@ import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from tqdm import tqdm
 
 from memories import embeddings, reembedding
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: stop between batches like Ctrl-C does."""
+class StopRequest:
+    """SIGTERM or a first Ctrl-C asks the run to stop after the batch in progress; a second Ctrl-C stops at once.
+
+    Raising from the signal handler would interrupt a database call halfway and leave the connection unusable.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 class Command(BaseCommand):
@@ -61,21 +83,25 @@ class Command(BaseCommand):
         moved = changed = 0
         after = options["after"]
         started = time.perf_counter()
-        previous = signal.signal(signal.SIGTERM, _stop)
         interrupted = False
         try:
-            with tqdm(total=total, unit="memory", desc=f"Re-embedding with {target.name}", disable=None) as bar:
+            with StopRequest() as stop, tqdm(
+                total=total, unit="memory", desc=f"Re-embedding with {target.name}", disable=None
+            ) as bar:
                 while moved + changed < total:
+                    if stop.requested:
+                        interrupted = True
+                        break
                     size = min(options["batch_size"], total - moved - changed)
                     result = reembedding.move_batch(target.name, after, size, force)
                     if not result.read:
                         break
                     moved, changed, after = moved + result.moved, changed + result.changed, result.last_pk
                     bar.update(result.read)
-        except (KeyboardInterrupt, Stopped):
+        except KeyboardInterrupt:
+            # Stopped mid-batch: the server rolls the batch back; the connection may be mid-command, so drop it.
             interrupted = True
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            connection.close()
         seconds = time.perf_counter() - started
         rate = f" ({moved / seconds:.0f}/s)" if seconds > 0 and moved else ""
         self.stdout.write(f"Re-embedded {moved} memories with {target.name} in {seconds:.1f} s{rate}; "
@@ -100,10 +126,6 @@ class Command(BaseCommand):
                 f"Not embedded yet: {waiting['pending']} pending (the drain embeds them with the configured model), "
                 f"{waiting['failed']} failed (`manage.py embed_pending --retry-failed`)."
             )
-
-
-def _stop(signum, frame):
-    raise Stopped()
 
 
 def _counts(by_model: dict) -> str:
