@@ -127,24 +127,27 @@ def query_texts(count: int, seed: int = 99) -> list[str]:
     ]
 
 
-def embed_cached(name: str, texts: list[str], log=print) -> np.ndarray:
-    """Embeddings of `texts`, kept in bench/.cache/<name>.npy and extended as needed.
+def embed_cached(name: str, texts: list[str], log=print, queries: bool = False) -> np.ndarray:
+    """Embeddings of `texts` by the configured model, kept in bench/.cache/<name>-<model>.npy and extended as needed.
 
-    The cache holds a prefix: corpora of one seed are prefixes of each other, so a larger run
-    reuses what a smaller one embedded, and an interrupted run resumes where it stopped.
+    `queries` embeds them as search queries (with the model's query prefix, as a search does) into a
+    cache of their own. The cache holds a prefix: corpora of one seed are prefixes of each other, so a
+    larger run reuses what a smaller one embedded, and an interrupted run resumes where it stopped.
     """
+    from memories.embeddings import configured_model, embed_queries, embed_texts
+
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"{name}.npy"
+    # One cache per model and side: vectors of two models (or a query and a text) must never be mixed.
+    path = CACHE_DIR / f"{name}-{configured_model().name}{'-queries' if queries else ''}.npy"
     vectors = np.load(path) if path.exists() else np.zeros((0, 384), dtype=np.float32)
     if len(vectors) >= len(texts):
         return vectors[: len(texts)]
-    from memories.embeddings import embed_texts
-
     log(f"embedding {len(texts) - len(vectors)} texts into {path} (cached for later runs)")
     step = 4096
     while len(vectors) < len(texts):
         chunk = texts[len(vectors) : len(vectors) + step]
-        vectors = np.concatenate([vectors, np.asarray(embed_texts(chunk, batch_size=128), dtype=np.float32)])
+        embedded = embed_queries(chunk) if queries else embed_texts(chunk, batch_size=128)
+        vectors = np.concatenate([vectors, np.asarray(embedded, dtype=np.float32)])
         np.save(path, vectors)
         log(f"  {len(vectors)}/{len(texts)}")
     return vectors

@@ -63,7 +63,7 @@ def run(fixture, query_count: int, log=print) -> dict:
     from bench.search import timing
 
     texts = corpus.query_texts(max(query_count, 200))
-    vectors = corpus.embed_cached("queries-99", texts, log=log)[:query_count]
+    vectors = corpus.embed_cached("queries-99", texts, log=log, queries=True)[:query_count]
     texts = texts[:query_count]
     total = fixture.size
     semantic, hybrid, keyword = {}, {}, {}

@@ -86,14 +86,17 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
     call_command("migrate", verbosity=0, interactive=False)
     agents, namespaces = _principals(log)
     fixture = Fixture(size=size, seed=seed, agents=agents, namespaces=namespaces)
-    marker = {"size": size, "seed": seed}
+    from memories.embeddings import configured_model
     from memories.models import Memory
+
+    marker = {"size": size, "seed": seed, "model": configured_model().name}
 
     if not reload and namespaces[0].metadata.get("bench_corpus") == marker and Memory.objects.count() == size:
         log(f"corpus of {size} memories already loaded")
         return fixture
     rows = corpus.build_rows(size, seed)
     vectors = corpus.embed_cached(f"corpus-{seed}", [row.content for row in rows], log=log)
+    model = marker["model"]
     log(f"loading {size} memories with COPY")
     now = timezone.now()
     started = time.perf_counter()
@@ -101,8 +104,8 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
         cursor.execute("TRUNCATE memories CASCADE")
         cursor.execute("DROP INDEX IF EXISTS memories_embedding_hnsw")
         columns = (
-            "id, created_at, updated_at, metadata, content, embedding, embedding_status, embedding_error, "
-            "embedding_attempts, agent_id, namespace_id, access_level, context_tags, learning_weight, "
+            "id, created_at, updated_at, metadata, content, embedding, embedding_model, embedding_status, "
+            "embedding_error, embedding_attempts, agent_id, namespace_id, access_level, context_tags, learning_weight, "
             "memory_category"
         )
         with cursor.cursor.copy(f"COPY memories ({columns}) FROM STDIN") as copy:
@@ -110,7 +113,7 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
                 created = now - timedelta(days=row.age_days)
                 copy.write_row((
                     uuid.uuid4(), created, created, "{}", row.content,
-                    "[" + ",".join(f"{value:.6f}" for value in vector) + "]",
+                    "[" + ",".join(f"{value:.6f}" for value in vector) + "]", model,
                     "ready", "", 1,
                     None if row.access_level == "system" else agents[row.agent].pk,
                     namespaces[row.namespace].pk, row.access_level, json.dumps(row.tags), row.learning_weight,

@@ -42,6 +42,7 @@ def load(turns, log=log) -> tuple[list, dict]:
     from agents.models import Agent
     from agents.services import register_agent
     from bench.corpus import embed_cached
+    from memories.embeddings import configured_model
     from memories.models import Memory
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
@@ -62,6 +63,7 @@ def load(turns, log=log) -> tuple[list, dict]:
             Memory.objects.all().delete()
             Memory.objects.bulk_create([
                 Memory(content=turn.content, embedding=np.asarray(vectors[turn.content]), embedding_status="ready",
+                       embedding_model=configured_model().name,
                        agent=agents[turn.persona], namespace=namespace, access_level="private",
                        memory_category=turn.role, metadata={"turn": turn.id})
                 for turn in turns
@@ -121,7 +123,7 @@ def main(argv=None) -> dict:
     tune, held_out = conversations.split(questions, PERSONAS)
     agents, turn_of = load(turns)
     texts = sorted({q.text for q in questions})
-    vectors = {t: v.tolist() for t, v in zip(texts, embed_cached(f"questions-{len(texts)}", texts, log=log),
+    vectors = {t: v.tolist() for t, v in zip(texts, embed_cached(f"questions-{len(texts)}", texts, log=log, queries=True),
                                                  strict=True)}
     started = time.time()
     if args.tune:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from agents.models import Agent, ApiKey
 from memories.choices import AccessLevel, EmbeddingStatus
+from memories.embeddings import LEGACY_MODEL_NAME, configured_model
 from memories.models import EMBEDDING_DIMENSIONS, Memory, MemoryUsage
 from memories.services import clean_access_level, clean_category, clean_content, clean_metadata, clean_tags
 from memories.tasks import enqueue_embedding
@@ -47,10 +48,15 @@ class ImportOptions:
     keys_file: str | None = None
     unowned_agent: str | None = None
 
+    @property
+    def copies_embeddings(self) -> bool:
+        """Source embeddings are copied only into a service running the model that made them."""
+        return not self.reembed and configured_model().name == LEGACY_MODEL_NAME
+
     def recorded(self) -> dict:
         return {
             "namespace": self.namespace, "access_level": self.access_level, "batch_size": self.batch_size,
-            "reembed": self.reembed, "unowned_agent": self.unowned_agent,
+            "reembed": not self.copies_embeddings, "unowned_agent": self.unowned_agent,
         }
 
 
@@ -127,7 +133,7 @@ def run_import(options: ImportOptions, progress: Progress | None = None, log: Ca
     with legacy.connect(options.source_url) as conn:
         schema = legacy.read_schema(conn)
         report.source_counts = legacy.preflight(
-            conn, schema, unowned_agent=options.unowned_agent, reembed=options.reembed
+            conn, schema, unowned_agent=options.unowned_agent, reembed=not options.copies_embeddings
         )
         _check_target(conn, options)
         skip = {table: recorded_ids(table) for table in legacy.TABLES}
@@ -140,6 +146,9 @@ def run_import(options: ImportOptions, progress: Progress | None = None, log: Ca
         run = ImportRun.objects.create(source=legacy.redact(options.source_url), options=options.recorded())
         report.run_id = str(run.pk)
         log(f"Import run {run.pk} started.")
+        if not options.reembed and not options.copies_embeddings:
+            log(f"The source's embeddings come from {LEGACY_MODEL_NAME}, the configured model is "
+                f"{configured_model().name}: memories are queued for embedding instead.")
         writer = _Writer(run, options, report, fail_after_batches)
         try:
             writer.personas(conn, schema, skip["personas"], progress)
@@ -249,13 +258,14 @@ class _Writer:
     # --- memories -------------------------------------------------------------------------
     def memories(self, conn, schema, skip: set, progress: Progress) -> None:
         level = clean_access_level(self.options.access_level)
+        copy = self.options.copies_embeddings
         bar = progress.bar("memories", self.report.source_counts["memories"] - len(skip))
         for batch in legacy.fetch(conn, schema, "memories", batch_size=self.options.batch_size, skip_ids=skip):
             pending = []
             with transaction.atomic():
                 built, usage = [], []
                 for row in batch:
-                    vector = None if self.options.reembed else legacy.parse_vector(row.get("embedding"))
+                    vector = legacy.parse_vector(row.get("embedding")) if copy else None
                     ready = vector is not None and len(vector) == EMBEDDING_DIMENSIONS
                     extra = {
                         "persona_id": str(row["persona_id"]) if row.get("persona_id") else None,
@@ -271,6 +281,7 @@ class _Writer:
                         id=row["id"],
                         content=clean_content(row["content"]),
                         embedding=vector if ready else None,
+                        embedding_model=LEGACY_MODEL_NAME if ready else "",
                         embedding_status=EmbeddingStatus.READY if ready else EmbeddingStatus.PENDING,
                         agent=self._owner(row.get("persona_id")),
                         namespace=self.namespace,

@@ -15,7 +15,8 @@ from .models import TEXT_SEARCH_CONFIG, Memory
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
 READ_ONLY_FIELDS = [
-    "id", "embedding_status", "embedding_error", "embedding_attempts", "access_count", "last_accessed_at",
+    "id", "embedding_status", "embedding_model", "embedding_error", "embedding_attempts", "access_count",
+    "last_accessed_at",
     "shared_with", "created_at", "updated_at",
 ]
 

@@ -109,12 +109,13 @@ def blend(query_vector, turn_vectors, task_vector=None):
 
 def contextual_search(actor, request: SearchRequest, turns: list[str], task: dict) -> SearchResult:
     """Search with the conversation and the task shaping the ranking (see the module docstring)."""
-    from .embeddings import embed_texts
+    from .embeddings import embed_queries
 
     recent = turns[-USED_TURNS:]
     task_text = " ".join(part for part in (task.get("title"), task.get("description")) if part)
     if request.mode != "keyword" or request.min_similarity is not None:
-        vectors = embed_texts([request.query, *recent, *([task_text] if task_text else [])])
+        # The conversation and the task are part of the question: they are embedded as queries.
+        vectors = embed_queries([request.query, *recent, *([task_text] if task_text else [])])
         request.query_vector = blend(
             vectors[0], vectors[1 : 1 + len(recent)], vectors[1 + len(recent)] if task_text else None
         )

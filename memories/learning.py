@@ -117,7 +117,8 @@ def categorise(agent, apply: bool = False, *, actor=None) -> dict:
     if not isinstance(apply, bool):
         raise InvalidInput("apply must be true or false.", field="apply")
     action = access.Action.CHANGE if apply else access.Action.VIEW
-    own = _own(agent, actor, action).filter(embedding_status=EmbeddingStatus.READY)
+    # Only vectors of one model compare: rows of another wait for `manage.py reembed`.
+    own = _own(agent, actor, action).filter(embedding_status=EmbeddingStatus.READY).embedded_by_configured_model()
     reference = list(
         own.exclude(memory_category=DEFAULT_CATEGORY).order_by("-created_at")
         .values_list("pk", "memory_category", "embedding")[:MAX_REFERENCE_MEMORIES]
@@ -179,7 +180,8 @@ def near_duplicates(agent, *, actor=None) -> list[dict]:
     Each group lists its memories newest first; groups come largest first, then newest first.
     """
     rows = list(
-        _own(agent, actor).filter(embedding_status=EmbeddingStatus.READY).order_by("-created_at", "pk")
+        _own(agent, actor).filter(embedding_status=EmbeddingStatus.READY).embedded_by_configured_model()
+        .order_by("-created_at", "pk")
         .values_list("pk", "content", "embedding")[:MAX_DUPLICATE_SCAN]
     )
     if len(rows) < 2:

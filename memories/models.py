@@ -31,6 +31,9 @@ class Memory(BaseModel):
     embedding_status = models.CharField(
         max_length=16, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING, db_index=True
     )
+    # The model that made `embedding` (embeddings.EmbeddingModel.name): vectors of different models are
+    # not comparable, so semantic ranking reads only rows of the configured model. Empty: no embedding.
+    embedding_model = models.CharField(max_length=100, blank=True, default="", db_default="", editable=False)
     embedding_error = models.TextField(blank=True, editable=False)
     embedding_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     agent = models.ForeignKey(
@@ -77,6 +80,10 @@ class Memory(BaseModel):
             choices_check("access_level", AccessLevel, "memories_access_level_valid"),
             choices_check("embedding_status", EmbeddingStatus, "memories_embedding_status_valid"),
             models.CheckConstraint(condition=~models.Q(content__regex=r"^\s*$"), name="memories_content_not_blank"),
+            models.CheckConstraint(
+                condition=models.Q(embedding__isnull=True) | ~models.Q(embedding_model=""),
+                name="memories_embedding_names_its_model",
+            ),
             models.CheckConstraint(
                 condition=models.Q(access_level=AccessLevel.SYSTEM) | models.Q(agent__isnull=False),
                 name="memories_owner_unless_system",

@@ -17,6 +17,15 @@ class MemoryQuerySet(models.QuerySet):
 
         return self.filter(embedding_status=EmbeddingStatus.PENDING)
 
+    def embedded_by_configured_model(self) -> MemoryQuerySet:
+        """Rows whose embedding the configured model made: the only ones a query vector may be compared with.
+
+        Rows embedded by another model count as not embedded yet (keyword search still finds them).
+        """
+        from .embeddings import configured_model
+
+        return self.filter(embedding__isnull=False, embedding_model=configured_model().name)
+
     def embedding_summary(self) -> dict:
         """{status: (memories, oldest updated_at)} in one query: counts, and how long pending rows have waited."""
         rows = self.order_by().values_list("embedding_status").annotate(n=Count("pk"), oldest=Min("updated_at"))

@@ -269,7 +269,7 @@ def _semantic_candidates(rows) -> list[Candidate]:
 
 def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: bool | None = None) -> list[Candidate]:
     """The `depth` nearest candidates, best first; exact for small candidate sets."""
-    embedded = queryset.filter(embedding__isnull=False)
+    embedded = queryset.embedded_by_configured_model()
     distance = CosineDistance("embedding", vector)
     if exact is None:
         exact = estimated_candidates(embedded) <= EXACT_SCAN_THRESHOLD
@@ -356,8 +356,8 @@ def keyword_ranking(
         output_field=FloatField(),
     )
     if vector is not None and min_similarity is not None:
-        rows = rows.alias(distance=CosineDistance("embedding", vector)).filter(
-            embedding__isnull=False, distance__lte=1.0 - min_similarity
+        rows = rows.embedded_by_configured_model().alias(distance=CosineDistance("embedding", vector)).filter(
+            distance__lte=1.0 - min_similarity
         )
     rows = rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank", *SCORING_FIELDS)
     return [
@@ -397,9 +397,9 @@ def fuse(rankings: list[tuple[list, float]]) -> dict:
 
 
 def query_embedding(text: str):
-    from .embeddings import embed_text
+    from .embeddings import embed_query
 
-    return embed_text(text)
+    return embed_query(text)
 
 
 def _scaled(score: float, factor: float) -> float:
@@ -465,8 +465,11 @@ def search(actor, request: SearchRequest) -> SearchResult:
 
 
 def _similarity(memory) -> float | None:
+    from .embeddings import configured_model
+
     distance = getattr(memory, "distance", None)
-    return None if distance is None else 1.0 - distance
+    # A row embedded by another model has no similarity to this query (its vector lives in another space).
+    return None if distance is None or memory.embedding_model != configured_model().name else 1.0 - distance
 
 
 def track_hits(ids) -> None:

@@ -246,10 +246,12 @@ def update_memory(actor, memory: Memory, changes: dict) -> Memory:
         if content != memory.content:
             memory.content = content
             memory.embedding = None
+            memory.embedding_model = ""
             memory.embedding_status = EmbeddingStatus.PENDING
             memory.embedding_error = ""
             memory.embedding_attempts = 0
-            fields |= {"content", "embedding", "embedding_status", "embedding_error", "embedding_attempts"}
+            fields |= {"content", "embedding", "embedding_model", "embedding_status", "embedding_error",
+                       "embedding_attempts"}
     if "access_level" in changes or "namespace" in changes:
         level = clean_access_level(changes.get("access_level", memory.access_level))
         namespace = get_namespace(changes["namespace"]) if "namespace" in changes else memory.namespace

@@ -25,8 +25,11 @@ def embed_batch(ids) -> tuple[int, int]:
 
 
 def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
-    """Embed up to `limit` pending memories of `queryset` in one transaction; return (embedded ids, failed ids)."""
-    from .embeddings import embed_texts
+    """Embed up to `limit` pending memories of `queryset` in one transaction; return (embedded ids, failed ids).
+
+    The configured model embeds them, and each row records its name with the vector.
+    """
+    from .embeddings import embed_documents
 
     with transaction.atomic():
         # skip_locked lets several workers share a backlog without embedding a row twice.
@@ -38,7 +41,7 @@ def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
             return [], []
         now = timezone.now()
         try:
-            vectors = embed_texts([m.content for m in memories])
+            model_name, vectors = embed_documents([m.content for m in memories])
         except Exception as exc:  # the model failed on the batch: record it on every row
             logger.exception("embedding failed for %d memories", len(memories))
             for memory in memories:
@@ -56,12 +59,13 @@ def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
             cursor.execute(
                 f"""
                 UPDATE {Memory._meta.db_table} AS memory
-                   SET embedding = batch.embedding::vector, embedding_status = %s, embedding_error = '',
-                       embedding_attempts = memory.embedding_attempts + 1
+                   SET embedding = batch.embedding::vector, embedding_model = %s, embedding_status = %s,
+                       embedding_error = '', embedding_attempts = memory.embedding_attempts + 1
                   FROM unnest(%s::uuid[], %s::text[]) AS batch (id, embedding)
                  WHERE memory.id = batch.id
                 """,
                 [
+                    model_name,
                     EmbeddingStatus.READY,
                     [memory.pk for memory in memories],
                     ["[" + ",".join(map(repr, vector.tolist())) + "]" for vector in vectors],

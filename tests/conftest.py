@@ -6,6 +6,7 @@ server) and the real embedding model; Celery runs eagerly unless a test starts a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -126,3 +127,47 @@ def _system_operator():
         username="fixture-operator", defaults={"is_staff": True, "is_superuser": True}
     )
     return user
+
+
+@pytest.fixture(scope="session")
+def second_model_folder(tmp_path_factory):
+    """A second real model: all-MiniLM-L6-v2's weights with CLS pooling and a query prompt, as bge-small does.
+
+    Its vectors differ from MiniLM's (another pooling) while nothing is downloaded; the weights are linked.
+    """
+    import json
+    import shutil
+
+    from memories.embeddings import KNOWN_MODELS
+
+    source = Path(KNOWN_MODELS["minilm"][1]("minilm"))
+    folder = tmp_path_factory.mktemp("models") / "minilm-cls"
+    folder.mkdir()
+    for path in source.iterdir():
+        if path.is_dir():
+            shutil.copytree(path, folder / path.name)
+        elif path.stat().st_size > 1_000_000:
+            (folder / path.name).symlink_to(path)
+        else:
+            shutil.copy(path, folder / path.name)
+    pooling = folder / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()),
+                                   "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    config = folder / "config_sentence_transformers.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prompts": {"query": "query: ", "document": ""}}))
+    return folder
+
+
+@pytest.fixture
+def use_model(settings):
+    """Switch the configured embedding model (a name or a folder) for the rest of the test; MiniLM comes back after."""
+    from memories import embeddings
+
+    def switch(value: str, backend: str = "torch"):
+        settings.TMWS_EMBEDDING_MODEL = str(value)
+        settings.TMWS_EMBEDDING_BACKEND = backend
+        embeddings.unload()
+        return embeddings.configured_model()
+
+    yield switch
+    embeddings.unload()

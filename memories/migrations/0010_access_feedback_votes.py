@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('memories', '0006_metrics_permission'),
+        ('memories', '0008_memory_embedding_model'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

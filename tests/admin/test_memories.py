@@ -71,7 +71,9 @@ def test_changing_content_resets_the_embedding(superuser_client, team, django_ca
     # given
     owner = team["owner"].agent
     memory = create_memory(owner, {"content": "Old text.", "access_level": "shared"})
-    Memory.objects.filter(pk=memory.pk).update(embedding_status="ready", embedding=[0.1] * 384)
+    Memory.objects.filter(pk=memory.pk).update(
+        embedding_status="ready", embedding=[0.1] * 384, embedding_model="all-MiniLM-L6-v2"
+    )
     # when
     with django_capture_on_commit_callbacks() as callbacks:
         response = superuser_client.post(
@@ -82,6 +84,7 @@ def test_changing_content_resets_the_embedding(superuser_client, team, django_ca
     assert response.status_code == 302
     memory.refresh_from_db()
     assert (memory.content, memory.embedding_status, memory.embedding) == ("New text.", "pending", None)
+    assert memory.embedding_model == ""
     assert len(callbacks) == 1
 
 

@@ -204,7 +204,7 @@ def test_prepare_model_loads_the_model_and_says_which_backend_runs_it():
     call_command("prepare_model", stdout=out)
     # then
     lines = out.getvalue().splitlines()
-    assert lines[0] == f"Loading the embedding model from {embeddings.model_path()} ..."
+    assert lines[0] == f"Loading the embedding model all-MiniLM-L6-v2 from {embeddings.model_path()} ..."
     assert lines[1].startswith("Embedding model ready: onnx backend (")
     assert ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
 

@@ -13,8 +13,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        self.stdout.write(f"Loading the embedding model from {embeddings.model_path()} ...")
         try:
+            model = embeddings.configured_model()
+            self.stdout.write(f"Loading the embedding model {model.name} from {model.path} ...")
             ready = embeddings.warm_up()
         except Exception as exc:  # the model cannot run at all: say so plainly
             raise CommandError(f"The embedding model cannot be loaded: {exc}") from exc
