@@ -65,6 +65,30 @@ def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
     return metadata
 
 
+# Configuration keys that operators and admin agents set for an agent, never the agent itself
+# (max_in_flight: tmws_site.limits).
+OPERATOR_CONFIGURATION_KEYS = ("max_in_flight",)
+
+
+def _clean_configuration(value, current: dict | None = None, *, by_self: bool = False) -> dict:
+    """An agent keeps the operator's keys as they are (a replace carries them over); operators set whole numbers >= 1."""
+    configuration = _clean_object(value, "configuration")
+    current = current or {}
+    for key in OPERATOR_CONFIGURATION_KEYS:
+        field = f"configuration.{key}"
+        if by_self:
+            if key in configuration and configuration[key] != current.get(key):
+                raise Forbidden(f"{field} is set by operators; an agent does not change its own.", field=field)
+            if key in current:
+                configuration = {**configuration, key: current[key]}
+        elif configuration.get(key) is not None:
+            number = configuration[key]
+            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+                raise InvalidInput(f"{field} must be a whole number of at least 1 (or null for the default).",
+                                   field=field)
+    return configuration
+
+
 @transaction.atomic
 def register_agent(
     actor,
@@ -103,7 +127,7 @@ def register_agent(
         display_name=display_name or agent_id,
         agent_type=agent_type or "language_model",
         capabilities=_clean_object(capabilities, "capabilities"),
-        configuration=_clean_object(configuration, "configuration"),
+        configuration=_clean_configuration(configuration),
         namespace=home,
         access_level=access_level,
         metadata=clean_agent_metadata(actor, metadata),
@@ -135,9 +159,10 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
     refused = sorted(set(changes) - allowed)
     if refused:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
-    for field in ("capabilities", "configuration"):
-        if field in changes:
-            setattr(agent, field, _clean_object(changes[field], field))
+    if "capabilities" in changes:
+        agent.capabilities = _clean_object(changes["capabilities"], "capabilities")
+    if "configuration" in changes:
+        agent.configuration = _clean_configuration(changes["configuration"], agent.configuration, by_self=is_self)
     if "metadata" in changes:
         agent.metadata = clean_agent_metadata(principal, changes["metadata"], agent.metadata)
     for field in ("display_name", "agent_type"):

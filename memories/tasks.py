@@ -99,12 +99,20 @@ EMBEDDING_TASK_SIZE = 200
 def enqueue_embedding(ids) -> None:
     """Queue embedding once the surrounding transaction commits (never for rows that were rolled back).
 
+    A web process without a broker wakes its embedder thread instead (memories.background); other
+    processes without a broker embed on commit, in the committing thread.
+
     With a Redis broker, writes smaller than one model batch only make sure a drain is on its way
     (one Redis command): single creates arriving together are embedded together, at about half
     the CPU of a task each, which leaves the cores to the requests.
     """
     ids = [str(pk) for pk in ids]
     if not ids:
+        return
+    from . import background
+
+    if background.in_background():  # a web process without a broker: its embedder thread drains
+        transaction.on_commit(background.wake, robust=True)
         return
     if len(ids) < settings.TMWS_EMBEDDING_BATCH_SIZE and redis_buffer() is not None:
         # robust: the rows are stored either way; a drain that could not be scheduled is made up

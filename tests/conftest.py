@@ -1,7 +1,8 @@
 """Fixtures shared by every test: namespaces, agents with keys, and API clients per principal.
 
 Tests run against the real embedded PostgreSQL + pgvector (a `test_` database on the project's
-server) and the real embedding model; Celery runs eagerly unless a test starts a worker.
+server) and the real embedding model; Celery runs eagerly unless a test starts a worker, and
+embeddings are computed synchronously on commit unless a test asks for `background_embedding`.
 """
 from __future__ import annotations
 
@@ -31,6 +32,30 @@ def _in_process_celery(settings):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _synchronous_embedding():
+    """Embeddings are computed on commit in the test's own thread, so a test sees them right after a write.
+
+    Web processes without a broker embed in a background thread instead (memories.background); the
+    tests of that thread opt in with the `background_embedding` fixture.
+    """
+    from memories import background
+
+    background.stop()
+    yield
+
+
+@pytest.fixture
+def background_embedding(transactional_db):
+    """The web process's embedder thread, on for one test (rows must be committed for it to see them)."""
+    from memories import background
+
+    background.start_if_no_broker()
+    assert background.in_background()
+    yield background
+    background.stop()
 
 
 def redis_url() -> str:

@@ -9,6 +9,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from namespaces.access import Principal
 
+from . import limits
 from .db import enter_agent_context, leave_agent_context
 from .errors import InvalidInput, NotFound
 
@@ -74,6 +75,9 @@ class PrincipalMixin:
         super().initial(request, *args, **kwargs)
         check_request_text(request, kwargs)
         self.principal = Principal.of(request.user)
+        if self.principal.agent is not None:
+            # Before any work: a refused request costs the others nothing.
+            self._in_flight_slot = limits.acquire(self.principal.agent)
         self._agent_context = self.principal.agent is not None
         if self._agent_context:
             enter_agent_context(self.principal.agent)
@@ -82,6 +86,10 @@ class PrincipalMixin:
         if getattr(self, "_agent_context", False):
             leave_agent_context()
             self._agent_context = False
+        slot = getattr(self, "_in_flight_slot", None)
+        if slot is not None:
+            limits.release(slot)
+            self._in_flight_slot = None
         return super().finalize_response(request, response, *args, **kwargs)
 
     def get_authenticate_header(self, request):

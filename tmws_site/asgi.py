@@ -1,4 +1,4 @@
-"""ASGI entry point."""
+"""ASGI entry point: without a broker the process embeds new memories in a background thread."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -6,3 +6,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmws_site.settings")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 application = get_asgi_application()
+
+from memories.background import start_if_no_broker  # noqa: E402  (needs the settings above)
+
+start_if_no_broker()

@@ -38,8 +38,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import ToolAnnotations
 
+from . import limits
 from .db import agent_context
-from .errors import ServiceError
+from .errors import ServiceError, error_body
 
 logger = logging.getLogger(__name__)
 # Each stateless HTTP exchange starts and stops a transport; those INFO lines would drown the log.
@@ -210,7 +211,7 @@ def serve_stdio(agent) -> None:
 # --- streamable HTTP (stateless, JSON responses) -------------------------------------------------
 
 def _unauthorized(message: str) -> JsonResponse:
-    response = JsonResponse({"error": {"code": "not_authenticated", "message": message}}, status=401)
+    response = JsonResponse(error_body("not_authenticated", message), status=401)
     response["WWW-Authenticate"] = 'Bearer realm="mcp"'
     return response
 
@@ -285,10 +286,18 @@ def mcp_http_view(request: HttpRequest) -> HttpResponse:
         return _unauthorized(str(exc))
     if request.method != "POST":
         # Stateless: no server-to-client stream (GET) and no session to end (DELETE); clients expect 405 here.
-        response = JsonResponse({"error": {"code": "method_not_allowed", "message": "Use POST."}}, status=405)
+        response = JsonResponse(error_body("method_not_allowed", "Use POST."), status=405)
         response["Allow"] = "POST"
         return response
-    status, headers, body = async_to_sync(_serve_http_message)(agent.pk, _asgi_scope(request), request.body)
+    request.user = agent.user  # for the request log line
+    try:
+        slot = limits.acquire(agent)
+    except limits.TooManyInFlight as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status, headers=exc.headers)
+    try:
+        status, headers, body = async_to_sync(_serve_http_message)(agent.pk, _asgi_scope(request), request.body)
+    finally:
+        limits.release(slot)
     response = HttpResponse(body, status=status)
     for name, value in headers:
         header = name.decode("latin-1")

@@ -17,6 +17,7 @@ from namespaces import access
 from namespaces.models import Namespace
 from workflows.models import RunStatus, Task, TaskStatus, WorkflowRun
 
+from . import limits
 from .api import BaseAPIView
 from .errors import Forbidden
 from .models import count_by
@@ -29,6 +30,7 @@ class Metric(NamedTuple):
     name: str
     help: str
     samples: list  # (labels dict, value)
+    kind: str = "gauge"
 
 
 def _by(queryset, field: str, label: str, choices) -> list:
@@ -56,6 +58,11 @@ def collect() -> list[Metric]:
         Metric("tmws_workflow_runs", "Workflow runs by status.",
                _by(WorkflowRun.objects.all(), "status", "status", RunStatus)),
     ]
+    metrics.append(Metric(
+        "tmws_requests_rejected_in_flight_total",
+        "Requests refused with 429 because their agent had too many in flight (all web processes with Redis).",
+        [({}, limits.rejected_total())], "counter",
+    ))
     return metrics + _buffer_metrics()
 
 
@@ -83,7 +90,7 @@ def _buffer_metrics() -> list[Metric]:
 def render(metrics: list[Metric]) -> str:
     lines = []
     for metric in metrics:
-        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} gauge"]
+        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} {metric.kind}"]
         for labels, value in metric.samples:
             label_text = ",".join(f'{key}="{val}"' for key, val in labels.items())
             number = str(value) if isinstance(value, int) else repr(float(value))

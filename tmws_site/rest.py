@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import set_rollback
 
-from .errors import ServiceError
+from .errors import ServiceError, error_body
 
 
 class Pagination(PageNumberPagination):
@@ -46,10 +46,7 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
 
 
 def error_response(code: str, message: str, http_status: int, fields: dict | None = None, headers=None) -> Response:
-    body = {"error": {"code": code, "message": message}}
-    if fields:
-        body["error"]["fields"] = fields
-    return Response(body, status=http_status, headers=headers)
+    return Response(error_body(code, message, fields), status=http_status, headers=headers)
 
 
 def exception_handler(exc, context):
@@ -62,7 +59,7 @@ def exception_handler(exc, context):
 
 def _render_exception(exc):
     if isinstance(exc, ServiceError):
-        return error_response(exc.code, exc.message, exc.status, exc.as_dict()["error"].get("fields"))
+        return error_response(exc.code, exc.message, exc.status, exc.as_dict()["error"].get("fields"), exc.headers)
     if isinstance(exc, RequestDataTooBig):
         return error_response("too_large", "The request body is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, Http404):
@@ -101,4 +98,4 @@ def api_not_found(request, exception=None):
     """JSON 404 for paths under /api/ that match no route."""
     from django.http import JsonResponse
 
-    return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return JsonResponse(error_body("not_found", "Not found."), status=404)

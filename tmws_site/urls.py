@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from .health import healthz, readyz
 from .mcp_server import mcp_http_view
@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/", include(("compat.api.urls", "v1"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api_docs/redoc.html"), name="api-redoc"),
     # Unknown API paths answer in the one JSON error shape, with DEBUG on or off.
     re_path(r"^api/", api_not_found),
 ]

@@ -1,4 +1,4 @@
-"""WSGI entry point."""
+"""WSGI entry point: without a broker the process embeds new memories in a background thread."""
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -6,3 +6,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmws_site.settings")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 application = get_wsgi_application()
+
+from memories.background import start_if_no_broker  # noqa: E402  (needs the settings above)
+
+start_if_no_broker()

@@ -8,6 +8,7 @@ from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
 from tmws_site.api import BaseViewSet
+from tmws_site.errors import error_body
 
 from .. import services
 from ..models import Agent
@@ -69,7 +70,7 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def me(self, request):
         if self.principal.agent is None:
             return Response(
-                {"error": {"code": "not_an_agent", "message": "This endpoint is for agents; you are an operator."}},
+                error_body("not_an_agent", "This endpoint is for agents; you are an operator."),
                 status=status.HTTP_404_NOT_FOUND,
             )
         return Response(AgentSerializer(self.principal.agent).data)

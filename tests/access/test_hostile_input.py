@@ -184,7 +184,7 @@ def test_hostile_input_is_refused_or_finds_nothing(world, principal, method, pat
     else:
         assert response.status_code == expected, response.content
         if response["Content-Type"] == "application/json":  # paths no route matches get Django's plain 404
-            assert set(response.json()["error"]) <= {"code", "message", "fields"}
+            assert set(response.json()["error"]) <= {"code", "message", "fields", "request_id"}
     assert stored_counts() == before_counts
     assert {level: world.snapshot(level) for level in world.ids} == before_memories
 

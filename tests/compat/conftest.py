@@ -29,3 +29,11 @@ def empty_legacy_database(db):
     legacy_db.create_database(name)
     yield name, legacy_db.url_for(name)
     legacy_db.drop_database(name)
+
+
+@pytest.fixture
+def persona_era_source(legacy_source):
+    """The legacy database with the gaps of a real one: memories without embeddings and without personas."""
+    url, ids = legacy_source
+    ids.update(legacy_db.open_persona_era_gaps(url, ids))
+    return url, ids

@@ -232,6 +232,23 @@ def populate(url: str, embed) -> dict:
     return ids
 
 
+# Rows of MEMORY_TEXTS that a real persona-era database holds with gaps: memories stored before
+# their embedding was computed, and memories written without a persona.
+WITHOUT_EMBEDDING = (1, 4, 6)
+WITHOUT_PERSONA = (6, 8)
+
+
+def open_persona_era_gaps(url: str, ids: dict) -> dict:
+    """Null the embedding and persona of some populated memories, as both occur in real databases; return their ids."""
+    gaps = {
+        "without_embedding": [ids["memories"][index] for index in WITHOUT_EMBEDDING],
+        "without_persona": [ids["memories"][index] for index in WITHOUT_PERSONA],
+    }
+    execute(url, "UPDATE memories SET embedding = NULL WHERE id = ANY(%s)", [gaps["without_embedding"]])
+    execute(url, "UPDATE memories SET persona_id = NULL WHERE id = ANY(%s)", [gaps["without_persona"]])
+    return gaps
+
+
 def execute(url: str, sql: str, params=()) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql, params)

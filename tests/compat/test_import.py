@@ -206,3 +206,51 @@ def test_validation_reports_a_tampered_memory(legacy_source, tmp_path):
     assert "FAIL  checksums memories" in text
     assert f"1 row(s) whose text differs from the source, e.g. {ids['memories'][0]}" in text
     assert "Migration NOT valid" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_memories_without_embeddings_or_personas_migrate_and_validate(persona_era_source, tmp_path):
+    # given: a persona-era database where some memories have no embedding and some no persona
+    url, ids = persona_era_source
+    run_import(url, tmp_path / "keys.tsv", "--unowned-agent", "seshat")
+
+    # when
+    out = StringIO()
+    call_command("validate_migration", "--source-url", url, stdout=out)  # raises (non-zero exit) if not valid
+    text = out.getvalue()
+    report, failed = run_validation(url)
+
+    # then: every row is there, copied embeddings match, the computed ones are reported as such
+    assert not failed and report["ok"]
+    assert "Migration valid: every check passed." in text
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["checksums embeddings"] == {
+        "name": "checksums embeddings", "ok": True,
+        "detail": "7 embeddings match the source (md5); 3 computed by the import for memories that had none",
+    }
+    assert Memory.objects.count() == 10
+    assert set(Memory.objects.values_list("embedding_status", flat=True)) == {"ready"}
+    for memory_id in ids["without_persona"]:
+        assert Memory.objects.get(pk=memory_id).agent.agent_id == "seshat"
+    assert checks["count memories"]["detail"] == "source 10, imported 10"
+    assert checks["memory owners resolved"]["ok"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validation_still_reports_a_changed_copied_embedding(persona_era_source, tmp_path):
+    # given: a migrated persona-era database, then one copied embedding altered in the target
+    url, ids = persona_era_source
+    run_import(url, tmp_path / "keys.tsv", "--unowned-agent", "seshat")
+    copied = ids["memories"][0]
+    memory = Memory.objects.get(pk=copied)
+    Memory.objects.filter(pk=copied).update(embedding=[-v for v in memory.embedding])
+
+    # when
+    text, failed = run_validation(url, as_json=False)
+
+    # then
+    assert failed
+    line = next(line for line in text.splitlines() if "checksums embeddings" in line)
+    assert line.startswith("FAIL")
+    assert line.endswith(f"1 embedding(s) differing from the source, e.g. {copied}")
+    assert "Migration NOT valid: 1 of" in text

@@ -46,7 +46,7 @@ def test_bad_fields_answer_400_naming_the_field(writer, changes, field, message)
     # then
     assert response.status_code == 400, response.content
     error = response.json()["error"]
-    assert set(error) == {"code", "message", "fields"}
+    assert set(error) == {"code", "message", "fields", "request_id"}
     assert error["code"] in {"invalid", "unknown_namespace"}
     assert error["message"] == message
     assert error["fields"] == {field: [message]}
@@ -89,7 +89,8 @@ def test_a_body_that_is_not_an_object_answers_400(writer, body):
     response = writer.client.generic("POST", MEMORIES, json.dumps(body), content_type="application/json")
     # then
     assert response.status_code == 400
-    assert response.json()["error"] == {"code": "invalid", "message": "The request body must be a JSON object."}
+    assert response.json()["error"] == {"code": "invalid", "message": "The request body must be a JSON object.",
+                                        "request_id": response["X-Request-Id"]}
     assert Memory.objects.count() == before
 
 

@@ -97,6 +97,7 @@ def test_agents_are_refused_even_admin_agents(deployment):
         assert response.status_code == 403
         assert response.json()["error"] == {
             "code": "permission_denied", "message": "Metrics are for operators granted memories.view_metrics.",
+            "request_id": response["X-Request-Id"],
         }
 
 
