@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from namespaces import access
 from namespaces.services import get_namespace, set_role
+from tmws_site import validation
+from tmws_site.db import as_service
 from tmws_site.errors import Conflict, Forbidden, InvalidInput
 
 from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
@@ -38,15 +40,8 @@ def _require_admin_granter(actor) -> None:
         raise Forbidden("Only superusers and admin agents grant the 'admin' access level.", field="access_level")
 
 
-def _clean_object(value, field: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{field} must be a JSON object.", field=field)
-    return value
-
-
 @transaction.atomic
+@as_service
 def register_agent(
     actor,
     *,
@@ -83,11 +78,11 @@ def register_agent(
         agent_id=agent_id,
         display_name=display_name or agent_id,
         agent_type=agent_type or "language_model",
-        capabilities=_clean_object(capabilities, "capabilities"),
-        configuration=_clean_object(configuration, "configuration"),
+        capabilities=validation.json_object(capabilities, "capabilities", max_depth=None),
+        configuration=validation.json_object(configuration, "configuration", max_depth=None),
         namespace=home,
         access_level=access_level,
-        metadata=_clean_object(metadata, "metadata"),
+        metadata=validation.json_object(metadata, "metadata", max_depth=None),
         is_active=is_active,
         user=user,
     )
@@ -101,6 +96,7 @@ UPDATABLE_BY_REGISTRAR = UPDATABLE_BY_SELF | {"namespace", "access_level", "is_a
 
 
 @transaction.atomic
+@as_service
 def update_agent(actor, agent: Agent, **changes) -> Agent:
     """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
     principal = access.Principal.of(actor)
@@ -115,7 +111,7 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
     for field in ("capabilities", "configuration", "metadata"):
         if field in changes:
-            setattr(agent, field, _clean_object(changes[field], field))
+            setattr(agent, field, validation.json_object(changes[field], field, max_depth=None))
     for field in ("display_name", "agent_type"):
         if field in changes:
             setattr(agent, field, changes[field] or "")
@@ -143,6 +139,7 @@ def revoke_keys(keys) -> int:
 
 
 @transaction.atomic
+@as_service
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
     _require_registrar(actor, agent.namespace)
@@ -152,6 +149,7 @@ def retire_agent(actor, agent: Agent) -> None:
 
 
 @transaction.atomic
+@as_service
 def rotate_key(actor, agent: Agent) -> str:
     """Revoke every key of the agent and issue a new one, returned in plaintext once."""
     principal = access.Principal.of(actor)
@@ -162,6 +160,8 @@ def rotate_key(actor, agent: Agent) -> str:
     return key
 
 
+@transaction.atomic
+@as_service
 def issue_operator_key(user, name: str = "script") -> str:
     """A bearer key for an operator's scripts."""
     if getattr(user, "agent", None) is not None:
