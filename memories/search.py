@@ -110,7 +110,10 @@ def clean_request(data: dict) -> SearchRequest:
     """Validate a search body into a SearchRequest, naming the field at fault."""
     if not isinstance(data, dict):
         raise InvalidInput("The request body must be a JSON object.")
-    query = validation.text(data.get("query"), "query", max_length=MAX_QUERY_LENGTH, required=True)
+    query = data.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput("query must be a non-empty string.", field="query")
+    query = validation.text(query, "query", max_length=MAX_QUERY_LENGTH)
     limit = validation.integer(data.get("limit", 10), "limit", 1, MAX_LIMIT)
     mode = validation.choice(data.get("mode") or "hybrid", MODES, "mode")
     levels = validation.string_list(data.get("access_levels"), "access_levels", max_items=len(AccessLevel.values))

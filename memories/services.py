@@ -55,7 +55,9 @@ def clean_tags(tags) -> list[str]:
 def clean_category(value) -> str:
     if value is None:
         return "general"
-    return validation.text(value, "memory_category", max_length=MAX_CATEGORY_LENGTH, required=True)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CATEGORY_LENGTH or "\x00" in value:
+        raise InvalidInput(f"memory_category must be 1-{MAX_CATEGORY_LENGTH} characters.", field="memory_category")
+    return value.strip()
 
 
 def clean_learning_weight(value) -> float:

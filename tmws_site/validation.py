@@ -135,9 +135,10 @@ def integer(value, field: str, low: int, high: int) -> int:
 
 def number(value, field: str, low: float, high: float) -> float:
     """A finite JSON number from `low` to `high` (booleans are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise InvalidInput(f"{field} must be a number from {low:g} to {high:g}.", field=field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a number.", field=field)
+    if not low <= value <= high:
+        raise InvalidInput(f"{field} must be between {low} and {high}.", field=field)
     return float(value)
 
 
