@@ -12,10 +12,12 @@ import pytest
 from django.db import DatabaseError, connection
 
 from agents.models import Agent
+from compat import tools as persona_tools
 from compat.adapter import learning_weight_to_importance
 from memories.models import Memory
 from memories.services import create_memory
 from namespaces.models import Namespace
+from tmws_site.db import agent_context
 from workflows.models import Workflow
 
 from .test_hostile_input import stored_counts as principal_and_memory_counts
@@ -119,6 +121,23 @@ def test_case07_hostile_persona_metadata_leaves_v1_personas_answering(world, per
         assert isinstance(item["description"], str)
     assert (stats.json()["total_tasks"], stats.json()["successful_tasks"]) == (0, 0)
     assert list(Agent.objects.order_by("pk").values("pk", "metadata", "capabilities", "updated_at")) == before
+
+
+def test_case07_the_persona_mcp_tools_read_hostile_metadata_the_same_way(world):
+    # given: both kinds of hostile record at once
+    public, owner = world.memories["public"], world.cast["owner"].agent
+    Memory.objects.filter(pk=public.pk).update(metadata={"legacy": {"importance": "high"}})
+    Agent.objects.filter(pk=owner.pk).update(metadata={"persona": {"total_tasks": "lots"}})
+    reader = world.cast["outsider"].agent
+    # when
+    with agent_context(reader):
+        personas = persona_tools.list_personas(reader)["personas"]
+        persona = persona_tools.get_persona(reader, "owner-agent")
+        shown = persona_tools.render_persona_memory(Memory.objects.select_related("agent", "namespace").get(pk=public.pk))
+    # then
+    assert {p["name"]: p["total_tasks"] for p in personas}["owner-agent"] == 0
+    assert persona["total_tasks"] == 0
+    assert shown["importance"] == learning_weight_to_importance(public.learning_weight)
 
 
 # --- case 8: a reader cannot block the owner's delete ---------------------------------------------
