@@ -34,7 +34,7 @@ DEFAULT_PHASES = "fuzzing"
 # `--phases coverage,fuzzing` adds every parameter's boundaries and wrong types systematically
 # (about 3,500 more requests per pass, some ten minutes on two cores): for a deeper run by hand.
 # Operations that end the caller's own credentials run last, so that the other operations are
-# fuzzed with a key that still works.
+# fuzzed with a key that still works (the operator's key is not an agent's: nothing rotates it).
 CREDENTIAL_ENDING = "^api_v2_agents_(rotate_key_create|destroy)$"
 
 
@@ -142,11 +142,12 @@ def main() -> int:
         )
         wait_until_up(f"{base}/healthz", server)
         warm_up(base, keys["agent"])
+        # The agent goes first: the operator's pass may retire or re-key the agent.
         passes = [
             (who, part, selection)
+            for who in ("agent", "operator")
             for part, selection in (("every other operation", ["--exclude-operation-id-regex", CREDENTIAL_ENDING]),
                                     ("key rotation and retirement", ["--include-operation-id-regex", CREDENTIAL_ENDING]))
-            for who in ("agent", "operator")
         ]
         results = {
             f"{who} ({part})": fuzz(base, who, keys[who], args, data_dir / "reports", selection, part)
