@@ -110,7 +110,8 @@ def fuzz(base: str, who: str, key: str, args, report_dir: Path, selection: list[
         "--report", "junit", "--report-dir", str(report_dir / f"{who}-{part.replace(' ', '-')}"),
         *selection,
     ]
-    return subprocess.call(command, cwd=ROOT)
+    # Run inside the data folder: schemathesis keeps its cache (.schemathesis/) in the working directory.
+    return subprocess.call(command, cwd=report_dir.parent)
 
 
 def main() -> int:
