@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev run serve worker test lint bench migrate mcp clean-data
+.PHONY: install install-dev run serve worker test fuzz lint bench migrate mcp clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ mcp: install
 
 test: install-dev
 	DEBUG=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Schemathesis over /api/schema/ as an agent and as an operator, on a server and database of its own.
+fuzz: install-dev
+	$(PY) tests/fuzz/run_schemathesis.py $(FUZZ_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

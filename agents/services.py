@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from namespaces import access
 from namespaces.services import get_namespace, set_role
+from tmws_site import validation
+from tmws_site.db import as_service
 from tmws_site.errors import Conflict, Forbidden, InvalidInput
 
 from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
@@ -38,14 +40,6 @@ def _require_admin_granter(actor) -> None:
         raise Forbidden("Only superusers and admin agents grant the 'admin' access level.", field="access_level")
 
 
-def _clean_object(value, field: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{field} must be a JSON object.", field=field)
-    return value
-
-
 def _require_manager(actor, agent: Agent) -> None:
     if not access.can_manage_agent(actor, agent):
         raise Forbidden(
@@ -56,7 +50,8 @@ def _require_manager(actor, agent: Agent) -> None:
 
 def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
     """Agent metadata as given, except that agents never write what the persona-era import records."""
-    metadata, refused = access.reserved_metadata(actor, "agent", stored, _clean_object(value, "metadata"))
+    given = validation.json_object(value, "metadata", max_depth=None)
+    metadata, refused = access.reserved_metadata(actor, "agent", stored, given)
     if refused:
         raise Forbidden(
             f"metadata.{refused} is recorded by the persona-era import and is read-only for agents.",
@@ -72,7 +67,7 @@ OPERATOR_CONFIGURATION_KEYS = ("max_in_flight",)
 
 def _clean_configuration(value, current: dict | None = None, *, by_self: bool = False) -> dict:
     """An agent keeps the operator's keys as they are (a replace carries them over); operators set whole numbers >= 1."""
-    configuration = _clean_object(value, "configuration")
+    configuration = validation.json_object(value, "configuration", max_depth=None)
     current = current or {}
     for key in OPERATOR_CONFIGURATION_KEYS:
         field = f"configuration.{key}"
@@ -90,6 +85,7 @@ def _clean_configuration(value, current: dict | None = None, *, by_self: bool = 
 
 
 @transaction.atomic
+@as_service
 def register_agent(
     actor,
     *,
@@ -126,7 +122,7 @@ def register_agent(
         agent_id=agent_id,
         display_name=display_name or agent_id,
         agent_type=agent_type or "language_model",
-        capabilities=_clean_object(capabilities, "capabilities"),
+        capabilities=validation.json_object(capabilities, "capabilities", max_depth=None),
         configuration=_clean_configuration(configuration),
         namespace=home,
         access_level=access_level,
@@ -144,6 +140,7 @@ UPDATABLE_BY_REGISTRAR = UPDATABLE_BY_SELF | {"namespace", "access_level", "is_a
 
 
 @transaction.atomic
+@as_service
 def update_agent(actor, agent: Agent, **changes) -> Agent:
     """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
     principal = access.Principal.of(actor)
@@ -160,7 +157,7 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
     if refused:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
     if "capabilities" in changes:
-        agent.capabilities = _clean_object(changes["capabilities"], "capabilities")
+        agent.capabilities = validation.json_object(changes["capabilities"], "capabilities", max_depth=None)
     if "configuration" in changes:
         agent.configuration = _clean_configuration(changes["configuration"], agent.configuration, by_self=is_self)
     if "metadata" in changes:
@@ -192,6 +189,7 @@ def revoke_keys(keys) -> int:
 
 
 @transaction.atomic
+@as_service
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
     _require_manager(actor, agent)
@@ -201,6 +199,7 @@ def retire_agent(actor, agent: Agent) -> None:
 
 
 @transaction.atomic
+@as_service
 def rotate_key(actor, agent: Agent) -> str:
     """Revoke every key of the agent and issue a new one, returned in plaintext once.
 
@@ -217,6 +216,8 @@ def rotate_key(actor, agent: Agent) -> str:
     return key
 
 
+@transaction.atomic
+@as_service
 def issue_operator_key(user, name: str = "script") -> str:
     """A bearer key for an operator's scripts."""
     if getattr(user, "agent", None) is not None:

@@ -15,6 +15,7 @@ all translate the same way. Nothing here touches the database except the lookups
 """
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 
@@ -52,6 +53,51 @@ DEFAULT_ROLE_FOR_TYPE = {
 }
 
 
+# --- reading the persona-era records kept in metadata ----------------------------------------
+# `metadata` is a JSON object anyone who may write the row may have written into: every value read
+# from it is checked for its type here, and one that does not parse counts as absent. A hostile or
+# stray value then changes what one row shows, never whether a v1 listing answers.
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value) -> float | None:
+    """A finite JSON number, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _count(value) -> int:
+    """A non-negative JSON integer, or 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _list(value) -> list:
+    return list(value) if isinstance(value, list) else []
+
+
+def legacy_record(row) -> dict:
+    """What the import recorded from the persona era on a memory, task or workflow (`metadata["legacy"]`)."""
+    return _object(_object(row.metadata).get(MEMORY_LEGACY_KEY))
+
+
+def persona_record(agent) -> dict:
+    """The persona-era fields kept on an agent (`metadata["persona"]`)."""
+    return _object(_object(agent.metadata).get(PERSONA_METADATA_KEY))
+
+
+def recall_count(memory) -> int:
+    return _count(legacy_record(memory).get("recall_count"))
+
+
 # --- importance (0..1) <-> learning_weight (0..10) ----------------------------------------
 # learning_weight = 0.5 + 1.5 * importance: an average old memory (0.5) lands at 1.25, just above
 # the v2 default of 1.0; the most important (1.0) at 2.0, leaving room for feedback to raise it.
@@ -77,11 +123,11 @@ def learning_weight_to_importance(weight) -> float:
 
 def memory_importance(memory) -> float:
     """The importance an old client sees: the imported value when unchanged, else derived from the weight."""
-    legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY) or {}
-    if "importance" in legacy and importance_to_learning_weight(legacy["importance"]) == round(
+    imported = _number(legacy_record(memory).get("importance"))
+    if imported is not None and 0.0 <= imported <= 1.0 and importance_to_learning_weight(imported) == round(
         memory.learning_weight, 6
     ):
-        return legacy["importance"]
+        return imported
     return learning_weight_to_importance(memory.learning_weight)
 
 
@@ -147,26 +193,26 @@ def agent_fields_from_persona(persona: dict) -> dict:
 
 def persona_fields_from_agent(agent) -> dict:
     """The persona-era column values for an agent (the inverse of agent_fields_from_persona)."""
-    capabilities = agent.capabilities if isinstance(agent.capabilities, dict) else {}
-    persona_meta = (agent.metadata or {}).get(PERSONA_METADATA_KEY) or {}
-    last_active = getattr(agent, "last_activity", None) or persona_meta.get("last_active_at")
+    capabilities = _object(agent.capabilities)
+    persona_meta = persona_record(agent)
+    last_active = getattr(agent, "last_activity", None) or _text(persona_meta.get("last_active_at"))
     return {
-        "id": persona_meta.get("id") or str(agent.pk),
+        "id": legacy_persona_id(agent) or str(agent.pk),
         "name": agent.agent_id,
-        "type": capabilities.get("persona_type"),
-        "role": capabilities.get("persona_role"),
+        "type": _text(capabilities.get("persona_type")),
+        "role": _text(capabilities.get("persona_role")),
         "display_name": agent.display_name or agent.agent_id,
-        "description": persona_meta.get("description", ""),
-        "specialties": list(capabilities.get("specialties") or []),
+        "description": _text(persona_meta.get("description")) or "",
+        "specialties": _list(capabilities.get("specialties")),
         "capabilities": _capability_list(capabilities),
-        "config": dict(agent.configuration or {}),
-        "preferences": dict(persona_meta.get("preferences") or {}),
+        "config": dict(_object(agent.configuration)),
+        "preferences": dict(_object(persona_meta.get("preferences"))),
         "is_active": bool(agent.is_active),
-        "total_tasks": int(persona_meta.get("total_tasks") or 0),
-        "successful_tasks": int(persona_meta.get("successful_tasks") or 0),
-        "average_response_time": persona_meta.get("average_response_time"),
+        "total_tasks": _count(persona_meta.get("total_tasks")),
+        "successful_tasks": _count(persona_meta.get("successful_tasks")),
+        "average_response_time": _number(persona_meta.get("average_response_time")),
         "last_active_at": isoformat(last_active),
-        "metadata": dict(persona_meta.get("metadata") or {}),
+        "metadata": dict(_object(persona_meta.get("metadata"))),
     }
 
 
@@ -180,7 +226,7 @@ def persona_to_dict(agent) -> dict:
 
 def legacy_persona_id(agent) -> str | None:
     """The persona-era UUID an imported or migrated agent came from, if any."""
-    return ((agent.metadata or {}).get(PERSONA_METADATA_KEY) or {}).get("id")
+    return _text(persona_record(agent).get("id")) or None
 
 
 def agent_for_persona(name_or_id):

@@ -26,7 +26,7 @@ from namespaces.models import Namespace
 from workflows.models import Task, Workflow
 
 from . import source as legacy
-from .adapter import LEGACY_NAMESPACE, MEMORY_LEGACY_KEY, importance_to_learning_weight
+from .adapter import LEGACY_NAMESPACE, MEMORY_LEGACY_KEY, importance_to_learning_weight, legacy_record
 from .conversion import agent_for_persona_row, ensure_legacy_namespace
 from .models import ImportedRow, ImportRun, ImportStatus, Persona, PersonaLink, SourceTable
 
@@ -361,7 +361,8 @@ class _Writer:
         existing = set(Task.objects.values_list("id", flat=True))
         links = []
         for task in imported:
-            for dependency in ((task.metadata or {}).get(MEMORY_LEGACY_KEY) or {}).get("dependencies", []):
+            dependencies = legacy_record(task).get("dependencies")
+            for dependency in dependencies if isinstance(dependencies, list) else []:
                 try:
                     dependency_id = uuid.UUID(str(dependency))
                 except ValueError:

@@ -44,8 +44,10 @@ class Memory(BaseModel):
     context_tags = models.JSONField(default=list, blank=True)
     learning_weight = models.FloatField(default=1.0)
     memory_category = models.CharField(max_length=64, default="general")
+    # The database clears the link (ON DELETE SET NULL, migration 0007): it reaches children the
+    # deleting agent cannot see, which an UPDATE issued by Django under row-level security would not.
     parent_memory = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="children"
     )
     search_vector = models.GeneratedField(
         expression=SearchVector("content", config=TEXT_SEARCH_CONFIG),

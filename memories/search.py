@@ -34,6 +34,7 @@ from pgvector.django import CosineDistance
 from agents.models import Agent
 from namespaces.access import Principal
 from namespaces.models import Namespace
+from tmws_site import validation
 from tmws_site.db import agent_search_context, current_agent_id, service_role
 from tmws_site.errors import InvalidInput
 
@@ -105,17 +106,6 @@ class SearchResult:
     plan: dict = field(default_factory=dict)
 
 
-def _string_list(data: dict, name: str, max_items: int = 50) -> list[str] | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) > max_items or not all(
-        isinstance(item, str) and len(item) <= 128 for item in value
-    ):
-        raise InvalidInput(f"{name} must be a list of at most {max_items} strings.", field=name)
-    return value or None
-
-
 def clean_request(data: dict) -> SearchRequest:
     """Validate a search body into a SearchRequest, naming the field at fault."""
     if not isinstance(data, dict):
@@ -123,40 +113,24 @@ def clean_request(data: dict) -> SearchRequest:
     query = data.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query must be a non-empty string.", field="query")
-    if len(query) > MAX_QUERY_LENGTH:
-        raise InvalidInput(f"query is limited to {MAX_QUERY_LENGTH} characters.", field="query")
-    if "\x00" in query:
-        raise InvalidInput("query may not contain NUL characters.", field="query")
-    limit = data.get("limit", 10)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}.", field="limit")
-    mode = data.get("mode") or "hybrid"
-    if mode not in MODES:
-        raise InvalidInput(f"mode must be one of {', '.join(MODES)}.", field="mode")
-    levels = _string_list(data, "access_levels", max_items=len(AccessLevel.values))
+    query = validation.text(query, "query", max_length=MAX_QUERY_LENGTH)
+    limit = validation.integer(data.get("limit", 10), "limit", 1, MAX_LIMIT)
+    mode = validation.choice(data.get("mode") or "hybrid", MODES, "mode")
+    levels = validation.string_list(data.get("access_levels"), "access_levels", max_items=len(AccessLevel.values))
     if levels and not all(level in AccessLevel.values for level in levels):
         raise InvalidInput(f"access_levels must be a list of {', '.join(AccessLevel.values)}.", field="access_levels")
-    tags = _string_list(data, "context_tags")
-    for name in ("namespace", "agent_id", "memory_category"):
-        value = data.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > 128):
-            raise InvalidInput(f"{name} must be a string of at most 128 characters.", field=name)
-    min_similarity = data.get("min_similarity")
-    if min_similarity is not None and (
-        isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float))
-        or not -1.0 <= min_similarity <= 1.0
-    ):
-        raise InvalidInput("min_similarity must be a number from -1 to 1.", field="min_similarity")
+    tags = validation.string_list(data.get("context_tags"), "context_tags")
+    names = {name: validation.optional_text(data.get(name), name, max_length=128)
+             for name in ("namespace", "agent_id", "memory_category")}
+    min_similarity = validation.optional_number(data.get("min_similarity"), "min_similarity", -1.0, 1.0)
     return SearchRequest(
-        query=query.strip(),
+        query=query,
         limit=limit,
         mode=mode,
-        namespace=data.get("namespace") or None,
-        agent_id=data.get("agent_id") or None,
         access_levels=levels,
         context_tags=tags,
-        memory_category=data.get("memory_category") or None,
-        min_similarity=float(min_similarity) if min_similarity is not None else None,
+        min_similarity=min_similarity,
+        **names,
     )
 
 

@@ -1,7 +1,6 @@
 """State changes on memories. Every write checks namespaces.access first and changes nothing on refusal."""
 from __future__ import annotations
 
-import math
 import unicodedata
 import uuid
 
@@ -16,6 +15,8 @@ from agents.models import Agent
 from agents.services import get_agent
 from namespaces import access
 from namespaces.services import get_namespace
+from tmws_site import validation
+from tmws_site.db import as_service
 from tmws_site.errors import Forbidden, InvalidInput, NotFound
 
 from .choices import AccessLevel, EmbeddingStatus
@@ -26,6 +27,7 @@ MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 MAX_CATEGORY_LENGTH = 64
 MAX_METADATA_DEPTH = 8
+MAX_NAMESPACE_LENGTH = 128
 LEARNING_WEIGHT_RANGE = (0.0, 10.0)
 
 
@@ -45,26 +47,11 @@ def clean_content(content) -> str:
 
 
 def clean_access_level(value) -> str:
-    if value not in AccessLevel.values:
-        raise InvalidInput(f"access_level must be one of {', '.join(AccessLevel.values)}.", field="access_level")
-    return value
+    return validation.choice(value, AccessLevel.values, "access_level")
 
 
 def clean_tags(tags) -> list[str]:
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        raise InvalidInput("context_tags must be a list of strings.", field="context_tags")
-    if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"context_tags holds at most {MAX_TAGS} tags.", field="context_tags")
-    cleaned = []
-    for tag in tags:
-        tag = tag.strip()
-        if not tag or len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
-            raise InvalidInput(f"Each tag must be 1-{MAX_TAG_LENGTH} characters.", field="context_tags")
-        if tag not in cleaned:
-            cleaned.append(tag)
-    return cleaned
+    return validation.tags(tags, "context_tags", max_tags=MAX_TAGS, max_length=MAX_TAG_LENGTH)
 
 
 def clean_category(value) -> str:
@@ -78,30 +65,12 @@ def clean_category(value) -> str:
 def clean_learning_weight(value) -> float:
     if value is None:
         return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput("learning_weight must be a number.", field="learning_weight")
     low, high = LEARNING_WEIGHT_RANGE
-    if not low <= value <= high:
-        raise InvalidInput(f"learning_weight must be between {low} and {high}.", field="learning_weight")
-    return float(value)
-
-
-def _depth(value, level: int = 0) -> int:
-    if isinstance(value, dict):
-        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
-    if isinstance(value, list):
-        return max([_depth(v, level + 1) for v in value] or [level + 1])
-    return level
+    return validation.number(value, "learning_weight", low, high)
 
 
 def clean_metadata(value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput("metadata must be a JSON object.", field="metadata")
-    if _depth(value) > MAX_METADATA_DEPTH:
-        raise InvalidInput(f"metadata nests at most {MAX_METADATA_DEPTH} levels deep.", field="metadata")
-    return value
+    return validation.json_object(value, "metadata", max_depth=MAX_METADATA_DEPTH)
 
 
 def clean_owned_metadata(actor, value, stored: dict | None = None, kind: str = "memory") -> dict:
@@ -113,13 +82,6 @@ def clean_owned_metadata(actor, value, stored: dict | None = None, kind: str = "
             field=f"metadata.{refused}", code="reserved_metadata",
         )
     return metadata
-
-
-def _parse_uuid(value, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput(f"{field} must be a UUID.", field=field) from exc
 
 
 # --- Lookups -------------------------------------------------------------------------------
@@ -158,10 +120,8 @@ def _build_memory(actor, data: dict, namespaces: dict | None = None, decisions: 
     content = clean_content(data.get("content"))
     access_level = clean_access_level(data.get("access_level", AccessLevel.PRIVATE))
     principal = access.Principal.of(actor)
-    slug = data.get("namespace")
-    if slug is not None and not isinstance(slug, str):
-        raise InvalidInput("namespace must be a string.", field="namespace")
-    if slug in (None, "") and principal.agent is not None:
+    slug = validation.optional_text(data.get("namespace"), "namespace", max_length=MAX_NAMESPACE_LENGTH)
+    if slug is None and principal.agent is not None:
         namespace = principal.agent.namespace
     else:
         namespace = (namespaces or {}).get(slug) or get_namespace(slug)
@@ -175,7 +135,7 @@ def _build_memory(actor, data: dict, namespaces: dict | None = None, decisions: 
     owner = _owner_for(actor, data.get("agent_id"), access_level)
     parent = None
     if data.get("parent_memory_id") not in (None, ""):
-        parent_id = _parse_uuid(data["parent_memory_id"], "parent_memory_id")
+        parent_id = validation.uuid_value(data["parent_memory_id"], "parent_memory_id")
         parent = Memory.objects.visible_to(actor).filter(pk=parent_id).first()
         if parent is None:
             raise InvalidInput("parent_memory_id names no memory you can see.", field="parent_memory_id")
@@ -211,7 +171,8 @@ def bulk_create_memories(actor, items: list[dict]) -> list[Memory]:
     limit = settings.TMWS_MAX_BULK_MEMORIES
     if len(items) > limit:
         raise InvalidInput(f"At most {limit} memories per bulk call.", field="memories")
-    slugs = {item.get("namespace") for item in items if isinstance(item, dict)}
+    # Only string slugs are looked up here; any other value is refused item by item below.
+    slugs = {item.get("namespace") for item in items if isinstance(item, dict) and isinstance(item.get("namespace"), str)}
     from namespaces.models import Namespace
 
     namespaces = {ns.namespace: ns for ns in Namespace.objects.filter(namespace__in=[s for s in slugs if s])}
@@ -316,6 +277,7 @@ def _agents_named(agent_ids) -> list[Agent]:
 
 
 @transaction.atomic
+@as_service  # share grants are written by the service, never by the agent role
 def share_memory(actor, memory: Memory, agent_ids) -> list[str]:
     """Let named agents read a shared memory (owner or namespace admin only)."""
     if not access.can(actor, access.Action.SHARE, memory):
@@ -329,6 +291,7 @@ def share_memory(actor, memory: Memory, agent_ids) -> list[str]:
 
 
 @transaction.atomic
+@as_service  # share grants are written by the service, never by the agent role
 def unshare_memory(actor, memory: Memory, agent_ids) -> list[str]:
     if not access.can(actor, access.Action.SHARE, memory):
         raise Forbidden("Only the owner or an admin of the memory's namespace may un-share it.")
@@ -353,6 +316,7 @@ FEEDBACK_STEP = 0.1
 
 
 @transaction.atomic
+@as_service  # readers vote on memories they may not write: the write rule in RLS would refuse it
 def record_feedback(actor, memory: Memory, useful) -> Memory:
     """A reader says whether a memory helped: one vote per reader and memory, a new vote replaces the old.
 

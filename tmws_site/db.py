@@ -6,10 +6,11 @@ Both settings are transaction-local (`SET LOCAL` / `set_config(..., true)`).
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 
 def agent_role() -> str:
@@ -87,6 +88,32 @@ def service_role():
         cursor.execute("RESET ROLE")
     try:
         yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f'SET LOCAL ROLE "{agent_role()}"')
+    except DatabaseError:
+        # The transaction is aborted and no statement runs until its rollback, which also undoes
+        # the RESET ROLE above when the block ran inside a savepoint (every service is atomic).
+        raise
+    except BaseException:
+        _restore_agent_role()
+        raise
+    _restore_agent_role()
+
+
+def _restore_agent_role() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SET LOCAL ROLE "{agent_role()}"')
+
+
+def as_service(function):
+    """Run a service function's writes as the connection's own role, also inside an agent request.
+
+    For writes the agent role holds no grant for (agents, their users and keys) or that RLS's write
+    rule would refuse on purpose (a reader's feedback on an owner's memory): the service has already
+    decided, through namespaces.access, that the caller may make them. Needs an open transaction.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with service_role():
+            return function(*args, **kwargs)
+
+    return wrapper

@@ -5,20 +5,18 @@ tmws_site.errors exceptions naming the field at fault; a refused call changes no
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from agents.models import Agent
 from agents.services import get_agent
-from memories.services import clean_metadata, clean_owned_metadata
+from memories.services import clean_owned_metadata
 from namespaces import access
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
+from tmws_site import validation
 from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from .models import (
@@ -37,8 +35,6 @@ from .steps import clean_steps
 MAX_TITLE_LENGTH = 255
 MAX_TEXT_LENGTH = 50_000
 MAX_TYPE_LENGTH = 64
-MAX_TAGS = 50
-MAX_TAG_LENGTH = 64
 MAX_DEPENDENCIES = 100
 MAX_RETRIES_LIMIT = 100
 
@@ -70,90 +66,12 @@ WORKFLOW_DEFINITION_STATUSES = (WorkflowStatus.DRAFT, WorkflowStatus.ACTIVE, Wor
 
 # --- Validation of single values ------------------------------------------------------------
 
-def _clean_text(value, field: str, *, max_length: int, required: bool = False, default: str = "") -> str:
-    if value is None:
-        if required:
-            raise InvalidInput(f"{field} is required.", field=field)
-        return default
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string.", field=field)
-    value = value.strip()
-    if required and not value:
-        raise InvalidInput(f"{field} may not be empty.", field=field)
-    if len(value) > max_length:
-        raise InvalidInput(f"{field} is {len(value)} characters; the limit is {max_length}.", field=field)
-    if "\x00" in value:
-        raise InvalidInput(f"{field} may not contain NUL characters.", field=field)
-    return value or default
-
-
-def _clean_choice(value, choices, field: str) -> str:
-    if value not in choices:
-        raise InvalidInput(f"{field} must be one of {', '.join(choices)}.", field=field)
-    return value
-
-
-def clean_tags(tags, field: str = "tags") -> list[str]:
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        raise InvalidInput(f"{field} must be a list of strings.", field=field)
-    if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"{field} holds at most {MAX_TAGS} tags.", field=field)
-    cleaned: list[str] = []
-    for tag in tags:
-        tag = tag.strip()
-        if not tag or len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
-            raise InvalidInput(f"Each tag must be 1-{MAX_TAG_LENGTH} characters.", field=field)
-        if tag not in cleaned:
-            cleaned.append(tag)
-    return cleaned
-
-
-def _clean_object(value, field: str) -> dict:
-    try:
-        return clean_metadata(value)
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message.replace("metadata", field), field=field) from exc
-
-
-def _clean_json(value, field: str):
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{field} must be JSON (objects, lists, strings, finite numbers, booleans).",
-                           field=field) from exc
-    return value
-
-
-def _clean_datetime(value, field: str) -> dt.datetime | None:
-    if value in (None, ""):
-        return None
-    parsed = value if isinstance(value, dt.datetime) else parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise InvalidInput(f"{field} must be an ISO 8601 date and time.", field=field)
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt.UTC)
-    return parsed
-
-
-def _clean_int(value, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{field} must be an integer from {low} to {high}.", field=field)
-    return value
-
-
 def _clean_progress(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise InvalidInput("progress must be a number from 0 to 1.", field="progress")
-    return float(value)
+    return validation.number(value, "progress", 0.0, 1.0)
 
 
 def _parse_uuid(value, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput(f"{field} must hold UUIDs.", field=field) from exc
+    return validation.uuid_value(value, field, message=f"{field} must hold UUIDs.")
 
 
 def _reject_unknown(data, allowed: set[str], what: str) -> None:
@@ -245,17 +163,17 @@ def create_task(actor, data: dict) -> Task:
     _reject_unknown(data, TASK_CREATE_FIELDS, "task")
     principal = access.Principal.of(actor)
     task = Task(
-        title=_clean_text(data.get("title"), "title", max_length=MAX_TITLE_LENGTH, required=True),
-        description=_clean_text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
-        task_type=_clean_text(data.get("task_type"), "task_type", max_length=MAX_TYPE_LENGTH, default="general"),
-        priority=_clean_choice(data.get("priority", TaskPriority.MEDIUM), TaskPriority.values, "priority"),
-        tags=clean_tags(data.get("tags")),
-        metadata=clean_owned_metadata(actor, _clean_object(data.get("metadata"), "metadata"), kind="task"),
-        due_at=_clean_datetime(data.get("due_at"), "due_at"),
-        max_retries=_clean_int(data.get("max_retries", 3), "max_retries", 0, MAX_RETRIES_LIMIT),
+        title=validation.text(data.get("title"), "title", max_length=MAX_TITLE_LENGTH, required=True),
+        description=validation.text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
+        task_type=validation.text(data.get("task_type"), "task_type", max_length=MAX_TYPE_LENGTH, default="general"),
+        priority=validation.choice(data.get("priority", TaskPriority.MEDIUM), TaskPriority.values, "priority"),
+        tags=validation.tags(data.get("tags"), "tags"),
+        metadata=clean_owned_metadata(actor, data.get("metadata"), kind="task"),
+        due_at=validation.datetime_value(data.get("due_at"), "due_at"),
+        max_retries=validation.integer(data.get("max_retries", 3), "max_retries", 0, MAX_RETRIES_LIMIT),
         created_by=principal.agent,
     )
-    status = _clean_choice(data.get("status", TaskStatus.PENDING), TaskStatus.values, "status")
+    status = validation.choice(data.get("status", TaskStatus.PENDING), TaskStatus.values, "status")
     task.namespace = _namespace_for_create(principal, data.get("namespace"))
     task.assigned_agent = _assignee(task, data.get("assigned_agent_id"))
     dependencies = _dependencies(principal, task, data.get("dependencies"))
@@ -275,21 +193,21 @@ def update_task(actor, task: Task, changes: dict) -> Task:
     _reject_unknown(changes, TASK_UPDATE_FIELDS, "change")
     principal = access.Principal.of(actor)
     if "title" in changes:
-        task.title = _clean_text(changes["title"], "title", max_length=MAX_TITLE_LENGTH, required=True)
+        task.title = validation.text(changes["title"], "title", max_length=MAX_TITLE_LENGTH, required=True)
     if "description" in changes:
-        task.description = _clean_text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
+        task.description = validation.text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
     if "task_type" in changes:
-        task.task_type = _clean_text(changes["task_type"], "task_type", max_length=MAX_TYPE_LENGTH, default="general")
+        task.task_type = validation.text(changes["task_type"], "task_type", max_length=MAX_TYPE_LENGTH, default="general")
     if "priority" in changes:
-        task.priority = _clean_choice(changes["priority"], TaskPriority.values, "priority")
+        task.priority = validation.choice(changes["priority"], TaskPriority.values, "priority")
     if "tags" in changes:
-        task.tags = clean_tags(changes["tags"])
+        task.tags = validation.tags(changes["tags"], "tags")
     if "metadata" in changes:
-        task.metadata = clean_owned_metadata(actor, _clean_object(changes["metadata"], "metadata"), task.metadata, "task")
+        task.metadata = clean_owned_metadata(actor, changes["metadata"], task.metadata, "task")
     if "due_at" in changes:
-        task.due_at = _clean_datetime(changes["due_at"], "due_at")
+        task.due_at = validation.datetime_value(changes["due_at"], "due_at")
     if "max_retries" in changes:
-        task.max_retries = _clean_int(changes["max_retries"], "max_retries", 0, MAX_RETRIES_LIMIT)
+        task.max_retries = validation.integer(changes["max_retries"], "max_retries", 0, MAX_RETRIES_LIMIT)
     if "namespace" in changes:
         if changes["namespace"] in (None, ""):
             raise InvalidInput("A task's namespace cannot be removed.", field="namespace")
@@ -370,13 +288,13 @@ def _move_to(task: Task, status: str) -> None:
 
 
 def _apply_status(task: Task, status, *, progress=None, result=None, error=None) -> None:
-    status = _clean_choice(status, TaskStatus.values, "status")
+    status = validation.choice(status, TaskStatus.values, "status")
     if progress is not None:
         progress = _clean_progress(progress)
     if error is not None:
-        error = _clean_text(error, "error", max_length=MAX_TEXT_LENGTH)
+        error = validation.text(error, "error", max_length=MAX_TEXT_LENGTH)
     if result is not None:
-        result = _clean_json(result, "result")
+        result = validation.json_value(result, "result")
     if status == task.status and task.status in TERMINAL_TASK_STATUSES:
         raise Conflict(f"The task is already {status}.", field="status", code="invalid_transition")
     _move_to(task, status)
@@ -446,18 +364,18 @@ def create_workflow(actor, data: dict) -> Workflow:
     """Create a workflow; its steps are validated (actions, names, dependencies, cycles) up front."""
     _reject_unknown(data, WORKFLOW_FIELDS, "workflow")
     principal = access.Principal.of(actor)
-    workflow_type = _clean_choice(
+    workflow_type = validation.choice(
         data.get("workflow_type", WorkflowType.SEQUENTIAL), WorkflowType.values, "workflow_type"
     )
     workflow = Workflow(
-        name=_clean_text(data.get("name"), "name", max_length=MAX_TITLE_LENGTH, required=True),
-        description=_clean_text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
+        name=validation.text(data.get("name"), "name", max_length=MAX_TITLE_LENGTH, required=True),
+        description=validation.text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
         workflow_type=workflow_type,
-        status=_clean_choice(data.get("status", WorkflowStatus.DRAFT), WORKFLOW_DEFINITION_STATUSES, "status"),
+        status=validation.choice(data.get("status", WorkflowStatus.DRAFT), WORKFLOW_DEFINITION_STATUSES, "status"),
         steps=clean_steps(data.get("steps"), workflow_type),
-        config=_clean_object(data.get("config"), "config"),
-        tags=clean_tags(data.get("tags")),
-        metadata=clean_owned_metadata(actor, _clean_object(data.get("metadata"), "metadata"), kind="workflow"),
+        config=validation.json_object(data.get("config"), "config"),
+        tags=validation.tags(data.get("tags"), "tags"),
+        metadata=clean_owned_metadata(actor, data.get("metadata"), kind="workflow"),
         created_by=principal.agent,
     )
     workflow.namespace = _namespace_for_create(principal, data.get("namespace"))
@@ -472,23 +390,21 @@ def update_workflow(actor, workflow: Workflow, changes: dict) -> Workflow:
         raise Forbidden("You may read this workflow but not change it.")
     _reject_unknown(changes, WORKFLOW_FIELDS, "change")
     if "name" in changes:
-        workflow.name = _clean_text(changes["name"], "name", max_length=MAX_TITLE_LENGTH, required=True)
+        workflow.name = validation.text(changes["name"], "name", max_length=MAX_TITLE_LENGTH, required=True)
     if "description" in changes:
-        workflow.description = _clean_text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
+        workflow.description = validation.text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
     if "status" in changes:
-        workflow.status = _clean_choice(changes["status"], WORKFLOW_DEFINITION_STATUSES, "status")
+        workflow.status = validation.choice(changes["status"], WORKFLOW_DEFINITION_STATUSES, "status")
     if "workflow_type" in changes:
-        workflow.workflow_type = _clean_choice(changes["workflow_type"], WorkflowType.values, "workflow_type")
+        workflow.workflow_type = validation.choice(changes["workflow_type"], WorkflowType.values, "workflow_type")
     if "steps" in changes or "workflow_type" in changes:
         workflow.steps = clean_steps(changes.get("steps", workflow.steps), workflow.workflow_type)
     if "config" in changes:
-        workflow.config = _clean_object(changes["config"], "config")
+        workflow.config = validation.json_object(changes["config"], "config")
     if "tags" in changes:
-        workflow.tags = clean_tags(changes["tags"])
+        workflow.tags = validation.tags(changes["tags"], "tags")
     if "metadata" in changes:
-        workflow.metadata = clean_owned_metadata(
-            actor, _clean_object(changes["metadata"], "metadata"), workflow.metadata, "workflow"
-        )
+        workflow.metadata = clean_owned_metadata(actor, changes["metadata"], workflow.metadata, "workflow")
     if "namespace" in changes:
         if changes["namespace"] in (None, ""):
             raise InvalidInput("A workflow's namespace cannot be removed.", field="namespace")
@@ -545,7 +461,7 @@ def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> 
     if workflow.status == WorkflowStatus.INACTIVE:
         raise Conflict("The workflow is inactive; set its status to active or draft to run it.",
                        field="status", code="inactive")
-    run_input = _clean_object(input, "input")
+    run_input = validation.json_object(input, "input")
     try:
         steps = clean_steps(workflow.steps, workflow.workflow_type)
     except InvalidInput as exc:

@@ -12,6 +12,7 @@ import heapq
 import re
 from dataclasses import dataclass
 
+from tmws_site import validation
 from tmws_site.errors import InvalidInput
 
 from .models import TaskStatus, WorkflowType
@@ -99,14 +100,14 @@ def _clean_condition(condition, field: str, names: set[str]) -> dict:
         unknown = sorted(set(condition) - STEP_PREDICATES - {"step"})
         if unknown:
             raise InvalidInput(f"Unknown condition key '{unknown[0]}' for a step condition.", field=field)
-        if condition["step"] not in names:
+        if not isinstance(condition["step"], str) or condition["step"] not in names:
             raise InvalidInput(f"The condition names an unknown step '{str(condition['step'])[:64]}'.", field=field)
         if not set(condition) & STEP_PREDICATES:
             raise InvalidInput(
                 f"A step condition needs one of {', '.join(sorted(STEP_PREDICATES))}.", field=field
             )
-        if "status" in condition and condition["status"] not in CONDITION_STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(CONDITION_STATUSES)}.", field=field)
+        if "status" in condition:
+            validation.choice(condition["status"], CONDITION_STATUSES, field)
         for key in STEP_PREDICATES - {"status"}:
             if key in condition:
                 count = condition[key]
@@ -180,7 +181,7 @@ def clean_steps(steps, workflow_type: str = WorkflowType.SEQUENTIAL) -> list[dic
         if unknown:
             raise InvalidInput(f"Unknown step key '{unknown[0][:64]}'.", field=f"{field}.{unknown[0][:64]}")
         action = step.get("action")
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise InvalidInput(
                 f"Unknown action '{str(action)[:64]}'; use one of {', '.join(ACTIONS)}.", field=f"{field}.action"
             )

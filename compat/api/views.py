@@ -16,8 +16,8 @@ from memories import services as memory_services
 from memories.choices import AccessLevel
 from memories.models import Memory
 from namespaces import access
+from tmws_site import validation
 from tmws_site.api import BaseAPIView, body_object
-from tmws_site.errors import InvalidInput
 from workflows import services as workflow_services
 from workflows.models import Task, Workflow
 
@@ -29,6 +29,7 @@ from ..adapter import (
     legacy_persona_id,
     memory_importance,
     persona_to_dict,
+    recall_count,
 )
 from ..selectors import persona_stats
 from ..sunset import sunset_header
@@ -37,13 +38,9 @@ MAX_LIST_LIMIT = 100
 
 
 def _limit_offset(request) -> tuple[int, int]:
-    try:
-        limit = int(request.query_params.get("limit", 50))
-        offset = int(request.query_params.get("offset", 0))
-    except ValueError:
-        raise InvalidInput("limit and offset must be integers.", field="limit") from None
-    if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
-        raise InvalidInput(f"limit must be 1-{MAX_LIST_LIMIT} and offset at least 0.", field="limit")
+    params = request.query_params
+    limit = validation.query_integer(params.get("limit"), "limit", 1, MAX_LIST_LIMIT, default=50)
+    offset = validation.query_integer(params.get("offset"), "offset", 0, validation.INT32_MAX, default=0)
     return limit, offset
 
 
@@ -112,7 +109,6 @@ class PersonaStatsView(PersonaDetailView):
 
 def memory_to_dict(memory: Memory) -> dict:
     owner = memory.agent
-    legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY) or {}
     metadata = {k: v for k, v in (memory.metadata or {}).items() if k != MEMORY_LEGACY_KEY}
     return {
         "id": str(memory.pk),
@@ -125,7 +121,7 @@ def memory_to_dict(memory: Memory) -> dict:
         "metadata": metadata,
         "access_count": memory.access_count,
         "accessed_at": isoformat(memory.last_accessed_at),
-        "recall_count": legacy.get("recall_count", 0),
+        "recall_count": recall_count(memory),
         "has_embedding": memory.embedding_status == "ready",
         "content_length": len(memory.content),
         "namespace": memory.namespace.namespace,
@@ -141,10 +137,7 @@ def memory_fields(data: dict, *, creating: bool) -> dict:
     if "content" in data or creating:
         fields["content"] = data.get("content")
     if "importance" in data:
-        importance = data["importance"]
-        if isinstance(importance, bool) or not isinstance(importance, (int, float)) or not 0 <= importance <= 1:
-            raise InvalidInput("importance must be a number between 0 and 1.", field="importance")
-        fields["learning_weight"] = importance_to_learning_weight(importance)
+        fields["learning_weight"] = importance_to_learning_weight(validation.number(data["importance"], "importance", 0, 1))
     if "tags" in data:
         fields["context_tags"] = data["tags"]
     if "context_type" in data:
@@ -213,6 +206,7 @@ class MemorySearchView(V1View):
 
     def post(self, request):
         data = body_object(request)
+        min_importance = validation.optional_number(data.get("min_importance"), "min_importance", 0, 1)
         search = {"query": data.get("query"), "limit": data.get("limit", 10), "mode": data.get("mode", "hybrid")}
         agent_id = _persona_agent_id(data.get("persona_id"))
         if agent_id:
@@ -230,8 +224,8 @@ class MemorySearchView(V1View):
             item["similarity"] = hit.similarity
             item["score"] = hit.score
             items.append(item)
-        if data.get("min_importance") is not None:
-            items = [i for i in items if i["importance"] >= data["min_importance"]]
+        if min_importance is not None:
+            items = [i for i in items if i["importance"] >= min_importance]
         return Response({"query": data.get("query"), "results": items, "count": len(items)})
 
 

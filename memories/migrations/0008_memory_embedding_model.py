@@ -14,7 +14,7 @@ LEGACY_MODEL_NAME = "all-MiniLM-L6-v2"
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('memories', '0006_metrics_permission'),
+        ('memories', '0007_write_rule_and_least_grants'),
     ]
 
     operations = [

@@ -1,9 +1,15 @@
-"""One feedback vote per reader and memory (a new vote replaces the old)."""
+"""One feedback vote per reader and memory (a new vote replaces the old).
+
+Votes are written as the service (memories.services.record_feedback); the agent role only reads
+and deletes them, as deleting a memory deletes its votes.
+"""
 
 import django.db.models.deletion
 import uuid
 from django.conf import settings
 from django.db import migrations, models
+
+AGENT_ROLE = "tmws_agent"
 
 
 class Migration(migrations.Migration):
@@ -29,5 +35,9 @@ class Migration(migrations.Migration):
                 'db_table': 'memory_feedback',
                 'constraints': [models.UniqueConstraint(fields=('memory', 'voter'), name='memory_feedback_one_vote')],
             },
+        ),
+        migrations.RunSQL(
+            f"GRANT SELECT, DELETE ON memory_feedback TO {AGENT_ROLE};",
+            f"REVOKE ALL ON memory_feedback FROM {AGENT_ROLE};",
         ),
     ]
