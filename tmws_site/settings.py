@@ -77,13 +77,15 @@ if EMBEDDED_DATABASE:
     DATABASE_URL = embedded_database_url(DATA_DIR)
 _database = parse_database_url(DATABASE_URL)
 _database["ATOMIC_REQUESTS"] = True
+# With the pool this also checks each pooled connection before use: after a database restart the
+# dead ones are replaced instead of failing a request each.
 _database["CONN_HEALTH_CHECKS"] = True
 if env_bool("TMWS_DB_POOL", True):
     _database["OPTIONS"]["pool"] = {
         "min_size": env_int("TMWS_DB_POOL_MIN", 1),
         "max_size": env_int("TMWS_DB_POOL_MAX", 10),
         # Seconds a request waits for a connection; with the database down it then answers 503.
-        "timeout": env_int("TMWS_DB_POOL_TIMEOUT", 10),
+        "timeout": env_int("TMWS_DB_POOL_TIMEOUT", 5),
     }
 # Several checkouts (or parallel runs) can share one server by naming their own test database.
 _database["TEST"] = {"NAME": env_str("TMWS_TEST_DATABASE") or None}
