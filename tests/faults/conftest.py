@@ -25,7 +25,7 @@ from tmws_site.celery import app as celery_app
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Bounds on waits, not performance expectations.
 START_SECONDS = 30
-SETTLE_SECONDS = 150
+SETTLE_SECONDS = 240
 # Recovery is made quick through settings, not by waiting out the defaults.
 SWEEP_SECONDS = 1
 DRAIN_TTL_SECONDS = 3
@@ -120,6 +120,7 @@ class Workers:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TMWS_TORCH_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
             "TMWS_EMBEDDING_SWEEP_SECONDS": str(SWEEP_SECONDS),
             "TMWS_EMBEDDING_DRAIN_TTL_SECONDS": str(DRAIN_TTL_SECONDS),
         }
