@@ -30,7 +30,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def services(data_dir: str, broker: str, log):
+def services(data_dir: str, broker: str, log, *, web_processes: int = WEB_PROCESSES, web_threads: int = 1,
+             worker_processes: int = WORKER_PROCESSES):
     """A gunicorn server and (with a broker) Celery workers, all stopped on exit."""
     port = free_port()
     env = {
@@ -55,13 +56,14 @@ def services(data_dir: str, broker: str, log):
         processes.append(subprocess.Popen(
             [str(bin_dir / "gunicorn"), "tmws_site.wsgi:application", "--config", "python:tmws_site.gunicorn_conf",
              "--bind", f"127.0.0.1:{port}",
-             "--workers", str(WEB_PROCESSES), "--log-level", "warning", "--keep-alive", "600"],
+             "--workers", str(web_processes), "--threads", str(web_threads), "--log-level", "warning",
+             "--keep-alive", "600"],
             cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True,
         ))
         if broker:
             processes.append(subprocess.Popen(
-                [str(bin_dir / "celery"), "-A", "tmws_site", "worker", f"--concurrency={WORKER_PROCESSES}",
+                [str(bin_dir / "celery"), "-A", "tmws_site", "worker", f"--concurrency={worker_processes}",
                  "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
                 cwd=ROOT, env=dict(env, TMWS_TORCH_THREADS="1"), stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -121,21 +121,28 @@ def enqueue_embedding(ids) -> None:
         return
     chunks = [ids[start : start + EMBEDDING_TASK_SIZE] for start in range(0, len(ids), EMBEDDING_TASK_SIZE)]
     for chunk in chunks:
-        transaction.on_commit(lambda chunk=chunk: embed_memories.delay(chunk))
+        # robust for the same reason: with the broker down the write still answers, and the
+        # beat's sweep embeds the rows once it is back.
+        transaction.on_commit(lambda chunk=chunk: embed_memories.delay(chunk), robust=True)
 
 
 # The database is the queue of the drain: pending rows. A Redis flag keeps one drain scheduled at
-# a time; it expires on its own, so a drain lost with a crashed worker is scheduled again.
+# a time; the running drain renews it after every batch, and it expires on its own
+# (settings.TMWS_EMBEDDING_DRAIN_TTL_SECONDS after the drain's last sign of life), so a drain lost
+# with a crashed worker or a restarted Redis is scheduled again by the next write or sweep.
 EMBEDDING_DRAIN_KEY = "tmws:embedding-drain"
-EMBEDDING_DRAIN_TTL_SECONDS = 60
 # A drain hands its worker back after this long and schedules its successor.
 EMBEDDING_DRAIN_MAX_SECONDS = 30
+
+
+def _drain_ttl() -> int:
+    return max(1, settings.TMWS_EMBEDDING_DRAIN_TTL_SECONDS)
 
 
 def schedule_embedding_drain() -> bool:
     """Send a drain unless one is already on its way; returns whether this call sent it."""
     buffer = redis_buffer()
-    if buffer is not None and not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
+    if buffer is not None and not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=_drain_ttl()):
         return False
     try:
         drain_pending_embeddings.delay()
@@ -171,9 +178,9 @@ def drain_pending_embeddings() -> dict:
         embedded += len(done)
         failed += bad
         if done or bad:
+            if buffer is not None:
+                buffer.expire(EMBEDDING_DRAIN_KEY, _drain_ttl())  # still alive; at the end, held for the successor
             if time.monotonic() - started > EMBEDDING_DRAIN_MAX_SECONDS:
-                if buffer is not None:
-                    buffer.expire(EMBEDDING_DRAIN_KEY, EMBEDDING_DRAIN_TTL_SECONDS)  # held for the successor
                 drain_pending_embeddings.delay()
                 break
             continue
@@ -181,7 +188,7 @@ def drain_pending_embeddings() -> dict:
             break
         buffer.delete(EMBEDDING_DRAIN_KEY)
         # A write that committed after the last look found the flag still set and scheduled nothing.
-        if not _waiting(failed) or not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=EMBEDDING_DRAIN_TTL_SECONDS):
+        if not _waiting(failed) or not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=_drain_ttl()):
             break
     if failed:
         embed_memories.apply_async(args=[[str(pk) for pk in failed]], countdown=embed_memories.default_retry_delay)
@@ -232,7 +239,10 @@ HIT_BUFFER_MAX = 100_000
 def _redis_client(url: str):
     import redis
 
-    return redis.Redis.from_url(url)
+    # Bounded waits: with Redis unreachable a write's after-commit signal fails in seconds, not minutes.
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=settings.TMWS_REDIS_TIMEOUT_SECONDS, socket_timeout=settings.TMWS_REDIS_TIMEOUT_SECONDS
+    )
 
 
 def redis_buffer():

@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "tmws_site.middleware.access_scope",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tmws_site.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "tmws_site.urls"
@@ -82,12 +83,15 @@ if EMBEDDED_DATABASE:
     DATABASE_URL = embedded_database_url(DATA_DIR)
 _database = parse_database_url(DATABASE_URL)
 _database["ATOMIC_REQUESTS"] = True
+# With the pool this also checks each pooled connection before use: after a database restart the
+# dead ones are replaced instead of failing a request each.
 _database["CONN_HEALTH_CHECKS"] = True
 if env_bool("TMWS_DB_POOL", True):
     _database["OPTIONS"]["pool"] = {
         "min_size": env_int("TMWS_DB_POOL_MIN", 1),
         "max_size": env_int("TMWS_DB_POOL_MAX", 10),
-        "timeout": 10,
+        # Seconds a request waits for a connection; with the database down it then answers 503.
+        "timeout": env_int("TMWS_DB_POOL_TIMEOUT", 5),
     }
 # Several checkouts (or parallel runs) can share one server by naming their own test database.
 _database["TEST"] = {"NAME": env_str("TMWS_TEST_DATABASE") or None}
@@ -172,6 +176,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# Bounded waits on the broker: a write whose after-commit publish finds Redis down gives up in about
+# a second (its rows stay pending for the sweep) instead of holding the request.
+TMWS_REDIS_TIMEOUT_SECONDS = env_int("TMWS_REDIS_TIMEOUT_SECONDS", 2)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": TMWS_REDIS_TIMEOUT_SECONDS}
 # Celery's Django fix-up closes every connection, and the whole connection pool, around each task
 # in prefork workers: two new PostgreSQL sessions per task. Past this many tasks only; tasks return
 # their connection to the pool like requests do instead (tmws_site.celery).
@@ -180,6 +190,9 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Seconds between sweeps for memories left pending without a drain on its way; 0 turns it off.
 TMWS_EMBEDDING_SWEEP_SECONDS = env_int("TMWS_EMBEDDING_SWEEP_SECONDS", 300)
+# A drain renews its Redis flag after every batch; a flag this many seconds without renewal is a
+# drain that died with its worker, and the next write or sweep sends a new one.
+TMWS_EMBEDDING_DRAIN_TTL_SECONDS = env_int("TMWS_EMBEDDING_DRAIN_TTL_SECONDS", 60)
 # Seconds between runs of auto-categorisation for agents that opted in (docs/learning.md); 0 turns it off.
 TMWS_AUTO_CATEGORISE_SECONDS = env_int("TMWS_AUTO_CATEGORISE_SECONDS", 86400)
 CELERY_BEAT_SCHEDULE = {
