@@ -110,6 +110,8 @@ AGENT_GRANTS = {
     "step_runs": "SELECT, INSERT, UPDATE, DELETE",
     # A persona-era ownership record goes with the memory, task or workflow it describes.
     "compat_persona_ownership": "SELECT, DELETE",
+    # Persona-era ids resolve to agents only through the importer's links (API v1, persona tools).
+    "compat_persona_link": "SELECT",
     "agents": "SELECT",
     "auth_user": "SELECT",
     "auth_permission": "SELECT",
@@ -159,7 +161,7 @@ class Migration(migrations.Migration):
         ("namespaces", "0002_row_level_security"),
         ("agents", "0002_initial"),
         ("workflows", "0001_initial"),
-        ("compat", "0002_personas_to_agents"),
+        ("compat", "0001_initial"),
     ]
 
     operations = [
