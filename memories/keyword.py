@@ -60,16 +60,6 @@ class KeywordQuery:
         return sum(self.idfs[self.terms.index(term)] * (BM25_K1 + 1) for term in terms)
 
 
-def query_terms(text: str) -> list[str]:
-    """The distinct stemmed words of `text`, in the order they first occur."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT lexeme FROM unnest(to_tsvector(%s::regconfig, %s)) ORDER BY positions[1]",
-            [TEXT_SEARCH_CONFIG, text],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def statistics_scope(actor) -> list | None:
     """The namespaces whose buckets an operator's statistics sum (None: all; agents: ignored by the database)."""
     principal = Principal.of(actor)
@@ -86,19 +76,34 @@ def idf(documents: int, frequency: int) -> float:
     return math.log(1.0 + (documents - frequency + 0.5) / (frequency + 0.5))
 
 
+# The query's words (in the order they first occur) and the reader's statistics, in one round trip.
+STATISTICS_SQL = """
+WITH words AS (
+    SELECT lexeme, positions[1] AS first FROM unnest(to_tsvector(%s::regconfig, %s))
+), statistics AS (
+    SELECT * FROM tmws_keyword_statistics(ARRAY(SELECT lexeme FROM words), %s::uuid[])
+)
+SELECT NULL, documents, tokens FROM statistics WHERE term IS NULL
+UNION ALL
+SELECT * FROM (
+    SELECT words.lexeme, coalesce(statistics.documents, 0), NULL::bigint
+      FROM words LEFT JOIN statistics ON statistics.term = words.lexeme
+     ORDER BY words.first
+) ordered
+"""
+
+
 def keyword_query(actor, text: str) -> KeywordQuery:
-    """The query's words weighted from the statistics of what `actor` may read."""
-    terms = query_terms(text)
-    if not terms:
-        return KeywordQuery([], [], [], 1.0)
+    """The query's stemmed words, weighted from the statistics of what `actor` may read."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM tmws_keyword_statistics(%s::text[], %s::uuid[])", [terms, statistics_scope(actor)])
+        cursor.execute(STATISTICS_SQL, [TEXT_SEARCH_CONFIG, text, statistics_scope(actor)])
         rows = cursor.fetchall()
-    documents, tokens = next(((count, length) for term, count, length in rows if term is None), (0, 0))
-    frequencies = {term: int(count) for term, count, _ in rows if term is not None}
+    totals = [(count, tokens) for term, count, tokens in rows if term is None]
+    documents, tokens = totals[0] if totals else (0, 0)
+    terms = [term for term, _, _ in rows if term is not None]
+    counts = [int(count) for term, count, _ in rows if term is not None]
     documents = max(int(documents), 1)
     average_length = max(float(tokens or 0) / documents, 1.0)
-    counts = [frequencies.get(term, 0) for term in terms]
     return KeywordQuery(terms, [idf(documents, count) for count in counts], counts, average_length)
 
 
