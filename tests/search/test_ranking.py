@@ -178,3 +178,25 @@ def test_hybrid_order_fuses_normalised_bm25_with_similarity(team, store):
 
 
 EXPECTED_FUSED_ORDER = [0, 1, 3, 2, 4]
+
+
+@pytest.mark.django_db
+def test_a_scoped_operator_weighs_words_from_its_namespaces_only(tiny, store):
+    # given an operator who may read the team namespace only, and the owner's scores before
+    from django.contrib.auth import get_user_model
+    from guardian.shortcuts import assign_perm
+
+    from namespaces.models import Namespace
+
+    team, memories = tiny
+    staff = get_user_model().objects.create_user("scoped", "scoped@example.com", "pass-123!", is_staff=True)
+    assign_perm("view_namespace", staff, Namespace.objects.get(namespace="team"))
+    before = keyword_scores(staff, "apple")
+    owner_before = keyword_scores(team["owner"].agent, "apple")
+    # when memories with the word appear in a namespace outside its scope
+    store(team["outsider"].agent, [{"content": "apple"}, {"content": "apple pie"}], namespace="other",
+          access_level="public")
+    # then its scores stay; the owner, who reads public memories everywhere, sees them move
+    assert keyword_scores(staff, "apple") == before
+    assert before == owner_before
+    assert keyword_scores(team["owner"].agent, "apple") != owner_before
