@@ -10,9 +10,10 @@ pgvector's iterative scan, so rows removed by the filters do not starve the resu
 index scan that comes back short is redone exactly. The threshold is measured by
 `python -m bench.search` (see docs/search.md).
 
-Hybrid mode fuses the semantic and keyword rankings with weighted reciprocal-rank fusion
-(rank-based, so the two very different score scales need no calibration), then applies
-small, bounded boosts for learning_weight and recency. Contextual search (memories.contextual)
+Keyword ranking is Okapi BM25 (memories.keyword). Hybrid mode adds the BM25 score divided by
+the query's best to the cosine similarity, each raised by the best score among the memory's
+neighbouring turns (memories.neighbours), and ranks those neighbours too; then it applies small,
+bounded boosts for learning_weight and recency. Contextual search (memories.contextual)
 reuses this with a blended query vector and extra boosts for the task's tags and namespace.
 """
 from __future__ import annotations
@@ -156,9 +157,9 @@ def namespace_key(slug: str):
     return Namespace.objects.filter(namespace=slug).values_list("pk", flat=True).first()
 
 
-def candidates(actor, request: SearchRequest, rls: bool | None = None) -> QuerySet:
-    """The visible memories that pass the request's filters (no ordering yet)."""
-    queryset = Memory.objects.visible_to(actor)
+def candidates(actor, request: SearchRequest, rls: bool | None = None, visible: QuerySet | None = None) -> QuerySet:
+    """The visible memories (`visible`, when already built) that pass the request's filters (no ordering yet)."""
+    queryset = Memory.objects.visible_to(actor) if visible is None else visible
     # Names are resolved to keys first: a constant key lets the planner use its statistics for
     # that owner or namespace, where a join would leave it guessing an average.
     if request.namespace:
@@ -399,7 +400,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
-        base = candidates(actor, request, rls)
+        visible = Memory.objects.visible_to(actor)  # resolves the caller's namespaces once
+        base = candidates(actor, request, rls, visible)
         words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
         if mode != "semantic" and request.min_similarity is None:
@@ -417,7 +419,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
         rows = {row.pk: row for row in keyword}
         rows.update((row.pk, row) for row in semantic)
         if mode == "hybrid":
-            scores = hybrid_scores(actor, request, base, words, vector, rows)
+            scores = hybrid_scores(request, visible, base, words, vector, rows)
         else:
             scores = {row.pk: row.value for row in semantic or keyword}
         boost_namespace_id = namespace_key(request.boost_namespace) if request.boost_namespace else None
@@ -439,12 +441,14 @@ def search(actor, request: SearchRequest) -> SearchResult:
     return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
 
 
-def hybrid_scores(actor, request: SearchRequest, base: QuerySet, words: KeywordQuery, vector, rows: dict) -> dict:
+def hybrid_scores(
+    request: SearchRequest, visible: QuerySet, base: QuerySet, words: KeywordQuery, vector, rows: dict
+) -> dict:
     """Fused scores of the ranked memories and of their neighbours that pass the request's filters.
 
     `rows` gains a Candidate for each neighbour taken in, so boosts can be applied to it.
     """
-    fusion = fusion_inputs(Memory.objects.visible_to(actor), words, vector, set(rows))
+    fusion = fusion_inputs(visible, words, vector, set(rows))
     brought_in = {other for pk in rows for other in fusion.links.get(pk, ())} - set(rows)
     if brought_in:
         eligible = base.filter(pk__in=list(brought_in)).order_by().values_list("pk", *SCORING_FIELDS)
