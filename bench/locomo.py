@@ -4,8 +4,9 @@ Each conversation gets its own namespace and agent; every turn becomes one priva
 agent (`"{speaker}: {text}"`, plus the shared photo's caption), category `dialogue`, metadata
 `{"dia_id", "session_date"}`, written through POST /api/v2/memories/bulk in chunks of 500. Each
 question of categories 1-4 whose evidence names a turn of the conversation is asked through
-POST /api/v2/memories/search by that agent, limit 10, each mode, nothing else set (and once more
-with limit 20 for recall_any@20). recall_any@k: the share of questions with at least one
+POST /api/v2/memories/search by that agent, limit 10, each mode, nothing else set. recall_any@20
+comes from a limit-20 answer; keyword and semantic rankings are exact, so their limit-10 answer is
+its first ten and is not asked again. recall_any@k: the share of questions with at least one
 evidence turn in the top k.
 
 The conversations are split in two: the first TUNING ones tune, the others check, so settings
@@ -126,14 +127,18 @@ def evaluate(path: str, log) -> dict:
             asked["all"] += 1
             per_category[CATEGORIES[category]] += 1
             for mode in MODES:
-                ranked = ask(client, text, mode, 10, turn_of)
-                ranked += ask(client, text, mode, 20, turn_of)[10:]
+                # Keyword and semantic rankings are exact, so a limit-20 answer starts with the limit-10 one;
+                # hybrid ranks more candidates for a larger limit, so its top 10 is asked with limit 10.
+                ranked = ask(client, text, mode, 20, turn_of)
+                if mode == "hybrid":
+                    ranked = ask(client, text, mode, 10, turn_of) + ranked[10:]
                 for k in KS:
                     if evidence & set(ranked[:k]):
                         counts[part][mode][k] += 1
                         counts["all"][mode][k] += 1
                         by_category[mode][CATEGORIES[category]][k] += 1
-        log(f"{conversation['id']} ({part}): {len(conversation['questions'])} questions asked")
+        log(f"{conversation['id']} ({part}): {len(conversation['questions'])} questions asked; so far recall_any@10 "
+            + ", ".join(f"{mode} {rates(counts['all'][mode], asked['all'])['recall_any@10']}" for mode in MODES))
     return {
         "data": f"{path}: {len(data)} conversations, {sum(len(c['turns']) for c in data)} turns, "
                 f"{asked['all']} questions (categories 1-4 with evidence in the conversation)",
