@@ -14,22 +14,23 @@ the last kept score), the pass is redone with every word. The result is the exac
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, FloatField, QuerySet
+from django.db.models import BooleanField, FloatField, JSONField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from namespaces.access import Principal, operator_namespace_ids
 
-from .models import TEXT_SEARCH_CONFIG
+from .models import TEXT_SEARCH_CONFIG, Memory
 
 # Okapi BM25's usual constants: term-frequency saturation and document-length normalisation.
 BM25_K1 = 1.2
 BM25_B = 0.75
 # The first pass matches words whose summed document frequency stays within this many memories.
-MATCH_BUDGET = 2000
+MATCH_BUDGET = 500
 
 
 @dataclass
@@ -156,8 +157,9 @@ def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tu
         left_out = [term for _, term in ordered if term not in terms]
         if not left_out or (len(rows) == depth and rows[-1][1] >= query.bound(left_out)):
             return rows
-        # A memory holding only left-out words might still belong: take the next rarest word in.
-        terms = [*terms, left_out[0]]
+        # A memory holding only left-out words might still belong: take the next rarest word in, or all
+        # of them when the matches did not even fill the result (a narrow filter: matching is cheap).
+        terms = [*terms, left_out[0]] if len(rows) == depth else query.terms
 
 
 def _ranked(matches: QuerySet, query: KeywordQuery, depth: int, fields: tuple) -> list:
@@ -171,4 +173,13 @@ def _ranked(matches: QuerySet, query: KeywordQuery, depth: int, fields: tuple) -
         names = [column.name for column in cursor.description]
         rows = cursor.fetchall()
     position = {name: index for index, name in enumerate(names)}
-    return [(row[position["id"]], row[position["bm25"]], *(row[position[field]] for field in fields)) for row in rows]
+    return [(row[position["id"]], row[position["bm25"]], *(_value(row[position[field]], field) for field in fields))
+            for row in rows]
+
+
+def _value(value, field: str):
+    """A column read by raw SQL as the ORM gives it (JSON columns arrive as text)."""
+    model_field = Memory._meta.get_field(field.removesuffix("_id") if field.endswith("_id") else field)
+    if isinstance(model_field, JSONField) and isinstance(value, str):
+        return json.loads(value)
+    return value

@@ -156,7 +156,9 @@ CREATE TRIGGER memories_term_statistics_truncate AFTER TRUNCATE ON memories
 CREATE FUNCTION tmws_keyword_statistics(terms text[], namespaces uuid[] DEFAULT NULL)
 RETURNS TABLE (term text, documents bigint, tokens bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    WITH reader AS (SELECT tmws_current_agent() AS agent),
+    WITH reader AS MATERIALIZED (  -- the readable namespaces once, not once per bucket
+        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
+          FROM (SELECT tmws_current_agent() AS agent) current_),
     visible AS (
         SELECT bucket.id, bucket.documents, bucket.tokens
           FROM memory_term_buckets bucket, reader
@@ -164,7 +166,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
                ELSE bucket.kind = 'open'
                  OR (bucket.kind = 'private' AND bucket.agent_id = reader.agent)
                  OR (bucket.kind = 'shared'
-                     AND bucket.namespace_id = ANY (tmws_readable_namespace_ids(reader.agent)))
+                     AND bucket.namespace_id = ANY (reader.readable))
                END)
     SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
       FROM visible
