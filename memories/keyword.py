@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import BooleanField, FloatField, JSONField, QuerySet
 from django.db.models.expressions import RawSQL
@@ -164,7 +165,10 @@ def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tu
 
 def _ranked(matches: QuerySet, query: KeywordQuery, depth: int, fields: tuple) -> list:
     columns = ("id", "created_at", "search_vector", *(field for field in fields if field != "created_at"))
-    sql, params = matches.order_by().values_list(*columns).query.sql_with_params()
+    try:
+        sql, params = matches.order_by().values_list(*columns).query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (an unknown namespace or agent)
+        return []
     with connection.cursor() as cursor:
         cursor.execute(
             RANKED_SQL.format(matched=sql),

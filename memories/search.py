@@ -247,15 +247,16 @@ class Candidate(NamedTuple):
     created_at: object
     context_tags: list
     namespace_id: object
+    session_key: str | None  # None: the memory has no neighbours (docs/search.md)
 
 
-SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id")
+SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id", "session_key")
 
 
 def _semantic_candidates(rows) -> list[Candidate]:
     return [
-        Candidate(pk, 1.0 - distance, weight, created_at, tags or [], namespace_id)
-        for pk, distance, weight, created_at, tags, namespace_id in rows
+        Candidate(pk, 1.0 - distance, weight, created_at, tags or [], namespace_id, session)
+        for pk, distance, weight, created_at, tags, namespace_id, session in rows
     ]
 
 
@@ -305,8 +306,8 @@ def keyword_ranking(
         )
     rows = bm25_ranking(queryset, query, depth, SCORING_FIELDS, agent_scoped)
     return [
-        Candidate(pk, score, weight, created_at, tags or [], namespace_id)
-        for pk, score, weight, created_at, tags, namespace_id in rows
+        Candidate(pk, score, weight, created_at, tags or [], namespace_id, session)
+        for pk, score, weight, created_at, tags, namespace_id, session in rows
     ]
 
 
@@ -339,9 +340,12 @@ class Fusion(NamedTuple):
     links: dict  # pk -> the pks of its neighbours
 
 
-def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector, pks: set) -> Fusion:
-    """Both scores of the ranked memories and of their neighbours (two windows deep), in one query."""
-    windows = neighbour_windows(visible, pks)
+def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector, pks: set, in_sessions: set) -> Fusion:
+    """Both scores of the ranked memories and of their neighbours (two windows deep), in one query.
+
+    Only memories in a session (`in_sessions`) have neighbours; without any, no look-up is made.
+    """
+    windows = neighbour_windows(visible, in_sessions)
     links = adjacency(windows)
     everything = set(pks) | set(links)
     scored = visible.filter(pk__in=list(everything)).order_by()
@@ -448,13 +452,14 @@ def hybrid_scores(
 
     `rows` gains a Candidate for each neighbour taken in, so boosts can be applied to it.
     """
-    fusion = fusion_inputs(visible, words, vector, set(rows))
+    in_sessions = {pk for pk, row in rows.items() if row.session_key is not None}
+    fusion = fusion_inputs(visible, words, vector, set(rows), in_sessions)
     brought_in = {other for pk in rows for other in fusion.links.get(pk, ())} - set(rows)
     if brought_in:
         eligible = base.filter(pk__in=list(brought_in)).order_by().values_list("pk", *SCORING_FIELDS)
-        for pk, weight, created_at, tags, namespace_id in eligible:
+        for pk, weight, created_at, tags, namespace_id, session in eligible:
             if request.min_similarity is None or fusion.semantic.get(pk, 0.0) >= request.min_similarity:
-                rows[pk] = Candidate(pk, 0.0, weight, created_at, tags or [], namespace_id)
+                rows[pk] = Candidate(pk, 0.0, weight, created_at, tags or [], namespace_id, session)
     return {pk: fused_score(fusion, pk) for pk in rows}
 
 
