@@ -2,6 +2,7 @@
 
     python -m bench.quality            # evaluate the current settings on both splits
     python -m bench.quality --tune     # grid over the fusion settings, on the tuning split only
+    python -m bench.quality --data ../shared/data/locomo-dev/locomo-dev.json   # real conversations (bench/locomo.py)
 
 Each conversation turn is a private memory of its persona's agent; each question is asked by
 that agent and scores a hit when the labelled evidence turn is among the top k. The split is
@@ -25,6 +26,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("TMWS_QUALITY_DATA_DIR", "/tmp/tmws-quality"))
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--data", help="a LoCoMo JSON file: run its protocol through the API instead (bench/locomo.py)")
     parser.add_argument("--output", help="also write the JSON here")
     return parser.parse_args(argv)
 
@@ -115,6 +117,13 @@ def main(argv=None) -> dict:
     import django
 
     django.setup()
+    if args.data:
+        from django.core.management import call_command
+
+        from bench import locomo
+
+        call_command("migrate", verbosity=0, interactive=False)
+        return finish(locomo.evaluate(args.data, log), args)
     from bench import conversations
     from bench.corpus import embed_cached
     from memories import search as memory_search
@@ -128,11 +137,10 @@ def main(argv=None) -> dict:
     started = time.time()
     if args.tune:
         grid = []
-        for semantic_weight, keyword_weight, rrf_k in itertools.product((1.0,), (0.4, 0.6, 0.8, 1.0), (10, 60)):
-            memory_search.SEMANTIC_WEIGHT, memory_search.KEYWORD_WEIGHT = semantic_weight, keyword_weight
-            memory_search.RRF_K = rrf_k
+        for keyword_share, neighbour_weight in itertools.product((0.2, 0.3, 0.4, 0.5, 0.6), (0.0, 0.3)):
+            memory_search.KEYWORD_SHARE, memory_search.NEIGHBOUR_WEIGHT = keyword_share, neighbour_weight
             scores = evaluate(tune, agents, turn_of, vectors, modes=("hybrid",))["hybrid"]
-            grid.append({"semantic_weight": semantic_weight, "keyword_weight": keyword_weight, "rrf_k": rrf_k,
+            grid.append({"keyword_share": keyword_share, "neighbour_weight": neighbour_weight,
                          "recall_at_10": scores["recall_at_10"], "recall_at_5": scores["recall_at_5"]})
             log(json.dumps(grid[-1]))
         report = {"split": "tune", "questions": len(tune), "grid": grid,
@@ -142,14 +150,18 @@ def main(argv=None) -> dict:
             "data": "generated conversations (bench/conversations.py): "
                     f"{PERSONAS} personas, {len(turns)} turns stored as memories, {len(questions)} questions "
                     "labelled with their evidence turn; styles lexical / paraphrase / mixed",
-            "settings": {"semantic_weight": memory_search.SEMANTIC_WEIGHT,
-                         "keyword_weight": memory_search.KEYWORD_WEIGHT, "rrf_k": memory_search.RRF_K,
+            "settings": {"keyword_share": memory_search.KEYWORD_SHARE,
+                         "neighbour_weight": memory_search.NEIGHBOUR_WEIGHT,
                          "hybrid_depth": f"max(limit*{memory_search.HYBRID_DEPTH_FACTOR}, "
                                          f"{memory_search.HYBRID_MIN_DEPTH})"},
             "tune": {"questions": len(tune), **evaluate(tune, agents, turn_of, vectors)},
             "held_out": {"questions": len(held_out), **evaluate(held_out, agents, turn_of, vectors)},
         }
     report["elapsed_s"] = round(time.time() - started, 1)
+    return finish(report, args)
+
+
+def finish(report: dict, args) -> dict:
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

@@ -5,6 +5,9 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models import Func, Q, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from pgvector.django import HnswIndex, VectorField
 
@@ -15,6 +18,7 @@ from .querysets import MemoryQuerySet
 
 EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
+SEQUENCE_NAME = "memories_sequence"
 
 
 def preview(text: str) -> str:
@@ -55,6 +59,20 @@ class Memory(BaseModel):
         db_persist=True,
     )
 
+    # Conversation order (docs/search.md, "Neighbouring turns"): the order memories were written in,
+    # and the session they belong to, named by the writer in metadata.session_id (or session_date).
+    # A memory's neighbours are the memories just before and after it in the same session of the
+    # same agent and namespace; hybrid search reads them as the memory's context.
+    sequence = models.BigIntegerField(
+        db_default=Func(Value(SEQUENCE_NAME), function="nextval", output_field=models.BigIntegerField()),
+        editable=False,
+    )
+    session_key = models.GeneratedField(
+        expression=Coalesce(KT("metadata__session_id"), KT("metadata__session_date")),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
+
     objects = MemoryQuerySet.as_manager()
 
     class Meta:
@@ -77,6 +95,11 @@ class Memory(BaseModel):
             models.Index(fields=["memory_category"], name="memories_category_idx"),
             GinIndex(fields=["context_tags"], name="memories_tags_gin"),
             GinIndex(fields=["search_vector"], name="memories_search_gin"),
+            models.Index(
+                fields=["agent", "namespace", "session_key", "sequence"],
+                name="memories_session_idx",
+                condition=Q(session_key__isnull=False),
+            ),
         ]
         constraints = [
             choices_check("access_level", AccessLevel, "memories_access_level_valid"),

@@ -10,9 +10,10 @@ pgvector's iterative scan, so rows removed by the filters do not starve the resu
 index scan that comes back short is redone exactly. The threshold is measured by
 `python -m bench.search` (see docs/search.md).
 
-Hybrid mode fuses the semantic and keyword rankings with weighted reciprocal-rank fusion
-(rank-based, so the two very different score scales need no calibration), then applies
-small, bounded boosts for learning_weight and recency. Contextual search (memories.contextual)
+Keyword ranking is Okapi BM25 (memories.keyword). Hybrid mode adds the BM25 score divided by
+the query's best to the cosine similarity, each raised by the best score among the memory's
+neighbouring turns (memories.neighbours), and ranks those neighbours too; then it applies small,
+bounded boosts for learning_weight and recency. Contextual search (memories.contextual)
 reuses this with a blended query vector and extra boosts for the task's tags and namespace.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import BooleanField, FloatField, QuerySet, Value
+from django.db.models import FloatField, QuerySet, Value
 from django.db.models.expressions import ExpressionWrapper, RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -35,11 +36,13 @@ from agents.models import Agent
 from namespaces.access import Principal
 from namespaces.models import Namespace
 from tmws_site import validation
-from tmws_site.db import agent_search_context, current_agent_id, service_role
+from tmws_site.db import agent_search_context, current_agent_id
 from tmws_site.errors import InvalidInput
 
 from .choices import AccessLevel
-from .models import TEXT_SEARCH_CONFIG, Memory
+from .keyword import KeywordQuery, bm25_ranking, keyword_query
+from .models import Memory
+from .neighbours import adjacency, neighbour_windows
 
 MODES = ("hybrid", "semantic", "keyword")
 MAX_LIMIT = 100
@@ -47,11 +50,11 @@ MAX_QUERY_LENGTH = 10_000
 # Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
 HNSW_EF_SEARCH = 100
-# Fusion settings tuned on the tuning split of bench/quality.py (see docs/search.md): meaning leads,
-# words break ties and rescue names; a small k lets the top of each list count clearly more.
-RRF_K = 10
-SEMANTIC_WEIGHT = 1.0
-KEYWORD_WEIGHT = 0.4
+# Fusion settings chosen on the tuning conversations of the LoCoMo dev split (docs/search.md): a
+# hybrid score is KEYWORD_SHARE of the BM25 score divided by the query's best, plus the rest of the
+# cosine similarity; each part gains NEIGHBOUR_WEIGHT times its best neighbour's.
+KEYWORD_SHARE = 0.4
+NEIGHBOUR_WEIGHT = 0.3
 HYBRID_DEPTH_FACTOR = 2  # each ranking contributes limit * factor candidates (at least HYBRID_MIN_DEPTH)
 HYBRID_MIN_DEPTH = 20
 WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%
@@ -61,17 +64,6 @@ RECENCY_HALF_LIFE_DAYS = 30.0
 _embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embedding")
 # Columns a search result never needs: skip reading them with the rows.
 HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
-
-# Keyword matching keeps the query's rarest stemmed words while their combined document
-# frequency stays within this share of the memories (always at least the rarest word). Common
-# words barely rank (like zero-IDF terms in BM25), yet each would make the database fetch and
-# score a large part of the table. Frequencies come from ANALYZE's statistics, so no scan.
-KEYWORD_MATCH_BUDGET = 0.03
-LEXEME_STATS_SECONDS = 300
-_lexeme_stats: dict = {"at": 0.0, "frequencies": {}}
-# ts_rank_cd normalisation: 1 divides by 1 + log(document length), 32 maps the rank into [0, 1).
-KEYWORD_RANK_NORMALIZATION = 1 | 32
-
 
 @dataclass
 class SearchRequest:
@@ -139,9 +131,9 @@ def namespace_key(slug: str):
     return Namespace.objects.filter(namespace=slug).values_list("pk", flat=True).first()
 
 
-def candidates(actor, request: SearchRequest, rls: bool | None = None) -> QuerySet:
-    """The visible memories that pass the request's filters (no ordering yet)."""
-    queryset = Memory.objects.visible_to(actor)
+def candidates(actor, request: SearchRequest, rls: bool | None = None, visible: QuerySet | None = None) -> QuerySet:
+    """The visible memories (`visible`, when already built) that pass the request's filters (no ordering yet)."""
+    queryset = Memory.objects.visible_to(actor) if visible is None else visible
     # Names are resolved to keys first: a constant key lets the planner use its statistics for
     # that owner or namespace, where a join would leave it guessing an average.
     if request.namespace:
@@ -229,15 +221,16 @@ class Candidate(NamedTuple):
     created_at: object
     context_tags: list
     namespace_id: object
+    session_key: str | None  # None: the memory has no neighbours (docs/search.md)
 
 
-SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id")
+SCORING_FIELDS = ("learning_weight", "created_at", "context_tags", "namespace_id", "session_key")
 
 
 def _semantic_candidates(rows) -> list[Candidate]:
     return [
-        Candidate(pk, 1.0 - distance, weight, created_at, tags or [], namespace_id)
-        for pk, distance, weight, created_at, tags, namespace_id in rows
+        Candidate(pk, 1.0 - distance, weight, created_at, tags or [], namespace_id, session)
+        for pk, distance, weight, created_at, tags, namespace_id, session in rows
     ]
 
 
@@ -272,71 +265,23 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
     return _semantic_candidates(rows)
 
 
-def _lexeme_frequencies() -> dict:
-    """Share of memories holding each common lexeme, from pg_stats (refreshed every few minutes)."""
-    now = time.monotonic()
-    if now - _lexeme_stats["at"] > LEXEME_STATS_SECONDS:
-        with transaction.atomic(), service_role(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-                "WHERE tablename = 'memories' AND attname = 'search_vector'"
-            )
-            row = cursor.fetchone()
-        if row and row[0]:  # no statistics yet (before the first ANALYZE): look again next time
-            _lexeme_stats.update(at=now, frequencies=dict(zip(row[0], row[1], strict=False)))
-    return _lexeme_stats["frequencies"]
-
-
-def keyword_query(text: str) -> str:
-    """A `to_tsquery('simple', ...)` string OR-ing the query's most distinctive stemmed words ('' if none).
-
-    Natural questions rarely contain every word of the memory they look for, so any kept word counts.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tsvector_to_array(to_tsvector(%s::regconfig, %s))", [TEXT_SEARCH_CONFIG, text])
-        lexemes = cursor.fetchone()[0] or []
-    frequencies = _lexeme_frequencies()
-    kept, share = [], 0.0
-    for lexeme in sorted(set(lexemes), key=lambda lexeme: (frequencies.get(lexeme, 0.0), lexeme)):
-        frequency = frequencies.get(lexeme, 0.0)
-        if kept and share + frequency > KEYWORD_MATCH_BUDGET:
-            break
-        kept.append(lexeme)
-        share += frequency
-    return " | ".join("'" + lexeme.replace("'", "''") + "'" for lexeme in kept)
-
-
 def keyword_ranking(
-    queryset: QuerySet, text: str, depth: int, vector=None, min_similarity=None, agent_scoped: bool = False
+    actor, queryset: QuerySet, query: KeywordQuery, depth: int, vector=None, min_similarity=None,
+    agent_scoped: bool = False,
 ) -> list[Candidate]:
-    """The `depth` best full-text matches, best first.
+    """The `depth` best BM25 matches, best first.
 
     With a vector and `min_similarity`, the threshold is applied in SQL so rows below it never
-    take a place in the ranking. `agent_scoped` (an agent under RLS) finds the matches through
-    the definer function so the GIN index still narrows them.
+    take a place in the ranking.
     """
-    tsquery = keyword_query(text)
-    if not tsquery:
-        return []
-    if agent_scoped:
-        matched = RawSQL("SELECT tmws_text_match_ids(to_tsquery('simple', %s))", [tsquery])
-        rows = queryset.filter(id__in=matched)
-    else:
-        matches = RawSQL("search_vector @@ to_tsquery('simple', %s)", [tsquery], output_field=BooleanField())
-        rows = queryset.annotate(matches=matches).filter(matches=True)
-    rank = RawSQL(
-        f"ts_rank_cd(search_vector, to_tsquery('simple', %s), {KEYWORD_RANK_NORMALIZATION})",
-        [tsquery],
-        output_field=FloatField(),
-    )
     if vector is not None and min_similarity is not None:
-        rows = rows.embedded_by_configured_model().alias(distance=CosineDistance("embedding", vector)).filter(
+        queryset = queryset.embedded_by_configured_model().alias(distance=CosineDistance("embedding", vector)).filter(
             distance__lte=1.0 - min_similarity
         )
-    rows = rows.annotate(rank=rank).order_by("-rank", "-created_at").values_list("pk", "rank", *SCORING_FIELDS)
+    rows = bm25_ranking(queryset, query, depth, SCORING_FIELDS, agent_scoped)
     return [
-        Candidate(pk, rank, weight, created_at, tags or [], namespace_id)
-        for pk, rank, weight, created_at, tags, namespace_id in rows[:depth]
+        Candidate(pk, score, weight, created_at, tags or [], namespace_id, session)
+        for pk, score, weight, created_at, tags, namespace_id, session in rows
     ]
 
 
@@ -361,13 +306,51 @@ def context_factor(memory: Candidate, request: SearchRequest, boost_namespace_id
     return factor
 
 
-def fuse(rankings: list[tuple[list, float]]) -> dict:
-    """Weighted reciprocal-rank fusion of ranked id lists."""
-    scores: dict = {}
-    for ranking, weight in rankings:
-        for position, pk in enumerate(ranking):
-            scores[pk] = scores.get(pk, 0.0) + weight / (RRF_K + position + 1)
-    return scores
+class Fusion(NamedTuple):
+    """What a hybrid score is made of, for every memory the rankings or their neighbours brought in."""
+
+    keyword: dict  # pk -> BM25 score divided by the best BM25 score of the query
+    semantic: dict  # pk -> cosine similarity (0 for a memory not embedded yet)
+    links: dict  # pk -> the pks of its neighbours
+
+
+def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector, pks: set, in_sessions: set) -> Fusion:
+    """Both scores of the ranked memories and of their neighbours (two windows deep), in one query.
+
+    Only memories in a session (`in_sessions`) have neighbours; without any, no look-up is made.
+    """
+    windows = neighbour_windows(visible, in_sessions)
+    links = adjacency(windows)
+    everything = set(pks) | set(links)
+    scored = visible.filter(pk__in=list(everything)).order_by()
+    if query:
+        scored = scored.annotate(bm25=query.bm25())
+    else:
+        scored = scored.annotate(bm25=Value(0.0, output_field=FloatField()))
+    scored = scored.annotate(distance=CosineDistance("embedding", vector)).values_list(
+        "pk", "bm25", "distance", "embedding_model"
+    )
+    from .embeddings import configured_model
+
+    model = configured_model().name
+    keyword, semantic = {}, {}
+    for pk, bm25, distance, embedded_by in scored:
+        keyword[pk] = bm25 or 0.0
+        # A vector of another model lives in another space: no similarity until it is re-embedded.
+        semantic[pk] = 0.0 if distance is None or embedded_by != model else 1.0 - distance
+    best = max(keyword.values(), default=0.0)
+    if best > 0:
+        keyword = {pk: score / best for pk, score in keyword.items()}
+    return Fusion(keyword, semantic, links)
+
+
+def fused_score(fusion: Fusion, pk) -> float:
+    """KEYWORD_SHARE of the normalised BM25 plus the rest of the similarity, each raised by its best neighbour's."""
+    def with_context(scores: dict) -> float:
+        context = max([0.0, *(scores.get(other, 0.0) for other in fusion.links.get(pk, ()))])
+        return scores.get(pk, 0.0) + NEIGHBOUR_WEIGHT * context
+
+    return KEYWORD_SHARE * with_context(fusion.keyword) + (1.0 - KEYWORD_SHARE) * with_context(fusion.semantic)
 
 
 def query_embedding(text: str):
@@ -401,10 +384,12 @@ def search(actor, request: SearchRequest) -> SearchResult:
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
-        base = candidates(actor, request, rls)
+        visible = Memory.objects.visible_to(actor)  # resolves the caller's namespaces once
+        base = candidates(actor, request, rls, visible)
+        words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
         if mode != "semantic" and request.min_similarity is None:
-            keyword = keyword_ranking(base, request.query, depth, agent_scoped=rls)
+            keyword = keyword_ranking(actor, base, words, depth, agent_scoped=rls)
         if pending is not None:
             vector = pending.result()
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
@@ -412,11 +397,13 @@ def search(actor, request: SearchRequest) -> SearchResult:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
             semantic = [row for row in semantic if row.value >= request.min_similarity]
             if mode != "semantic":
-                keyword = keyword_ranking(base, request.query, depth, vector, request.min_similarity, agent_scoped=rls)
+                keyword = keyword_ranking(
+                    actor, base, words, depth, vector, request.min_similarity, agent_scoped=rls
+                )
         rows = {row.pk: row for row in keyword}
         rows.update((row.pk, row) for row in semantic)
         if mode == "hybrid":
-            scores = fuse([([row.pk for row in semantic], SEMANTIC_WEIGHT), ([row.pk for row in keyword], KEYWORD_WEIGHT)])
+            scores = hybrid_scores(request, visible, base, words, vector, rows)
         else:
             scores = {row.pk: row.value for row in semantic or keyword}
         boost_namespace_id = namespace_key(request.boost_namespace) if request.boost_namespace else None
@@ -436,6 +423,24 @@ def search(actor, request: SearchRequest) -> SearchResult:
     ]
     track_hits([hit.memory.pk for hit in hits])
     return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
+
+
+def hybrid_scores(
+    request: SearchRequest, visible: QuerySet, base: QuerySet, words: KeywordQuery, vector, rows: dict
+) -> dict:
+    """Fused scores of the ranked memories and of their neighbours that pass the request's filters.
+
+    `rows` gains a Candidate for each neighbour taken in, so boosts can be applied to it.
+    """
+    in_sessions = {pk for pk, row in rows.items() if row.session_key is not None}
+    fusion = fusion_inputs(visible, words, vector, set(rows), in_sessions)
+    brought_in = {other for pk in rows for other in fusion.links.get(pk, ())} - set(rows)
+    if brought_in:
+        eligible = base.filter(pk__in=list(brought_in)).order_by().values_list("pk", *SCORING_FIELDS)
+        for pk, weight, created_at, tags, namespace_id, session in eligible:
+            if request.min_similarity is None or fusion.semantic.get(pk, 0.0) >= request.min_similarity:
+                rows[pk] = Candidate(pk, 0.0, weight, created_at, tags or [], namespace_id, session)
+    return {pk: fused_score(fusion, pk) for pk in rows}
 
 
 def _similarity(memory) -> float | None:

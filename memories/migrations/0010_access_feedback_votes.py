@@ -15,7 +15,7 @@ AGENT_ROLE = "tmws_agent"
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('memories', '0008_memory_embedding_model'),
+        ('memories', '0009_keyword_statistics'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
