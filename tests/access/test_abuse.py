@@ -1045,3 +1045,30 @@ def test_case10_agent_requests_that_change_rights_and_keys_still_work(world, mak
     assert renamed.status_code == 200, renamed.content
     assert Memory.objects.get(pk=world.ids["public"]).learning_weight == pytest.approx(1.1)
     assert Agent.objects.get(agent_id="owner-agent").display_name == "Owner"
+
+
+def test_case11_keyword_scores_do_not_reveal_words_in_memories_the_caller_cannot_read(team):
+    # given: the owner's own memories and its keyword scores for a query with a rare word
+    owner, outsider, member = team["owner"], team["outsider"], team["member"]
+    create_memory(owner.agent, {"content": "The launch plan names the falcon project.", "namespace": "team"})
+    create_memory(owner.agent, {"content": "Lunch is at noon on Fridays.", "namespace": "team"})
+    body = {"query": "falcon project codename", "mode": "keyword"}
+
+    def scores() -> dict:
+        response = owner.client.post("/api/v2/memories/search", body, format="json")
+        assert response.status_code == 200, response.content
+        return {hit["memory"]["id"]: hit["score"] for hit in response.json()["results"]}
+
+    before = scores()
+    visible_before = Memory.objects.count()
+    # when: other agents write the query's words where the owner cannot read them
+    create_memory(outsider.agent, {"content": "codename falcon codename", "namespace": "other"})
+    create_memory(outsider.agent, {"content": "codename project", "namespace": "other", "access_level": "shared"})
+    create_memory(member.agent, {"content": "the codename is falcon", "namespace": "team"})
+    with connection.cursor() as cursor:  # fresh planner statistics too: they span every row
+        cursor.execute("ANALYZE memories")
+    after = scores()
+    # then: the owner's scores are the same to the last bit, so the rare word's existence is not revealed
+    assert len(before) == 1
+    assert after == before
+    assert Memory.objects.count() == visible_before + 3
