@@ -40,6 +40,13 @@ class MemoryBulkSerializer(serializers.Serializer):
     memories = MemoryWriteSerializer(many=True)
 
 
+class MemoryBulkCreatedSerializer(serializers.Serializer):
+    """What a bulk write answers: how many memories were stored and their ids, in the order given."""
+
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.UUIDField())
+
+
 class ShareSerializer(serializers.Serializer):
     agent_ids = serializers.ListField(child=serializers.CharField())
 

@@ -18,6 +18,7 @@ from .serializers import (
     ContextualSearchRequestSerializer,
     FeedbackSerializer,
     InsightsSerializer,
+    MemoryBulkCreatedSerializer,
     MemoryBulkSerializer,
     MemorySerializer,
     MemoryWriteSerializer,
@@ -70,7 +71,7 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         services.delete_memory(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=MemoryBulkSerializer, responses={201: MemorySerializer(many=True)})
+    @extend_schema(request=MemoryBulkSerializer, responses={201: MemoryBulkCreatedSerializer})
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         body = request.data
