@@ -6,11 +6,10 @@ per bucket of memories (migration memories/0009): summed over the buckets the ca
 word that exists only in memories it cannot see changes none of its scores, and reading them costs
 one index look-up per query word.
 
-Matches come from the GIN index. A query's most common words (by the caller's own frequencies)
-would each make the database score a large part of the table while adding little to any score, so
-the first pass matches only the rarer words and still scores every word; if a memory holding only
-the left-out words could still reach the result (their largest possible contribution is at least
-the last kept score), the pass is redone with every word. The result is the exact BM25 top list.
+Scores come from the database's inverted index (`memory_terms`, migration memories/0011): each
+query word's postings in the buckets the caller may read, read from the index alone and summed per
+memory by a SECURITY DEFINER function that applies the read rule itself. Every query word is
+scored and no memory is left out: the result is the exact BM25 top list.
 """
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import BooleanField, FloatField, JSONField, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import JSONField, QuerySet
 
 from namespaces.access import Principal, operator_namespace_ids
 
@@ -30,36 +28,25 @@ from .models import TEXT_SEARCH_CONFIG, Memory
 # Okapi BM25's usual constants: term-frequency saturation and document-length normalisation.
 BM25_K1 = 1.2
 BM25_B = 0.75
-# The first pass matches words whose summed document frequency stays within this many memories.
-MATCH_BUDGET = 500
 
 
 @dataclass
 class KeywordQuery:
-    """A query's words with their IDF for one reader, and that reader's average memory length."""
+    """A query's words with their IDF for one reader, that reader's average memory length and scope."""
 
     terms: list[str]
     idfs: list[float]
     frequencies: list[int]
     average_length: float
+    namespaces: list | None = None  # an operator's namespaces (statistics_scope); None for agents and superusers
 
     def __bool__(self) -> bool:
         return bool(self.terms)
 
-    def tsquery(self, terms: list[str]) -> str:
-        return " | ".join("'" + term.replace("'", "''") + "'" for term in terms)
-
-    def bm25(self) -> RawSQL:
-        """The BM25 score of a memory's `search_vector` for this query, as an SQL expression."""
-        return RawSQL(
-            "tmws_bm25(search_vector, %s::text[], %s::float8[], %s, %s, %s)",
-            [self.terms, self.idfs, BM25_K1, BM25_B, self.average_length],
-            output_field=FloatField(),
-        )
-
-    def bound(self, terms: list[str]) -> float:
-        """An upper bound of what `terms` can add to any memory's score."""
-        return sum(self.idfs[self.terms.index(term)] * (BM25_K1 + 1) for term in terms)
+    def scores_sql(self, depth: int | None, within: list | None = None) -> tuple[str, list]:
+        """The FROM item (memory_id, score) of the readable matches, best first, and its parameters."""
+        sql = "tmws_keyword_scores(%s::text[], %s::float8[], %s, %s, %s, %s, %s::uuid[], %s::uuid[])"
+        return sql, [self.terms, self.idfs, BM25_K1, BM25_B, self.average_length, depth, self.namespaces, within]
 
 
 def statistics_scope(actor) -> list | None:
@@ -106,78 +93,59 @@ def keyword_query(actor, text: str) -> KeywordQuery:
     counts = [int(count) for term, count, _ in rows if term is not None]
     documents = max(int(documents), 1)
     average_length = max(float(tokens or 0) / documents, 1.0)
-    return KeywordQuery(terms, [idf(documents, count) for count in counts], counts, average_length)
+    idfs = [idf(documents, count) for count in counts]
+    return KeywordQuery(terms, idfs, counts, average_length, statistics_scope(actor))
 
 
-def matching(queryset: QuerySet, query: KeywordQuery, terms: list[str], agent_scoped: bool) -> QuerySet:
-    """The memories of `queryset` holding any of `terms`, found through the GIN index."""
-    tsquery = query.tsquery(terms)
-    if agent_scoped:
-        # Under RLS the GIN index only helps through the definer function (see migration 0003).
-        return queryset.filter(id__in=RawSQL("SELECT tmws_text_match_ids(to_tsquery('simple', %s))", [tsquery]))
-    matches = RawSQL("search_vector @@ to_tsquery('simple', %s)", [tsquery], output_field=BooleanField())
-    return queryset.annotate(matches=matches).filter(matches=True)
-
-
-def first_pass_terms(query: KeywordQuery) -> list[str]:
-    """The rarest words whose frequencies sum to at most MATCH_BUDGET (always the rarest one)."""
-    kept, total = [], 0
-    for frequency, term in sorted(zip(query.frequencies, query.terms, strict=True)):
-        if kept and total + frequency > MATCH_BUDGET:
-            break
-        kept.append(term)
-        total += frequency
-    return kept
-
-
-# BM25 of every matching row, set-based: one plan with no function call per row (a scalar SQL
-# function with a FROM clause is not inlined, and cost tens of microseconds per row).
+# The readable matches joined with the caller's candidate rows (its own query, under its own RLS).
 RANKED_SQL = """
-SELECT matched.* , scored.bm25
-  FROM ({matched}) matched
- CROSS JOIN LATERAL (
-       SELECT coalesce(sum(query.idf * %s * cardinality(word.positions)
-                           / (cardinality(word.positions) + %s * (1 - %s + %s * length.tokens / %s))), 0) AS bm25
-         FROM unnest(matched.search_vector) word
-         JOIN unnest(%s::text[], %s::float8[]) query(term, idf) ON query.term = word.lexeme
-        CROSS JOIN (SELECT sum(cardinality(positions)) AS tokens FROM unnest(matched.search_vector)) length
-       ) scored
- ORDER BY scored.bm25 DESC, matched.created_at DESC, matched.id
+SELECT matched.*, scored.score
+  FROM {scores} scored
+  JOIN ({matched}) matched ON matched.id = scored.memory_id
+ ORDER BY scored.score DESC, matched.created_at DESC, matched.id
  LIMIT %s
 """
 
 
-def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, agent_scoped: bool) -> list:
-    """Rows (pk, score, *fields) of the `depth` best BM25 matches, best first (ties: newest first)."""
+def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, filtered: bool) -> list:
+    """Rows (pk, score, *fields) of the `depth` best BM25 matches in `queryset`, best first (ties: newest first).
+
+    Unless `filtered` (the queryset narrows the readable memories further), the database stops at
+    the `depth` best readable matches; otherwise it scores every readable match and the filters pick.
+    """
     if not query:
         return []
-    ordered = sorted(zip(query.frequencies, query.terms, strict=True))
-    terms = first_pass_terms(query)
-    while True:
-        rows = _ranked(matching(queryset, query, terms, agent_scoped), query, depth, fields)
-        left_out = [term for _, term in ordered if term not in terms]
-        if not left_out or (len(rows) == depth and rows[-1][1] >= query.bound(left_out)):
-            return rows
-        # A memory holding only left-out words might still belong: take the next rarest word in, or all
-        # of them when the matches did not even fill the result (a narrow filter: matching is cheap).
-        terms = [*terms, left_out[0]] if len(rows) == depth else query.terms
+    rows = _ranked(queryset, query, depth, fields, None if filtered else depth)
+    if not filtered and len(rows) < depth:
+        # The readable matches ran out, or (should the two ever disagree) the queryset left some of
+        # the function's out: scoring them all makes sure no readable match is missing.
+        rows = _ranked(queryset, query, depth, fields, None)
+    return rows
 
 
-def _ranked(matches: QuerySet, query: KeywordQuery, depth: int, fields: tuple) -> list:
-    columns = ("id", "created_at", "search_vector", *(field for field in fields if field != "created_at"))
+def bm25_scores(query: KeywordQuery, ids) -> dict:
+    """{pk: BM25 score} of the given memories the caller may read (those holding no query word: absent)."""
+    if not query or not ids:
+        return {}
+    scores, params = query.scores_sql(None, [str(pk) for pk in ids])
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT memory_id, score FROM {scores} scored", params)
+        return dict(cursor.fetchall())
+
+
+def _ranked(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, scored_depth: int | None) -> list:
+    columns = ("id", "created_at", *(field for field in fields if field != "created_at"))
     try:
-        sql, params = matches.order_by().values_list(*columns).query.sql_with_params()
+        sql, params = queryset.order_by().values_list(*columns).query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (an unknown namespace or agent)
         return []
+    scores, score_params = query.scores_sql(scored_depth)
     with connection.cursor() as cursor:
-        cursor.execute(
-            RANKED_SQL.format(matched=sql),
-            [*params, BM25_K1 + 1, BM25_K1, BM25_B, BM25_B, query.average_length, query.terms, query.idfs, depth],
-        )
+        cursor.execute(RANKED_SQL.format(scores=scores, matched=sql), [*score_params, *params, depth])
         names = [column.name for column in cursor.description]
         rows = cursor.fetchall()
     position = {name: index for index, name in enumerate(names)}
-    return [(row[position["id"]], row[position["bm25"]], *(_value(row[position[field]], field) for field in fields))
+    return [(row[position["id"]], row[position["score"]], *(_value(row[position[field]], field) for field in fields))
             for row in rows]
 
 

@@ -40,7 +40,7 @@ from tmws_site.db import agent_search_context, current_agent_id
 from tmws_site.errors import InvalidInput
 
 from .choices import AccessLevel
-from .keyword import KeywordQuery, bm25_ranking, keyword_query
+from .keyword import KeywordQuery, bm25_ranking, bm25_scores, keyword_query
 from .models import Memory
 from .neighbours import adjacency, neighbour_windows
 
@@ -81,6 +81,11 @@ class SearchRequest:
     boost_namespace: str | None = None  # contextual: memories in this namespace rank higher
     tag_boost: float = 0.0
     namespace_boost: float = 0.0
+
+    def filters_readable(self) -> bool:
+        """Whether a filter narrows the memories the caller may read (else every readable one is a candidate)."""
+        return bool(self.namespace or self.agent_id or self.access_levels or self.context_tags
+                    or self.memory_category or self.min_similarity is not None)
 
 
 @dataclass
@@ -266,10 +271,9 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
 
 
 def keyword_ranking(
-    actor, queryset: QuerySet, query: KeywordQuery, depth: int, vector=None, min_similarity=None,
-    agent_scoped: bool = False,
+    queryset: QuerySet, query: KeywordQuery, depth: int, filtered: bool, vector=None, min_similarity=None
 ) -> list[Candidate]:
-    """The `depth` best BM25 matches, best first.
+    """The `depth` best BM25 matches, best first (`filtered`: the queryset narrows what the caller reads).
 
     With a vector and `min_similarity`, the threshold is applied in SQL so rows below it never
     take a place in the ranking.
@@ -278,7 +282,8 @@ def keyword_ranking(
         queryset = queryset.embedded_by_configured_model().alias(distance=CosineDistance("embedding", vector)).filter(
             distance__lte=1.0 - min_similarity
         )
-    rows = bm25_ranking(queryset, query, depth, SCORING_FIELDS, agent_scoped)
+        filtered = True
+    rows = bm25_ranking(queryset, query, depth, SCORING_FIELDS, filtered)
     return [
         Candidate(pk, score, weight, created_at, tags or [], namespace_id, session)
         for pk, score, weight, created_at, tags, namespace_id, session in rows
@@ -315,27 +320,23 @@ class Fusion(NamedTuple):
 
 
 def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector, pks: set, in_sessions: set) -> Fusion:
-    """Both scores of the ranked memories and of their neighbours (two windows deep), in one query.
+    """Both scores of the ranked memories and of their neighbours (two windows deep).
 
     Only memories in a session (`in_sessions`) have neighbours; without any, no look-up is made.
     """
     windows = neighbour_windows(visible, in_sessions)
     links = adjacency(windows)
     everything = set(pks) | set(links)
-    scored = visible.filter(pk__in=list(everything)).order_by()
-    if query:
-        scored = scored.annotate(bm25=query.bm25())
-    else:
-        scored = scored.annotate(bm25=Value(0.0, output_field=FloatField()))
-    scored = scored.annotate(distance=CosineDistance("embedding", vector)).values_list(
-        "pk", "bm25", "distance", "embedding_model"
-    )
+    scored = visible.filter(pk__in=list(everything)).order_by().annotate(
+        distance=CosineDistance("embedding", vector)
+    ).values_list("pk", "distance", "embedding_model")
+    bm25 = bm25_scores(query, everything) if query else {}
     from .embeddings import configured_model
 
     model = configured_model().name
     keyword, semantic = {}, {}
-    for pk, bm25, distance, embedded_by in scored:
-        keyword[pk] = bm25 or 0.0
+    for pk, distance, embedded_by in scored:
+        keyword[pk] = bm25.get(pk, 0.0)
         # A vector of another model lives in another space: no similarity until it is re-embedded.
         semantic[pk] = 0.0 if distance is None or embedded_by != model else 1.0 - distance
     best = max(keyword.values(), default=0.0)
@@ -389,7 +390,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
         words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
         if mode != "semantic" and request.min_similarity is None:
-            keyword = keyword_ranking(actor, base, words, depth, agent_scoped=rls)
+            keyword = keyword_ranking(base, words, depth, request.filters_readable())
         if pending is not None:
             vector = pending.result()
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
@@ -397,9 +398,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
             semantic = [row for row in semantic if row.value >= request.min_similarity]
             if mode != "semantic":
-                keyword = keyword_ranking(
-                    actor, base, words, depth, vector, request.min_similarity, agent_scoped=rls
-                )
+                keyword = keyword_ranking(base, words, depth, True, vector, request.min_similarity)
         rows = {row.pk: row for row in keyword}
         rows.update((row.pk, row) for row in semantic)
         if mode == "hybrid":

@@ -1,0 +1,202 @@
+"""An inverted index for BM25: one row per (memory, word) with the word's frequency in the memory.
+
+Scoring a memory from its `search_vector` means unnesting the whole vector, row by row, after
+fetching the (wide) memory row and checking its visibility: about 50 microseconds a memory, so a
+common word over a large namespace cost tens of milliseconds. `memory_terms` holds, for every word
+of every memory, its frequency, the memory's length, its statistics bucket (migration 0009) and its
+creation time, ordered by word and bucket: a query reads only the postings of its own words in the
+buckets the caller may read, from the index alone, and sums BM25 per memory.
+
+The same statement triggers that keep the statistics keep the postings (rows whose words, bucket or
+creation time changed are re-indexed). The table is read only through tmws_keyword_scores, a
+SECURITY DEFINER function that applies the read rule itself: the buckets the caller may read, plus
+what no bucket expresses (its own shared memories in namespaces it no longer reads, and memories
+shared with it one by one). The agent role holds no grant on the table.
+"""
+import importlib
+
+from django.db import migrations
+
+AGENT_ROLE = "tmws_agent"
+statistics = importlib.import_module("memories.migrations.0009_keyword_statistics")
+BUCKET_KIND, BUCKET_AGENT, NO_AGENT = statistics.BUCKET_KIND, statistics.BUCKET_AGENT, statistics.NO_AGENT
+apply_rows = statistics.apply_rows
+
+
+def add_postings(rows: str) -> str:
+    """SQL indexing the words of the memories of the FROM item `rows` (after their buckets exist)."""
+    kind = BUCKET_KIND.replace("access_level", "row_.access_level")
+    agent = BUCKET_AGENT.replace("access_level", "row_.access_level").replace("agent_id", "row_.agent_id")
+    return f"""
+    INSERT INTO memory_terms (term, bucket_id, memory_id, frequency, length, created_at)
+    SELECT word.lexeme, bucket.id, row_.id, cardinality(word.positions), tmws_token_count(row_.search_vector),
+           row_.created_at
+      FROM {rows} row_
+      JOIN memory_term_buckets bucket
+        ON bucket.kind = {kind} AND bucket.namespace_id = row_.namespace_id AND bucket.agent_id = {agent}
+     CROSS JOIN LATERAL unnest(row_.search_vector) word;
+"""
+
+
+def remove_postings(rows: str) -> str:
+    return f"DELETE FROM memory_terms WHERE memory_id IN (SELECT id FROM {rows} row_);"
+
+
+CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
+     WHERE (old_rows.search_vector, old_rows.access_level, old_rows.namespace_id, old_rows.agent_id,
+            old_rows.created_at)
+           IS DISTINCT FROM (new_rows.search_vector, new_rows.access_level, new_rows.namespace_id,
+                             new_rows.agent_id, new_rows.created_at))"""
+
+
+def triggers(postings: bool) -> str:
+    """The statement triggers of migration 0009, keeping the postings too when `postings` is set."""
+    added = add_postings("new_rows") if postings else ""
+    removed = remove_postings("old_rows") if postings else ""
+    changed_old, changed_new = CHANGED.format(side="old_rows"), CHANGED.format(side="new_rows")
+    moved = (remove_postings(changed_old) + add_postings(changed_new)) if postings else ""
+    truncated = "memory_terms, " if postings else ""
+    return f"""
+CREATE OR REPLACE FUNCTION tmws_term_statistics_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    {apply_rows("new_rows", 1)}
+    {added}
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_term_statistics_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    {apply_rows("old_rows", -1)}
+    {removed}
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_term_statistics_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    PERFORM 1 FROM {changed_old} changed LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    {apply_rows(changed_old, -1)}
+    {apply_rows(changed_new, 1)}
+    {moved}
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_term_statistics_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    TRUNCATE {truncated}memory_term_documents, memory_term_buckets;
+    RETURN NULL;
+END
+$$;
+"""
+
+
+FORWARD = f"""
+CREATE TABLE memory_terms (
+    term text NOT NULL,
+    bucket_id bigint NOT NULL,
+    memory_id uuid NOT NULL,
+    frequency integer NOT NULL,
+    length integer NOT NULL,
+    created_at timestamptz NOT NULL
+);
+REVOKE ALL ON memory_terms FROM PUBLIC;
+REVOKE ALL ON memory_terms FROM {AGENT_ROLE};
+{add_postings("memories")}
+CREATE INDEX memory_terms_search ON memory_terms (term, bucket_id) INCLUDE (memory_id, frequency, length, created_at);
+CREATE UNIQUE INDEX memory_terms_memory ON memory_terms (memory_id, term);
+{triggers(postings=True)}
+
+-- The bucket ids a reader's keyword statistics and scores come from (see tmws_keyword_statistics).
+CREATE FUNCTION tmws_readable_buckets(agent uuid, readable uuid[], namespaces uuid[]) RETURNS SETOF bigint
+LANGUAGE sql STABLE SET search_path = public AS $$
+    SELECT bucket.id
+      FROM memory_term_buckets bucket
+     WHERE CASE WHEN agent IS NULL THEN namespaces IS NULL OR bucket.namespace_id = ANY (namespaces)
+           ELSE bucket.kind = 'open'
+             OR (bucket.kind = 'private' AND bucket.agent_id = agent)
+             OR (bucket.kind = 'shared' AND bucket.namespace_id = ANY (readable))
+           END
+$$;
+REVOKE ALL ON FUNCTION tmws_readable_buckets(uuid, uuid[], uuid[]) FROM PUBLIC;
+
+-- Okapi BM25 of the memories the reader may read that hold any of `terms` (weighted by `idfs`),
+-- best first (ties: newest first), at most `depth` of them (NULL: all). With `within`, only those
+-- memories are scored. An agent (app.current_agent_id set) reads what the memories policy lets it
+-- read, whatever it passes; otherwise (operators, whose scope the service resolves) `namespaces`
+-- limits the memories, NULL meaning all.
+CREATE FUNCTION tmws_keyword_scores(
+    terms text[], idfs float8[], k1 float8, b float8, average_length float8, depth integer,
+    namespaces uuid[] DEFAULT NULL, within uuid[] DEFAULT NULL
+) RETURNS TABLE (memory_id uuid, score float8)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH reader AS MATERIALIZED (
+        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
+          FROM (SELECT tmws_current_agent() AS agent) current_),
+    buckets AS MATERIALIZED (
+        SELECT ARRAY(SELECT tmws_readable_buckets(reader.agent, reader.readable, namespaces)) AS ids FROM reader),
+    -- Readable memories outside every readable bucket: an agent's own shared memories in namespaces it
+    -- does not read, and shared memories granted to it one by one.
+    extra AS MATERIALIZED (
+        SELECT ARRAY(
+            SELECT memories.id FROM memories, reader
+             WHERE reader.agent IS NOT NULL AND memories.agent_id = reader.agent
+               AND memories.access_level = 'shared' AND NOT (memories.namespace_id = ANY (reader.readable))
+            UNION
+            SELECT share.content_object_id
+              FROM memories_memoryuserobjectpermission share
+              JOIN auth_permission permission ON permission.id = share.permission_id
+              JOIN agents ON agents.user_id = share.user_id
+              JOIN memories ON memories.id = share.content_object_id, reader
+             WHERE agents.id = reader.agent AND permission.codename = 'view_memory'
+               AND memories.access_level = 'shared'
+        ) AS ids),
+    query AS (SELECT * FROM unnest(terms, idfs) query(term, idf)),
+    postings AS (
+        SELECT posting.*
+          FROM memory_terms posting, buckets
+         WHERE within IS NULL AND posting.term = ANY (terms) AND posting.bucket_id = ANY (buckets.ids)
+        UNION ALL
+        SELECT posting.*
+          FROM memory_terms posting, buckets, extra
+         WHERE within IS NULL AND posting.memory_id = ANY (extra.ids) AND posting.term = ANY (terms)
+           AND NOT (posting.bucket_id = ANY (buckets.ids))
+        UNION ALL
+        SELECT posting.*
+          FROM memory_terms posting, buckets, extra
+         WHERE within IS NOT NULL AND posting.memory_id = ANY (within) AND posting.term = ANY (terms)
+           AND (posting.bucket_id = ANY (buckets.ids) OR posting.memory_id = ANY (extra.ids))
+    )
+    SELECT postings.memory_id,
+           sum(query.idf * (k1 + 1) * postings.frequency
+               / (postings.frequency + k1 * (1 - b + b * postings.length / average_length))) AS score
+      FROM postings JOIN query ON query.term = postings.term
+     GROUP BY postings.memory_id, postings.created_at
+     ORDER BY score DESC, postings.created_at DESC, postings.memory_id
+     LIMIT depth
+$$;
+"""
+
+REVERSE = f"""
+DROP FUNCTION IF EXISTS tmws_keyword_scores(text[], float8[], float8, float8, float8, integer, uuid[], uuid[]);
+DROP FUNCTION IF EXISTS tmws_readable_buckets(uuid, uuid[], uuid[]);
+{triggers(postings=False)}
+DROP TABLE IF EXISTS memory_terms;
+"""
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("memories", "0010_access_feedback_votes"),
+    ]
+
+    operations = [migrations.RunSQL(FORWARD, REVERSE)]
