@@ -200,3 +200,36 @@ def test_a_scoped_operator_weighs_words_from_its_namespaces_only(tiny, store):
     assert keyword_scores(staff, "apple") == before
     assert before == owner_before
     assert keyword_scores(team["owner"].agent, "apple") != owner_before
+
+
+@pytest.mark.django_db
+def test_keyword_mode_finds_what_no_bucket_holds_and_scores_it_once(team, store):
+    # given a shared memory of the team, and a reader that reads the team namespace already
+    from memories.services import share_memory
+
+    owner, sharee, ns_admin = team["owner"].agent, team["sharee"].agent, team["ns_admin"].agent
+    [note] = store(owner, [{"content": "walrus tusk ivory"}], namespace="team", access_level="shared")
+    before = keyword_scores(ns_admin, "walrus")
+    assert keyword_scores(sharee, "walrus") == {}
+    # when it is shared one by one with an outsider and with that reader
+    share_memory(owner, note, [sharee.agent_id, ns_admin.agent_id])
+    # then the outsider finds it, and the reader's score is counted once, as before
+    assert list(keyword_scores(sharee, "walrus")) == [str(note.pk)]
+    assert keyword_scores(ns_admin, "walrus") == before
+    assert list(before) == [str(note.pk)]
+
+
+@pytest.mark.django_db
+def test_keyword_mode_finds_own_shared_memories_in_a_namespace_no_longer_read(team, store):
+    # given an agent's shared memory in a namespace it is a member of
+    from namespaces.models import Namespace
+    from namespaces.services import remove_member
+    from tests.conftest import _system_operator
+
+    ns_admin = team["ns_admin"].agent
+    [note] = store(ns_admin, [{"content": "narwhal horn"}], namespace="team", access_level="shared")
+    # when it leaves the namespace (it still owns, and so reads, the memory)
+    remove_member(_system_operator(), Namespace.objects.get(namespace="team"), ns_admin)
+    # then keyword search still finds it, with the same words
+    assert list(keyword_scores(ns_admin, "narwhal horn")) == [str(note.pk)]
+    assert list(keyword_scores(team["outsider"].agent, "narwhal")) == []
