@@ -37,10 +37,10 @@ BUCKET_KIND = "(CASE WHEN access_level IN ('public', 'system') THEN 'open' ELSE 
 BUCKET_AGENT = f"(CASE WHEN access_level = 'private' THEN agent_id ELSE '{NO_AGENT}'::uuid END)"
 
 
-def apply_rows(rows: str, sign: int) -> str:
+def apply_rows(rows: str, sign: int, bucket_agent: str = BUCKET_AGENT) -> str:
     """SQL adding (sign 1) or removing (sign -1) the memories of the FROM item `rows` to the statistics."""
     kind = BUCKET_KIND.replace("access_level", "row_.access_level")
-    agent = BUCKET_AGENT.replace("access_level", "row_.access_level").replace("agent_id", "row_.agent_id")
+    agent = bucket_agent.replace("access_level", "row_.access_level").replace("agent_id", "row_.agent_id")
     return f"""
     INSERT INTO memory_term_buckets AS bucket (kind, namespace_id, agent_id, documents, tokens)
     SELECT {kind}, row_.namespace_id, {agent}, {sign} * count(*), {sign} * sum(tmws_token_count(row_.search_vector))
@@ -66,6 +66,37 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
      WHERE (old_rows.search_vector, old_rows.access_level, old_rows.namespace_id, old_rows.agent_id)
            IS DISTINCT FROM (new_rows.search_vector, new_rows.access_level, new_rows.namespace_id, new_rows.agent_id))"""
 
+
+KEYWORD_STATISTICS_FUNCTION = """
+-- What a reader's BM25 needs: the first row (term NULL) holds its memory and token counts, the
+-- others each word's document frequency, all summed over the buckets it may read. An agent
+-- (app.current_agent_id set) gets its own buckets whatever it passes; otherwise (operators, whose
+-- scope the service resolves) `namespaces` limits the buckets, NULL meaning all.
+CREATE FUNCTION tmws_keyword_statistics(terms text[], namespaces uuid[] DEFAULT NULL)
+RETURNS TABLE (term text, documents bigint, tokens bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH reader AS MATERIALIZED (  -- the readable namespaces once, not once per bucket
+        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
+          FROM (SELECT tmws_current_agent() AS agent) current_),
+    visible AS (
+        SELECT bucket.id, bucket.documents, bucket.tokens
+          FROM memory_term_buckets bucket, reader
+         WHERE CASE WHEN reader.agent IS NULL THEN namespaces IS NULL OR bucket.namespace_id = ANY (namespaces)
+               ELSE bucket.kind = 'open'
+                 OR (bucket.kind = 'private' AND bucket.agent_id = reader.agent)
+                 OR (bucket.kind = 'shared'
+                     AND bucket.namespace_id = ANY (reader.readable))
+               END)
+    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
+      FROM visible
+    UNION ALL
+    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
+      FROM memory_term_documents counts
+      JOIN visible ON visible.id = counts.bucket_id
+     WHERE counts.term = ANY (terms)
+     GROUP BY counts.term
+$$;
+"""
 
 FORWARD = f"""
 CREATE FUNCTION tmws_token_count(document tsvector) RETURNS bigint
@@ -149,35 +180,7 @@ CREATE TRIGGER memories_term_statistics_update AFTER UPDATE ON memories
 CREATE TRIGGER memories_term_statistics_truncate AFTER TRUNCATE ON memories
     FOR EACH STATEMENT EXECUTE FUNCTION tmws_term_statistics_truncate();
 
--- What a reader's BM25 needs: the first row (term NULL) holds its memory and token counts, the
--- others each word's document frequency, all summed over the buckets it may read. An agent
--- (app.current_agent_id set) gets its own buckets whatever it passes; otherwise (operators, whose
--- scope the service resolves) `namespaces` limits the buckets, NULL meaning all.
-CREATE FUNCTION tmws_keyword_statistics(terms text[], namespaces uuid[] DEFAULT NULL)
-RETURNS TABLE (term text, documents bigint, tokens bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    WITH reader AS MATERIALIZED (  -- the readable namespaces once, not once per bucket
-        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
-          FROM (SELECT tmws_current_agent() AS agent) current_),
-    visible AS (
-        SELECT bucket.id, bucket.documents, bucket.tokens
-          FROM memory_term_buckets bucket, reader
-         WHERE CASE WHEN reader.agent IS NULL THEN namespaces IS NULL OR bucket.namespace_id = ANY (namespaces)
-               ELSE bucket.kind = 'open'
-                 OR (bucket.kind = 'private' AND bucket.agent_id = reader.agent)
-                 OR (bucket.kind = 'shared'
-                     AND bucket.namespace_id = ANY (reader.readable))
-               END)
-    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
-      FROM visible
-    UNION ALL
-    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
-      FROM memory_term_documents counts
-      JOIN visible ON visible.id = counts.bucket_id
-     WHERE counts.term = ANY (terms)
-     GROUP BY counts.term
-$$;
-
+{KEYWORD_STATISTICS_FUNCTION}
 -- Rows written before this migration.
 {apply_rows("memories", 1)}
 """

@@ -7,11 +7,16 @@ of every memory, its frequency, the memory's length, its statistics bucket (migr
 creation time, ordered by word and bucket: a query reads only the postings of its own words in the
 buckets the caller may read, from the index alone, and sums BM25 per memory.
 
+Shared memories now have a bucket per namespace *and owner*, like private ones: an agent reads its
+own shared memories wherever they are (even in a namespace it no longer reads), and the buckets now
+say so. The statistics are rebuilt with that partition; tmws_readable_buckets states, once, which
+buckets a reader reads, for the statistics and the scores.
+
 The same statement triggers that keep the statistics keep the postings (rows whose words, bucket or
 creation time changed are re-indexed). The table is read only through tmws_keyword_scores, a
 SECURITY DEFINER function that applies the read rule itself: the buckets the caller may read, plus
-what no bucket expresses (its own shared memories in namespaces it no longer reads, and memories
-shared with it one by one). The agent role holds no grant on the table.
+the shared memories granted to it one by one (which no bucket expresses). The agent role holds no
+grant on the table.
 """
 import importlib
 
@@ -19,8 +24,14 @@ from django.db import migrations
 
 AGENT_ROLE = "tmws_agent"
 statistics = importlib.import_module("memories.migrations.0009_keyword_statistics")
-BUCKET_KIND, BUCKET_AGENT, NO_AGENT = statistics.BUCKET_KIND, statistics.BUCKET_AGENT, statistics.NO_AGENT
-apply_rows = statistics.apply_rows
+BUCKET_KIND, NO_AGENT = statistics.BUCKET_KIND, statistics.NO_AGENT
+# The owner of a bucket: private and shared memories are bucketed by owner, open ones are not.
+BUCKET_AGENT = (f"(CASE WHEN access_level IN ('private', 'shared') THEN coalesce(agent_id, '{NO_AGENT}'::uuid)"
+                f" ELSE '{NO_AGENT}'::uuid END)")
+
+
+def apply_rows(rows: str, sign: int, bucket_agent: str = BUCKET_AGENT) -> str:
+    return statistics.apply_rows(rows, sign, bucket_agent)
 
 
 def add_postings(rows: str) -> str:
@@ -50,7 +61,8 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
 
 
 def triggers(postings: bool) -> str:
-    """The statement triggers of migration 0009, keeping the postings too when `postings` is set."""
+    """The statement triggers of migration 0009, keeping the postings and owned buckets when `postings` is set."""
+    bucket_agent = BUCKET_AGENT if postings else statistics.BUCKET_AGENT
     added = add_postings("new_rows") if postings else ""
     removed = remove_postings("old_rows") if postings else ""
     changed_old, changed_new = CHANGED.format(side="old_rows"), CHANGED.format(side="new_rows")
@@ -60,7 +72,7 @@ def triggers(postings: bool) -> str:
 CREATE OR REPLACE FUNCTION tmws_term_statistics_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
-    {apply_rows("new_rows", 1)}
+    {apply_rows("new_rows", 1, bucket_agent)}
     {added}
     RETURN NULL;
 END
@@ -69,7 +81,7 @@ $$;
 CREATE OR REPLACE FUNCTION tmws_term_statistics_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN
-    {apply_rows("old_rows", -1)}
+    {apply_rows("old_rows", -1, bucket_agent)}
     {removed}
     RETURN NULL;
 END
@@ -82,8 +94,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    {apply_rows(changed_old, -1)}
-    {apply_rows(changed_new, 1)}
+    {apply_rows(changed_old, -1, bucket_agent)}
+    {apply_rows(changed_new, 1, bucket_agent)}
     {moved}
     RETURN NULL;
 END
@@ -99,64 +111,76 @@ $$;
 """
 
 
-FORWARD = f"""
-CREATE TABLE memory_terms (
-    term text NOT NULL,
-    bucket_id bigint NOT NULL,
-    memory_id uuid NOT NULL,
-    frequency integer NOT NULL,
-    length integer NOT NULL,
-    created_at timestamptz NOT NULL
-);
-REVOKE ALL ON memory_terms FROM PUBLIC;
-REVOKE ALL ON memory_terms FROM {AGENT_ROLE};
-{add_postings("memories")}
-CREATE INDEX memory_terms_search ON memory_terms (term, bucket_id) INCLUDE (memory_id, frequency, length, created_at);
-CREATE UNIQUE INDEX memory_terms_memory ON memory_terms (memory_id, term);
-{triggers(postings=True)}
+def rebuild_statistics(bucket_agent: str) -> str:
+    return f"""
+TRUNCATE memory_term_documents, memory_term_buckets;
+{statistics.apply_rows("memories", 1, bucket_agent)}
+"""
 
--- The bucket ids a reader's keyword statistics and scores come from (see tmws_keyword_statistics).
-CREATE FUNCTION tmws_readable_buckets(agent uuid, readable uuid[], namespaces uuid[]) RETURNS SETOF bigint
+
+READABLE_BUCKETS = """
+-- The buckets the current reader reads: an agent (app.current_agent_id set) the open buckets, its own
+-- and the shared buckets of the namespaces it reads, whatever `namespaces` says; otherwise (operators,
+-- whose scope the service resolves) the buckets of `namespaces`, NULL meaning all.
+CREATE FUNCTION tmws_readable_buckets(namespaces uuid[]) RETURNS bigint[]
 LANGUAGE sql STABLE SET search_path = public AS $$
-    SELECT bucket.id
-      FROM memory_term_buckets bucket
-     WHERE CASE WHEN agent IS NULL THEN namespaces IS NULL OR bucket.namespace_id = ANY (namespaces)
-           ELSE bucket.kind = 'open'
-             OR (bucket.kind = 'private' AND bucket.agent_id = agent)
-             OR (bucket.kind = 'shared' AND bucket.namespace_id = ANY (readable))
-           END
+    WITH reader AS MATERIALIZED (
+        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
+          FROM (SELECT tmws_current_agent() AS agent) current_)
+    SELECT ARRAY(
+        SELECT bucket.id FROM memory_term_buckets bucket, reader
+         WHERE reader.agent IS NULL AND (namespaces IS NULL OR bucket.namespace_id = ANY (namespaces))
+        UNION ALL
+        SELECT bucket.id FROM memory_term_buckets bucket, reader
+         WHERE reader.agent IS NOT NULL AND bucket.kind = 'open'
+        UNION ALL
+        SELECT bucket.id FROM memory_term_buckets bucket, reader
+         WHERE bucket.agent_id = reader.agent
+        UNION ALL
+        SELECT bucket.id FROM memory_term_buckets bucket, reader
+         WHERE bucket.kind = 'shared' AND bucket.namespace_id = ANY (reader.readable)
+           AND bucket.agent_id <> reader.agent)
 $$;
-REVOKE ALL ON FUNCTION tmws_readable_buckets(uuid, uuid[], uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tmws_readable_buckets(uuid[]) FROM PUBLIC;
+CREATE INDEX memory_term_buckets_agent ON memory_term_buckets (agent_id);
 
+CREATE OR REPLACE FUNCTION tmws_keyword_statistics(terms text[], namespaces uuid[] DEFAULT NULL)
+RETURNS TABLE (term text, documents bigint, tokens bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH visible AS MATERIALIZED (
+        SELECT bucket.id, bucket.documents, bucket.tokens
+          FROM memory_term_buckets bucket
+         WHERE bucket.id = ANY (tmws_readable_buckets(namespaces)))
+    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
+      FROM visible
+    UNION ALL
+    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
+      FROM memory_term_documents counts
+      JOIN visible ON visible.id = counts.bucket_id
+     WHERE counts.term = ANY (terms)
+     GROUP BY counts.term
+$$;
+"""
+
+SCORES = """
 -- Okapi BM25 of the memories the reader may read that hold any of `terms` (weighted by `idfs`),
 -- best first (ties: newest first), at most `depth` of them (NULL: all). With `within`, only those
--- memories are scored. An agent (app.current_agent_id set) reads what the memories policy lets it
--- read, whatever it passes; otherwise (operators, whose scope the service resolves) `namespaces`
--- limits the memories, NULL meaning all.
+-- memories are scored. Readers and `namespaces` as for tmws_readable_buckets, plus the shared
+-- memories granted to an agent one by one.
 CREATE FUNCTION tmws_keyword_scores(
     terms text[], idfs float8[], k1 float8, b float8, average_length float8, depth integer,
     namespaces uuid[] DEFAULT NULL, within uuid[] DEFAULT NULL
 ) RETURNS TABLE (memory_id uuid, score float8)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    WITH reader AS MATERIALIZED (
-        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
-          FROM (SELECT tmws_current_agent() AS agent) current_),
-    buckets AS MATERIALIZED (
-        SELECT ARRAY(SELECT tmws_readable_buckets(reader.agent, reader.readable, namespaces)) AS ids FROM reader),
-    -- Readable memories outside every readable bucket: an agent's own shared memories in namespaces it
-    -- does not read, and shared memories granted to it one by one.
-    extra AS MATERIALIZED (
+    WITH buckets AS MATERIALIZED (SELECT tmws_readable_buckets(namespaces) AS ids),
+    granted AS MATERIALIZED (
         SELECT ARRAY(
-            SELECT memories.id FROM memories, reader
-             WHERE reader.agent IS NOT NULL AND memories.agent_id = reader.agent
-               AND memories.access_level = 'shared' AND NOT (memories.namespace_id = ANY (reader.readable))
-            UNION
             SELECT share.content_object_id
               FROM memories_memoryuserobjectpermission share
               JOIN auth_permission permission ON permission.id = share.permission_id
               JOIN agents ON agents.user_id = share.user_id
-              JOIN memories ON memories.id = share.content_object_id, reader
-             WHERE agents.id = reader.agent AND permission.codename = 'view_memory'
+              JOIN memories ON memories.id = share.content_object_id
+             WHERE agents.id = tmws_current_agent() AND permission.codename = 'view_memory'
                AND memories.access_level = 'shared'
         ) AS ids),
     query AS (SELECT * FROM unnest(terms, idfs) query(term, idf)),
@@ -166,14 +190,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
          WHERE within IS NULL AND posting.term = ANY (terms) AND posting.bucket_id = ANY (buckets.ids)
         UNION ALL
         SELECT posting.*
-          FROM memory_terms posting, buckets, extra
-         WHERE within IS NULL AND posting.memory_id = ANY (extra.ids) AND posting.term = ANY (terms)
+          FROM memory_terms posting, buckets, granted
+         WHERE within IS NULL AND posting.memory_id = ANY (granted.ids) AND posting.term = ANY (terms)
            AND NOT (posting.bucket_id = ANY (buckets.ids))
         UNION ALL
         SELECT posting.*
-          FROM memory_terms posting, buckets, extra
+          FROM memory_terms posting, buckets, granted
          WHERE within IS NOT NULL AND posting.memory_id = ANY (within) AND posting.term = ANY (terms)
-           AND (posting.bucket_id = ANY (buckets.ids) OR posting.memory_id = ANY (extra.ids))
+           AND (posting.bucket_id = ANY (buckets.ids) OR posting.memory_id = ANY (granted.ids))
     )
     SELECT postings.memory_id,
            sum(query.idf * (k1 + 1) * postings.frequency
@@ -185,11 +209,34 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
 $$;
 """
 
+FORWARD = f"""
+CREATE TABLE memory_terms (
+    term text NOT NULL,
+    bucket_id bigint NOT NULL,
+    memory_id uuid NOT NULL,
+    frequency integer NOT NULL,
+    length integer NOT NULL,
+    created_at timestamptz NOT NULL
+);
+REVOKE ALL ON memory_terms FROM PUBLIC;
+REVOKE ALL ON memory_terms FROM {AGENT_ROLE};
+{rebuild_statistics(BUCKET_AGENT)}
+{add_postings("memories")}
+CREATE INDEX memory_terms_search ON memory_terms (term, bucket_id) INCLUDE (memory_id, frequency, length, created_at);
+CREATE UNIQUE INDEX memory_terms_memory ON memory_terms (memory_id, term);
+{triggers(postings=True)}
+{READABLE_BUCKETS}
+{SCORES}
+"""
+
 REVERSE = f"""
 DROP FUNCTION IF EXISTS tmws_keyword_scores(text[], float8[], float8, float8, float8, integer, uuid[], uuid[]);
-DROP FUNCTION IF EXISTS tmws_readable_buckets(uuid, uuid[], uuid[]);
+{statistics.KEYWORD_STATISTICS_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
+DROP FUNCTION IF EXISTS tmws_readable_buckets(uuid[]);
+DROP INDEX IF EXISTS memory_term_buckets_agent;
 {triggers(postings=False)}
 DROP TABLE IF EXISTS memory_terms;
+{rebuild_statistics(statistics.BUCKET_AGENT)}
 """
 
 
