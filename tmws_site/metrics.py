@@ -21,6 +21,7 @@ from . import limits
 from .api import BaseAPIView
 from .errors import Forbidden
 from .models import count_by
+from .schema import errors
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -113,7 +114,9 @@ class MetricsView(BaseAPIView):
 
     content_negotiation_class = IgnoreAccept
 
-    @extend_schema(responses={(200, "text/plain"): str})
+    @extend_schema(
+        responses={(200, "text/plain"): str, **errors((403, "Only operators granted memories.view_metrics read them."))}
+    )
     def get(self, request):
         if not access.can_read_metrics(self.principal):
             raise Forbidden("Metrics are for operators granted memories.view_metrics.")

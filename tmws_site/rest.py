@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import set_rollback
 
+from . import validation
 from .errors import ServiceError, error_body
 
 
@@ -17,6 +18,13 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_number(self, request, paginator):
+        # A page that is not a whole number from 1 is bad input (400); a page past the last one stays 404.
+        raw = request.query_params.get(self.page_query_param)
+        if raw in self.last_page_strings:
+            return super().get_page_number(request, paginator)
+        return validation.query_integer(raw, self.page_query_param, 1, validation.BIGINT_MAX, default=1)
 
     def get_page_size(self, request):
         # `limit` is accepted as an alias of page_size for clients that use it.

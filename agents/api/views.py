@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from tmws_site.api import BaseViewSet
 from tmws_site.errors import error_body
+from tmws_site.schema import errors
 
 from .. import services
 from ..models import Agent
@@ -45,7 +46,10 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def restrict(self, queryset):
         return queryset.visible_to(self.principal)
 
-    @extend_schema(request=AgentCreateSerializer, responses={201: AgentWithKeySerializer})
+    @extend_schema(
+        request=AgentCreateSerializer,
+        responses={201: AgentWithKeySerializer, **errors((409, "An agent with this agent_id exists."))},
+    )
     def create(self, request):
         serializer = AgentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -65,7 +69,7 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         services.retire_agent(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses=AgentSerializer)
+    @extend_schema(responses={200: AgentSerializer, **errors((404, "The caller is an operator, not an agent."))})
     @action(detail=False, methods=["get"])
     def me(self, request):
         if self.principal.agent is None:

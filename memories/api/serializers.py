@@ -8,7 +8,9 @@ from ..models import Memory
 
 
 class MemorySerializer(serializers.ModelSerializer):
-    agent_id = serializers.SlugRelatedField(source="agent", slug_field="agent_id", read_only=True)
+    agent_id = serializers.SlugRelatedField(
+        source="agent", slug_field="agent_id", read_only=True, allow_null=True, help_text="null for system memories."
+    )
     namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True)
     parent_memory_id = serializers.UUIDField(read_only=True, allow_null=True)
     access_count = serializers.IntegerField(read_only=True, help_text="How many searches returned this memory.")

@@ -8,6 +8,7 @@ from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
 from tmws_site.api import BaseViewSet, body_object
+from tmws_site.schema import errors
 
 from .. import contextual, learning, services
 from .. import search as memory_search
@@ -95,7 +96,7 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("agent_id", str, description="Operators: the agent to analyse (agents: themselves).")],
-        responses=InsightsSerializer,
+        responses={200: InsightsSerializer, **errors((403, "No right to analyse that agent's memories."))},
     )
     @action(detail=False, methods=["get"])
     def insights(self, request):

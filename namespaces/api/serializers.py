@@ -6,7 +6,7 @@ from ..models import AccessPolicy, Namespace, Role
 
 
 class NamespaceSerializer(serializers.ModelSerializer):
-    parent_namespace = serializers.SlugRelatedField(source="parent", slug_field="namespace", read_only=True)
+    parent_namespace = serializers.SlugRelatedField(source="parent", slug_field="namespace", read_only=True, allow_null=True)
 
     class Meta:
         model = Namespace

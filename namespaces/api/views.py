@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from agents.services import get_agent
 from tmws_site.api import BaseViewSet
+from tmws_site.schema import errors
 
 from .. import access, services
 from ..models import Namespace
@@ -35,7 +36,10 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def restrict(self, queryset):
         return queryset.filter(access.namespace_visibility_q(self.principal))
 
-    @extend_schema(request=NamespaceCreateSerializer, responses={201: NamespaceSerializer})
+    @extend_schema(
+        request=NamespaceCreateSerializer,
+        responses={201: NamespaceSerializer, **errors((409, "A namespace of this name exists."))},
+    )
     def create(self, request):
         serializer = NamespaceCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -50,7 +54,9 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         target = services.update_namespace(self.principal, target, **serializer.validated_data)
         return Response(NamespaceSerializer(target).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={204: None, **errors((409, "The namespace still has child namespaces, memories or home agents."))}
+    )
     def destroy(self, request, namespace=None):
         services.delete_namespace(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

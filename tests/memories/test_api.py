@@ -97,6 +97,17 @@ def test_list_pages_through_the_callers_memories(writer):
     assert writer.client.get(MEMORIES, {"page_size": 2, "page": 9}).status_code == 404
 
 
+def test_a_page_that_is_not_a_whole_number_from_1_is_bad_input(writer):
+    # when
+    responses = [writer.client.get(MEMORIES, {"page": page}) for page in ("false", "0", "-1", "1.5")]
+    # then: 400 naming `page` (a page past the last one stays 404); "last" is the last page
+    assert [response.status_code for response in responses] == [400] * 4
+    assert {response.json()["error"]["fields"]["page"][0] for response in responses} == {
+        "page must be an integer from 1 to 9223372036854775807."
+    }
+    assert writer.client.get(MEMORIES, {"page": "last"}).status_code == 200
+
+
 def test_list_caps_the_page_size(writer):
     # given
     for i in range(3):

@@ -10,9 +10,11 @@ from ..services import WORKFLOW_DEFINITION_STATUSES
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    assigned_agent_id = serializers.SlugRelatedField(source="assigned_agent", slug_field="agent_id", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True)
-    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True)
+    assigned_agent_id = serializers.SlugRelatedField(
+        source="assigned_agent", slug_field="agent_id", read_only=True, allow_null=True
+    )
+    created_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True, allow_null=True)
+    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True, allow_null=True)
     dependencies = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -56,8 +58,8 @@ class TaskCompleteSerializer(serializers.Serializer):
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
-    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True)
+    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True, allow_null=True)
 
     class Meta:
         model = Workflow
@@ -111,7 +113,7 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
     """A run; its outputs (the run's and its steps') only for whoever may read them (context["principal"])."""
 
     workflow_id = serializers.UUIDField(read_only=True)
-    triggered_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True)
+    triggered_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True, allow_null=True)
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
     outputs_hidden = serializers.SerializerMethodField(
         help_text="True when outputs are withheld: they hold what the runner found, shown to the runner only."

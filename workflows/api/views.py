@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from tmws_site.api import BaseViewSet, body_object
 from tmws_site.errors import InvalidInput
+from tmws_site.schema import errors
 
 from .. import services
 from ..models import Task, Workflow
@@ -28,6 +29,7 @@ from .serializers import (
 
 RUN_ID = r"runs/(?P<run_id>[^/.]+)"
 RUN_ID_PARAMETER = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+STATUS_CONFLICT = (409, "The status change is not allowed from the current status, or retries are used up.")
 
 
 class TaskFilter(filters.FilterSet):
@@ -61,12 +63,12 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         task = services.create_task(self.principal, body_object(request))
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=TaskWriteSerializer, responses=TaskSerializer)
+    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     def partial_update(self, request, pk=None):
         task = services.update_task(self.principal, self.get_object(), body_object(request))
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors((409, "Unfinished tasks depend on this task."))})
     def destroy(self, request, pk=None):
         services.delete_task(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -80,7 +82,7 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         task = services.assign_task(self.principal, self.get_object(), body["agent_id"])
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=TaskStatusSerializer, responses=TaskSerializer)
+    @extend_schema(request=TaskStatusSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     @action(detail=True, methods=["post"], url_path="status")
     def change_status(self, request, pk=None):
         body = body_object(request)
@@ -92,7 +94,7 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         )
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=TaskCompleteSerializer, responses=TaskSerializer)
+    @extend_schema(request=TaskCompleteSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         body = request.data if isinstance(request.data, dict) else {}
@@ -140,12 +142,15 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         workflow = services.update_workflow(self.principal, self.get_object(), body_object(request))
         return Response(WorkflowSerializer(workflow).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors((409, "The workflow has unfinished runs."))})
     def destroy(self, request, pk=None):
         services.delete_workflow(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=RunRequestSerializer, responses={202: WorkflowRunSerializer})
+    @extend_schema(
+        request=RunRequestSerializer,
+        responses={202: WorkflowRunSerializer, **errors((409, "The workflow is inactive."))},
+    )
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
         body = request.data if request.data not in (None, "") else {}
@@ -167,7 +172,11 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
         return Response(WorkflowRunDetailSerializer(run, context=self.run_context()).data)
 
-    @extend_schema(request=None, responses=WorkflowRunSerializer, parameters=[RUN_ID_PARAMETER])
+    @extend_schema(
+        request=None,
+        responses={200: WorkflowRunSerializer, **errors((409, "The run has already finished."))},
+        parameters=[RUN_ID_PARAMETER],
+    )
     @action(detail=True, methods=["post"], url_path=f"{RUN_ID}/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
         run = services.get_visible_run(self.principal, self.get_object(), run_id)
