@@ -49,7 +49,7 @@ MAX_LIMIT = 100
 MAX_QUERY_LENGTH = 10_000
 # Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
-HNSW_EF_SEARCH = 100
+HNSW_EF_SEARCH = 60
 # Fusion settings chosen on the tuning conversations of the LoCoMo dev split (docs/search.md): a
 # hybrid score is KEYWORD_SHARE of the BM25 score divided by the query's best, plus the rest of the
 # cosine similarity; each part gains NEIGHBOUR_WEIGHT times its best neighbour's.

@@ -40,11 +40,11 @@ def add_postings(rows: str) -> str:
     agent = BUCKET_AGENT.replace("access_level", "row_.access_level").replace("agent_id", "row_.agent_id")
     return f"""
     INSERT INTO memory_terms (term, bucket_id, memory_id, frequency, length, created_at)
-    SELECT word.lexeme, bucket.id, row_.id, cardinality(word.positions), tmws_token_count(row_.search_vector),
-           row_.created_at
+    SELECT word.lexeme, bucket.id, row_.id, cardinality(word.positions), length.tokens, row_.created_at
       FROM {rows} row_
       JOIN memory_term_buckets bucket
         ON bucket.kind = {kind} AND bucket.namespace_id = row_.namespace_id AND bucket.agent_id = {agent}
+     CROSS JOIN LATERAL (SELECT tmws_token_count(row_.search_vector) AS tokens OFFSET 0) length  -- once a memory
      CROSS JOIN LATERAL unnest(row_.search_vector) word;
 """
 
