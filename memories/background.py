@@ -85,7 +85,7 @@ def drain() -> tuple[int, int]:
 
     embedded, failed = 0, []
     while _enabled:
-        done, bad = _embed_pending(Memory.objects.exclude(pk__in=failed), limit=settings.TMWS_EMBEDDING_BATCH_SIZE)
+        done, bad = _embed_pending(Memory.objects.exclude(pk__in=failed), limit=settings.TMWS_EMBEDDING_CLAIM_SIZE)
         embedded += len(done)
         failed += bad
         if not done and not bad:

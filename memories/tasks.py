@@ -76,8 +76,8 @@ def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
 
 @shared_task(bind=True, max_retries=MAX_EMBEDDING_ATTEMPTS, default_retry_delay=10)
 def embed_memories(self, ids: list[str]) -> dict:
-    """Embed the given memories in batches; rows that failed stay pending for a retry until attempts run out."""
-    batch_size = settings.TMWS_EMBEDDING_BATCH_SIZE
+    """Embed the given memories a claim at a time; rows that failed stay pending for a retry until attempts run out."""
+    batch_size = settings.TMWS_EMBEDDING_CLAIM_SIZE
     embedded = failed = 0
     for start in range(0, len(ids), batch_size):
         done, bad = embed_batch(ids[start : start + batch_size])
@@ -170,7 +170,7 @@ def drain_pending_embeddings() -> dict:
     them with a delay until their attempts run out.
     """
     buffer = redis_buffer()
-    batch_size = settings.TMWS_EMBEDDING_BATCH_SIZE
+    batch_size = settings.TMWS_EMBEDDING_CLAIM_SIZE
     started = time.monotonic()
     embedded, failed = 0, []
     while True:

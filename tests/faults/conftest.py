@@ -123,6 +123,8 @@ class Workers:
             "PYTHONUNBUFFERED": "1",
             "TMWS_EMBEDDING_SWEEP_SECONDS": str(SWEEP_SECONDS),
             "TMWS_EMBEDDING_DRAIN_TTL_SECONDS": str(DRAIN_TTL_SECONDS),
+            # Claims of one model batch: a backlog takes several, so a worker can die between two.
+            "TMWS_EMBEDDING_CLAIM_SIZE": "32",
         }
         log_path = self.tmp_path / f"{name}.log"
         command = [sys.executable, "-m", "celery", "-A", "tmws_site", "worker", "--pool=solo", "--loglevel=INFO",

@@ -15,7 +15,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--retry-failed", action="store_true", help="also retry memories whose embedding failed")
-        parser.add_argument("--batch-size", type=int, default=settings.TMWS_EMBEDDING_BATCH_SIZE)
+        parser.add_argument("--batch-size", type=int, default=settings.TMWS_EMBEDDING_CLAIM_SIZE,
+                            help="memories per transaction (default TMWS_EMBEDDING_CLAIM_SIZE)")
 
     def handle(self, *args, **options):
         if options["retry_failed"]:

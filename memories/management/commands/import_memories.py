@@ -70,8 +70,8 @@ class Command(BaseCommand):
                     ids = self._store(actor, batch, options["dry_run"])
                     stored += len(ids)
                     # Without a broker the batch was embedded on commit already; embed_batch skips done rows.
-                    for start in range(0, len(ids), settings.TMWS_EMBEDDING_BATCH_SIZE):
-                        embed_batch(ids[start : start + settings.TMWS_EMBEDDING_BATCH_SIZE])
+                    for start in range(0, len(ids), settings.TMWS_EMBEDDING_CLAIM_SIZE):
+                        embed_batch(ids[start : start + settings.TMWS_EMBEDDING_CLAIM_SIZE])
                     embedded += Memory.objects.filter(pk__in=ids, embedding_status=EmbeddingStatus.READY).count()
                     bar.update(len(batch))
         finally:
