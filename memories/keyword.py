@@ -99,8 +99,9 @@ def keyword_query(actor, text: str) -> KeywordQuery:
 
 # The readable matches joined with the caller's candidate rows (its own query, under its own RLS).
 RANKED_SQL = """
-SELECT matched.*, scored.score
-  FROM {scores} scored
+WITH scored AS MATERIALIZED (SELECT * FROM {scores})
+SELECT matched.*, scored.score, (SELECT count(*) FROM scored) AS scored_count
+  FROM scored
   JOIN ({matched}) matched ON matched.id = scored.memory_id
  ORDER BY scored.score DESC, matched.created_at DESC, matched.id
  LIMIT %s
@@ -115,11 +116,12 @@ def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tu
     """
     if not query:
         return []
-    rows = _ranked(queryset, query, depth, fields, None if filtered else depth)
-    if not filtered and len(rows) < depth:
-        # The readable matches ran out, or (should the two ever disagree) the queryset left some of
-        # the function's out: scoring them all makes sure no readable match is missing.
-        rows = _ranked(queryset, query, depth, fields, None)
+    rows, scored = _ranked(queryset, query, depth, fields, None if filtered else depth)
+    if not filtered and len(rows) < depth and (scored == depth or not rows):
+        # Should the queryset and the function ever disagree on what is readable, the queryset left
+        # some of the `depth` best out (with no row back, how many were scored is not known):
+        # scoring every readable match makes sure none is missing.
+        rows, _ = _ranked(queryset, query, depth, fields, None)
     return rows
 
 
@@ -133,20 +135,24 @@ def bm25_scores(query: KeywordQuery, ids) -> dict:
         return dict(cursor.fetchall())
 
 
-def _ranked(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, scored_depth: int | None) -> list:
+def _ranked(
+    queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, scored_depth: int | None
+) -> tuple[list, int]:
+    """The ranked rows of `queryset`, and how many readable matches the database scored for them."""
     columns = ("id", "created_at", *(field for field in fields if field != "created_at"))
     try:
         sql, params = queryset.order_by().values_list(*columns).query.sql_with_params()
     except EmptyResultSet:  # a filter that can match nothing (an unknown namespace or agent)
-        return []
+        return [], 0
     scores, score_params = query.scores_sql(scored_depth)
     with connection.cursor() as cursor:
         cursor.execute(RANKED_SQL.format(scores=scores, matched=sql), [*score_params, *params, depth])
         names = [column.name for column in cursor.description]
         rows = cursor.fetchall()
     position = {name: index for index, name in enumerate(names)}
-    return [(row[position["id"]], row[position["score"]], *(_value(row[position[field]], field) for field in fields))
-            for row in rows]
+    ranked = [(row[position["id"]], row[position["score"]], *(_value(row[position[field]], field) for field in fields))
+              for row in rows]
+    return ranked, (rows[0][position["scored_count"]] if rows else 0)
 
 
 def _value(value, field: str):
