@@ -30,8 +30,9 @@ from namespaces.services import add_member, create_namespace
 from tmws_site.db import agent_context
 from workflows.models import Workflow, WorkflowRun
 
+from .conftest import KEYWORD, LEVELS
 from .test_hostile_input import stored_counts as principal_and_memory_counts
-from .test_rls import inside_agent_context
+from .test_rls import inside_agent_context, raw_visible_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -1006,6 +1007,11 @@ DENIED_STATEMENTS = [
     "INSERT INTO memories_memoryuserobjectpermission (user_id, permission_id, content_object_id)"
     " SELECT 1, 1, id FROM memories",
     "DELETE FROM django_migrations",
+    "SELECT * FROM memory_terms",
+    "DELETE FROM memory_terms",
+    "SELECT * FROM memory_term_buckets",
+    "UPDATE memory_term_documents SET documents = 0",
+    "SELECT tmws_readable_buckets(NULL)",
 ]
 
 
@@ -1072,3 +1078,30 @@ def test_case11_keyword_scores_do_not_reveal_words_in_memories_the_caller_cannot
     assert len(before) == 1
     assert after == before
     assert Memory.objects.count() == visible_before + 3
+
+
+# The function called as a hostile agent could call it: the stemmed words of a text, every weight 1.
+SCORES = """
+SELECT scored.memory_id::text
+  FROM (SELECT array_agg(lexeme) AS terms FROM unnest(to_tsvector('english', %s))) words,
+       tmws_keyword_scores(words.terms, array_fill(1.0::float8, ARRAY[cardinality(words.terms)]), 1.2, 0.75, 5.0,
+                           NULL, %s::uuid[], %s::uuid[]) scored
+"""
+
+
+@pytest.mark.parametrize("principal", ["outsider", "member", "sharee"])
+def test_case11_the_keyword_scores_function_scores_only_what_its_caller_reads_whatever_it_is_passed(world, principal):
+    # given every memory's id and word, and what the principal may read
+    words = " ".join(KEYWORD[level] for level in LEVELS)
+    every_id = list(world.ids.values())
+    namespaces = [str(pk) for pk in Namespace.objects.values_list("pk", flat=True)]
+    with inside_agent_context(world.cast[principal].agent) as cursor:
+        readable = raw_visible_ids(cursor)
+        # when it asks the function directly, naming every namespace, and every memory by id
+        cursor.execute(SCORES, [words, namespaces, None])
+        by_words = {row[0] for row in cursor.fetchall()}
+        cursor.execute(SCORES, [words, namespaces, every_id])
+        by_ids = {row[0] for row in cursor.fetchall()}
+    # then it scores exactly the memories the caller reads, and the namespaces it passed count for nothing
+    assert by_words == by_ids == readable & set(every_id)
+    assert world.ids["public"] in by_words and world.ids["private"] not in by_words
