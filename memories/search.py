@@ -82,11 +82,6 @@ class SearchRequest:
     tag_boost: float = 0.0
     namespace_boost: float = 0.0
 
-    def filters_readable(self) -> bool:
-        """Whether a filter narrows the memories the caller may read (else every readable one is a candidate)."""
-        return bool(self.namespace or self.agent_id or self.access_levels or self.context_tags
-                    or self.memory_category or self.min_similarity is not None)
-
 
 @dataclass
 class SearchHit:
@@ -137,7 +132,10 @@ def namespace_key(slug: str):
 
 
 def candidates(actor, request: SearchRequest, rls: bool | None = None, visible: QuerySet | None = None) -> QuerySet:
-    """The visible memories (`visible`, when already built) that pass the request's filters (no ordering yet)."""
+    """The visible memories (`visible`, when already built) that pass the request's filters (no ordering yet).
+
+    Without filters it returns `visible` itself, so a caller can tell that nothing narrows it.
+    """
     queryset = Memory.objects.visible_to(actor) if visible is None else visible
     # Names are resolved to keys first: a constant key lets the planner use its statistics for
     # that owner or namespace, where a join would leave it guessing an average.
@@ -390,7 +388,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
         words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
         if mode != "semantic" and request.min_similarity is None:
-            keyword = keyword_ranking(base, words, depth, request.filters_readable())
+            # candidates() hands back `visible` itself when no filter narrows it.
+            keyword = keyword_ranking(base, words, depth, filtered=base is not visible)
         if pending is not None:
             vector = pending.result()
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []

@@ -67,6 +67,52 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
            IS DISTINCT FROM (new_rows.search_vector, new_rows.access_level, new_rows.namespace_id, new_rows.agent_id))"""
 
 
+# The sums a reader's statistics are made of, over its readable buckets (a CTE `visible`).
+STATISTICS_SUMS = """
+    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
+      FROM visible
+    UNION ALL
+    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
+      FROM memory_term_documents counts
+      JOIN visible ON visible.id = counts.bucket_id
+     WHERE counts.term = ANY (terms)
+     GROUP BY counts.term
+"""
+
+def statistics_triggers(
+    create: str = "CREATE", bucket_agent: str = BUCKET_AGENT, changed: str = CHANGED,
+    inserted: str = "", deleted: str = "", moved: str = "", truncated: str = "",
+) -> str:
+    """The four trigger functions keeping the statistics, each running its extra SQL (later migrations) after."""
+    changed_old, changed_new = changed.format(side="old_rows"), changed.format(side="new_rows")
+
+    def function(event: str, body: str) -> str:
+        return f"""
+{create} FUNCTION tmws_term_statistics_{event}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+{body}
+    RETURN NULL;
+END
+$$;
+"""
+
+    return "".join([
+        function("insert", apply_rows("new_rows", 1, bucket_agent) + inserted),
+        function("delete", apply_rows("old_rows", -1, bucket_agent) + deleted),
+        # Only rows whose words or bucket changed move statistics (most updates set embeddings or weights).
+        function("update", f"""
+    PERFORM 1 FROM {changed_old} changed LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    {apply_rows(changed_old, -1, bucket_agent)}
+    {apply_rows(changed_new, 1, bucket_agent)}
+    {moved}"""),
+        function("truncate", f"    TRUNCATE {truncated}memory_term_documents, memory_term_buckets;"),
+    ])
+
+
 KEYWORD_STATISTICS_FUNCTION = """
 -- What a reader's BM25 needs: the first row (term NULL) holds its memory and token counts, the
 -- others each word's document frequency, all summed over the buckets it may read. An agent
@@ -87,16 +133,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
                  OR (bucket.kind = 'shared'
                      AND bucket.namespace_id = ANY (reader.readable))
                END)
-    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
-      FROM visible
-    UNION ALL
-    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
-      FROM memory_term_documents counts
-      JOIN visible ON visible.id = counts.bucket_id
-     WHERE counts.term = ANY (terms)
-     GROUP BY counts.term
-$$;
-"""
+""" + STATISTICS_SUMS + "$$;\n"
 
 FORWARD = f"""
 CREATE FUNCTION tmws_token_count(document tsvector) RETURNS bigint
@@ -132,44 +169,7 @@ CREATE TABLE memory_term_documents (
 REVOKE ALL ON memory_term_buckets, memory_term_documents FROM PUBLIC;
 REVOKE ALL ON memory_term_buckets, memory_term_documents FROM {AGENT_ROLE};
 
-CREATE FUNCTION tmws_term_statistics_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    {apply_rows("new_rows", 1)}
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION tmws_term_statistics_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    {apply_rows("old_rows", -1)}
-    RETURN NULL;
-END
-$$;
-
--- Only rows whose words or bucket changed move statistics (most updates set embeddings or weights).
-CREATE FUNCTION tmws_term_statistics_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    PERFORM 1 FROM {CHANGED.format(side="old_rows")} changed LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    {apply_rows(CHANGED.format(side="old_rows"), -1)}
-    {apply_rows(CHANGED.format(side="new_rows"), 1)}
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION tmws_term_statistics_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    TRUNCATE memory_term_documents, memory_term_buckets;
-    RETURN NULL;
-END
-$$;
-
+{statistics_triggers()}
 CREATE TRIGGER memories_term_statistics_insert AFTER INSERT ON memories
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tmws_term_statistics_insert();
 CREATE TRIGGER memories_term_statistics_delete AFTER DELETE ON memories

@@ -30,10 +30,6 @@ BUCKET_AGENT = (f"(CASE WHEN access_level IN ('private', 'shared') THEN coalesce
                 f" ELSE '{NO_AGENT}'::uuid END)")
 
 
-def apply_rows(rows: str, sign: int, bucket_agent: str = BUCKET_AGENT) -> str:
-    return statistics.apply_rows(rows, sign, bucket_agent)
-
-
 def add_postings(rows: str) -> str:
     """SQL indexing the words of the memories of the FROM item `rows` (after their buckets exist)."""
     kind = BUCKET_KIND.replace("access_level", "row_.access_level")
@@ -62,53 +58,16 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
 
 def triggers(postings: bool) -> str:
     """The statement triggers of migration 0009, keeping the postings and owned buckets when `postings` is set."""
-    bucket_agent = BUCKET_AGENT if postings else statistics.BUCKET_AGENT
-    added = add_postings("new_rows") if postings else ""
-    removed = remove_postings("old_rows") if postings else ""
+    if not postings:
+        return statistics.statistics_triggers("CREATE OR REPLACE")
     changed_old, changed_new = CHANGED.format(side="old_rows"), CHANGED.format(side="new_rows")
-    moved = (remove_postings(changed_old) + add_postings(changed_new)) if postings else ""
-    truncated = "memory_terms, " if postings else ""
-    return f"""
-CREATE OR REPLACE FUNCTION tmws_term_statistics_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    {apply_rows("new_rows", 1, bucket_agent)}
-    {added}
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION tmws_term_statistics_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    {apply_rows("old_rows", -1, bucket_agent)}
-    {removed}
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION tmws_term_statistics_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    PERFORM 1 FROM {changed_old} changed LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    {apply_rows(changed_old, -1, bucket_agent)}
-    {apply_rows(changed_new, 1, bucket_agent)}
-    {moved}
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION tmws_term_statistics_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN
-    TRUNCATE {truncated}memory_term_documents, memory_term_buckets;
-    RETURN NULL;
-END
-$$;
-"""
+    return statistics.statistics_triggers(
+        "CREATE OR REPLACE", BUCKET_AGENT, CHANGED,
+        inserted=add_postings("new_rows"),
+        deleted=remove_postings("old_rows"),
+        moved=remove_postings(changed_old) + add_postings(changed_new),
+        truncated="memory_terms, ",
+    )
 
 
 def rebuild_statistics(bucket_agent: str) -> str:
@@ -151,16 +110,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
         SELECT bucket.id, bucket.documents, bucket.tokens
           FROM memory_term_buckets bucket
          WHERE bucket.id = ANY (tmws_readable_buckets(namespaces)))
-    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
-      FROM visible
-    UNION ALL
-    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
-      FROM memory_term_documents counts
-      JOIN visible ON visible.id = counts.bucket_id
-     WHERE counts.term = ANY (terms)
-     GROUP BY counts.term
-$$;
-"""
+""" + statistics.STATISTICS_SUMS + "$$;\n"
 
 SCORES = """
 -- Okapi BM25 of the memories the reader may read that hold any of `terms` (weighted by `idfs`),
