@@ -36,7 +36,6 @@ class KeywordQuery:
 
     terms: list[str]
     idfs: list[float]
-    frequencies: list[int]
     average_length: float
     namespaces: list | None = None  # an operator's namespaces (statistics_scope); None for agents and superusers
 
@@ -94,7 +93,7 @@ def keyword_query(actor, text: str) -> KeywordQuery:
     documents = max(int(documents), 1)
     average_length = max(float(tokens or 0) / documents, 1.0)
     idfs = [idf(documents, count) for count in counts]
-    return KeywordQuery(terms, idfs, counts, average_length, statistics_scope(actor))
+    return KeywordQuery(terms, idfs, average_length, statistics_scope(actor))
 
 
 # The readable matches joined with the caller's candidate rows (its own query, under its own RLS).

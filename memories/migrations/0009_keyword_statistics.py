@@ -67,6 +67,18 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
            IS DISTINCT FROM (new_rows.search_vector, new_rows.access_level, new_rows.namespace_id, new_rows.agent_id))"""
 
 
+BM25_FUNCTION = """
+-- Okapi BM25 of one document for query words `terms` weighted by their `idfs`.
+CREATE FUNCTION tmws_bm25(document tsvector, terms text[], idfs float8[], k1 float8, b float8, average_length float8)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(sum(query.idf * (k1 + 1) * cardinality(word.positions)
+                        / (cardinality(word.positions) + k1 * (1 - b + b * length.tokens / average_length))), 0)
+      FROM unnest(document) word
+      JOIN unnest(terms, idfs) query(term, idf) ON query.term = word.lexeme
+     CROSS JOIN (SELECT tmws_token_count(document) AS tokens) length
+$$;
+"""
+
 # The sums a reader's statistics are made of, over its readable buckets (a CTE `visible`).
 STATISTICS_SUMS = """
     SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
@@ -141,16 +153,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(sum(cardinality(positions)), 0)::bigint FROM unnest(document)
 $$;
 
--- Okapi BM25 of one document for query words `terms` weighted by their `idfs`.
-CREATE FUNCTION tmws_bm25(document tsvector, terms text[], idfs float8[], k1 float8, b float8, average_length float8)
-RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(sum(query.idf * (k1 + 1) * cardinality(word.positions)
-                        / (cardinality(word.positions) + k1 * (1 - b + b * length.tokens / average_length))), 0)
-      FROM unnest(document) word
-      JOIN unnest(terms, idfs) query(term, idf) ON query.term = word.lexeme
-     CROSS JOIN (SELECT tmws_token_count(document) AS tokens) length
-$$;
-
+{BM25_FUNCTION}
 CREATE TABLE memory_term_buckets (
     id bigserial PRIMARY KEY,
     kind text NOT NULL,

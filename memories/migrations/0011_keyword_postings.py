@@ -177,9 +177,12 @@ CREATE UNIQUE INDEX memory_terms_memory ON memory_terms (memory_id, term);
 {triggers(postings=True)}
 {READABLE_BUCKETS}
 {SCORES}
+-- Scores come from the postings now: the per-row function is not used any more.
+DROP FUNCTION tmws_bm25(tsvector, text[], float8[], float8, float8, float8);
 """
 
 REVERSE = f"""
+{statistics.BM25_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
 DROP FUNCTION IF EXISTS tmws_keyword_scores(text[], float8[], float8, float8, float8, integer, uuid[], uuid[]);
 {statistics.KEYWORD_STATISTICS_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
 DROP FUNCTION IF EXISTS tmws_readable_buckets(uuid[]);
