@@ -4,8 +4,16 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Count, Min
 
+# Columns no answer to an agent shows (the vector, the text-search document, the embedding error):
+# reading them cost the transfer and, for the vector, parsing 384 floats per row.
+UNDISPLAYED_COLUMNS = ("embedding", "search_vector", "embedding_error")
+
 
 class MemoryQuerySet(models.QuerySet):
+    def for_display(self) -> MemoryQuerySet:
+        """Memories as answers show them: owner, namespace and usage joined in, undisplayed columns left unread."""
+        return self.select_related("agent", "namespace", "usage").defer(*UNDISPLAYED_COLUMNS)
+
     def visible_to(self, actor) -> MemoryQuerySet:
         """Only the memories `actor` (agent, operator user or Principal) may read."""
         from namespaces.access import memory_visibility_q

@@ -62,8 +62,6 @@ RECENCY_BOOST = 0.03  # a memory created just now gains at most +3%, halving eve
 RECENCY_HALF_LIFE_DAYS = 30.0
 # One helper thread computes query embeddings while the request thread queries the database.
 _embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embedding")
-# Columns a search result never needs: skip reading them with the rows.
-HEAVY_COLUMNS = ("embedding", "search_vector", "embedding_error")
 
 @dataclass
 class SearchRequest:
@@ -170,7 +168,7 @@ def _result_rows(queryset: QuerySet, vector=None) -> QuerySet:
 
     Unordered (the ranking orders them): sorting by the model's default order cost a sort and its SQL.
     """
-    queryset = queryset.select_related("agent", "namespace", "usage").defer(*HEAVY_COLUMNS).order_by()
+    queryset = queryset.for_display().order_by()
     return queryset.annotate(distance=CosineDistance("embedding", vector)) if vector is not None else queryset
 
 

@@ -92,7 +92,7 @@ def get_visible_memory(actor, memory_id) -> Memory:
         pk = uuid.UUID(str(memory_id))
     except ValueError as exc:
         raise NotFound("Memory not found.") from exc
-    memory = Memory.objects.visible_to(actor).select_related("agent", "namespace", "usage").filter(pk=pk).first()
+    memory = Memory.objects.visible_to(actor).for_display().filter(pk=pk).first()
     if memory is None:
         raise NotFound("Memory not found.")
     return memory

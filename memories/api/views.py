@@ -47,7 +47,7 @@ class MemoryFilter(filters.FilterSet):
 class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     """Memories the caller may read; writes go through memories.services."""
 
-    queryset = Memory.objects.select_related("agent", "namespace", "usage")
+    queryset = Memory.objects.for_display()
     serializer_class = MemorySerializer
     filterset_class = MemoryFilter
 

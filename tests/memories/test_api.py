@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from memories.models import Memory
 from namespaces.models import Namespace
@@ -67,6 +69,24 @@ def test_get_returns_the_memory(writer):
     # then
     assert response.status_code == 200
     assert response.json() == created
+
+
+@pytest.mark.parametrize("path", ["{id}", ""])
+def test_get_and_list_read_no_embedding_or_text_search_column(writer, path):
+    # given
+    created = _create(writer)
+    Memory.objects.filter(pk=created["id"]).update(
+        embedding=np.ones(384), embedding_model="all-MiniLM-L6-v2", embedding_status="ready"
+    )
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        response = writer.client.get(f"{MEMORIES}/{path.format(id=created['id'])}".rstrip("/"))
+    # then
+    assert response.status_code == 200
+    memory_reads = [query["sql"] for query in queries.captured_queries if 'FROM "memories"' in query["sql"]]
+    assert memory_reads
+    for column in ('"memories"."embedding",', '"memories"."search_vector"', '"memories"."embedding_error"'):
+        assert not any(column in sql for sql in memory_reads), column
 
 
 @pytest.mark.parametrize("memory_id", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
