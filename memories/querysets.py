@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Count, Min
 
-# Columns no answer to an agent shows (the vector, the text-search document, the embedding error):
+# Columns no API or MCP answer shows (the vector, the text-search document, the embedding error):
 # reading them cost the transfer and, for the vector, parsing 384 floats per row.
 UNDISPLAYED_COLUMNS = ("embedding", "search_vector", "embedding_error")
 

@@ -85,7 +85,7 @@ def test_get_and_list_read_no_embedding_or_text_search_column(writer, path):
     assert response.status_code == 200
     memory_reads = [query["sql"] for query in queries.captured_queries if 'FROM "memories"' in query["sql"]]
     assert memory_reads
-    for column in ('"memories"."embedding",', '"memories"."search_vector"', '"memories"."embedding_error"'):
+    for column in ('"memories"."embedding"', '"memories"."search_vector"', '"memories"."embedding_error"'):
         assert not any(column in sql for sql in memory_reads), column
 
 
