@@ -11,6 +11,12 @@ it: for one short query it takes about a third of PyTorch's time, which spends m
 per-layer Python overhead, and batches run about a quarter faster. The ONNX graph is exported
 from the PyTorch model once per model and data directory (DATA_DIR/models). If export, loading
 or the check fails, the process logs why and embeds with `torch`.
+
+With TMWS_EMBEDDING_PRECISION=int8 (the default) the ONNX graph's matrix weights are quantised
+to 8 bits, once per graph: batches run about twice as fast and a query a third faster, at a
+cosine of 0.95 or more to the float32 vector of the same text (0.99 on average over LoCoMo's
+turns). That is close enough for int8 and float32 vectors to be compared with each other, so they
+are recorded under the same model name and changing the precision needs no re-embedding.
 """
 from __future__ import annotations
 
@@ -38,6 +44,8 @@ ONNX_OPSET = 17
 TRANSFORMER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The largest difference from PyTorch an exported graph may show on the probe sentences.
 BACKEND_TOLERANCE = 1e-4
+# The lowest cosine an int8 graph's vector may have to PyTorch's on the probe sentences.
+INT8_MIN_COSINE = 0.95
 PROBE_TEXTS = ["Deploys to production need an approval from the release owner.", "ok"]
 
 _lock = threading.Lock()
@@ -153,6 +161,7 @@ class TorchEncoder:
     """The model as sentence-transformers runs it."""
 
     backend = "torch"
+    precision = "float32"
 
     def __init__(self, model, spec: EmbeddingModel | None = None):
         self.model = model
@@ -182,11 +191,16 @@ class OnnxEncoder:
         # Idle model threads sleep instead of spinning: a search runs its database queries right
         # after the query embedding, and spinning threads would take the cores from PostgreSQL.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.graph = onnx_graph(model, self.spec)
+        self.precision = settings.TMWS_EMBEDDING_PRECISION
+        self.graph = onnx_graph(model, self.spec, self.precision)
         self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
-        difference = float(np.abs(self.embed(PROBE_TEXTS, 2) - TorchEncoder(model, self.spec).embed(PROBE_TEXTS, 2)).max())
-        if difference > BACKEND_TOLERANCE:
+        ours, reference = self.embed(PROBE_TEXTS, 2), TorchEncoder(model, self.spec).embed(PROBE_TEXTS, 2)
+        if self.precision == "int8":
+            cosine = float((ours * reference).sum(axis=1).min())
+            if cosine < INT8_MIN_COSINE:
+                raise RuntimeError(f"the int8 ONNX graph's vectors are at a cosine of {cosine:.3f} to PyTorch's")
+        elif (difference := float(np.abs(ours - reference).max())) > BACKEND_TOLERANCE:
             raise RuntimeError(f"the ONNX graph differs from PyTorch by {difference:.1e}")
 
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -211,12 +225,13 @@ class OnnxEncoder:
         return vectors.numpy()
 
 
-def onnx_graph(model, spec: EmbeddingModel | None = None) -> Path:
-    """The model's transformer as an ONNX file in DATA_DIR/models, exported on first use.
+def onnx_graph(model, spec: EmbeddingModel | None = None, precision: str = "float32") -> Path:
+    """The model's transformer as an ONNX file in DATA_DIR/models, exported (and quantised) on first use.
 
     The file is named after the model and a fingerprint of its name, folder and weights, so two
-    models (or two versions of one) never share a graph.
+    models (or two versions of one) never share a graph; the int8 graph is made from the float32 one.
     """
+    import onnxruntime
     import torch
 
     spec = spec or loaded_model()
@@ -232,7 +247,44 @@ def onnx_graph(model, spec: EmbeddingModel | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         logger.info("Exporting the embedding model %s to %s (once per data directory)", spec.name, target)
         _export(model, target)
-    return target
+    if precision == "float32":
+        return target
+    quantised = target.with_name(f"{target.stem}-int8-ort{onnxruntime.__version__}.onnx")
+    if not quantised.exists():
+        logger.info("Quantising the embedding model %s to int8 into %s (once per data directory)", spec.name, quantised)
+        _quantise(target, quantised)
+    return quantised
+
+
+def _written_atomically(target: Path, write) -> None:
+    """Run write(path) on a file beside `target`, then rename it: processes starting together never read half a file."""
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    os.close(handle)
+    try:
+        write(partial)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _quantise(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of the graph's weight matrices, one scale per output channel.
+
+    Per-channel scales keep the vectors at a cosine of 0.99 on average to float32 (per-tensor
+    ones: 0.95); activations are quantised at run time, so no calibration data is needed.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def write(path):
+        logging.disable(logging.WARNING)  # the quantiser logs every node on the root logger
+        try:
+            quantize_dynamic(str(source), path, weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"MatMulConstBOnly": True})
+        finally:
+            logging.disable(logging.NOTSET)
+
+    _written_atomically(target, write)
 
 
 def _export(model, target: Path) -> None:
@@ -251,21 +303,17 @@ def _export(model, target: Path) -> None:
             return self.transformer(**dict(zip(names, tensors, strict=True)))[0]
 
     dynamic = {name: {0: "batch", 1: "tokens"} for name in [*names, "token_embeddings"]}
-    # Written beside the target and renamed, so processes starting together never read half a file.
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    os.close(handle)
-    try:
+
+    def write(path):
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                LastHiddenState().eval(), tuple(example[name] for name in names), partial,
+                LastHiddenState().eval(), tuple(example[name] for name in names), path,
                 input_names=names, output_names=["token_embeddings"], dynamic_axes=dynamic,
                 opset_version=ONNX_OPSET, dynamo=False,
             )
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+
+    _written_atomically(target, write)
 
 
 def unload() -> None:
@@ -350,6 +398,7 @@ def warm_up() -> dict:
     return {
         "model": encoder.spec.name,
         "backend": encoder.backend,
+        "precision": encoder.precision,
         "graph": str(encoder.graph) if encoder.backend == "onnx" else None,
         "load_seconds": round(loaded - started, 1),
         "query_ms": round((time.perf_counter() - loaded) * 1000, 1),

@@ -114,12 +114,14 @@ def test_each_model_exports_its_own_onnx_graph(settings, tmp_path, use_model, se
     minilm = embeddings.get_encoder()
     use_model(second_model_folder, backend="onnx")
     second = embeddings.get_encoder()
-    # then: two graphs, each named after its model, and each encoder agrees with PyTorch (checked at load)
+    # then: two graphs (each float32 export and its int8 form), each named after its model, and each
+    # encoder close to PyTorch (checked at load)
     assert (minilm.backend, second.backend) == ("onnx", "onnx")
     assert minilm.graph != second.graph
     assert minilm.graph.name.startswith(f"{MINILM}-") and second.graph.name.startswith("minilm-cls-")
+    exported = [graph.name.split("-int8-")[0] + ".onnx" for graph in (minilm.graph, second.graph)]
     assert sorted(path.name for path in (tmp_path / "models").iterdir()) == sorted(
-        [minilm.graph.name, second.graph.name]
+        [minilm.graph.name, second.graph.name, *exported]
     )
 
 

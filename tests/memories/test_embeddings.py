@@ -64,17 +64,62 @@ def fresh_encoder():
     embeddings.unload()
 
 
-def test_the_default_backend_is_onnx_and_agrees_with_pytorch():
+def test_the_default_is_onnx_at_int8_close_to_pytorch():
     # given
     model = embeddings.get_model()
     # when
     encoder = embeddings.get_encoder()
-    onnx = embeddings.OnnxEncoder(model).embed(TEXTS, 2)
+    int8 = encoder.embed(TEXTS, 2)
     torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
     # then
-    assert encoder.backend == "onnx"
-    assert onnx.shape == (3, 384)
+    assert (encoder.backend, encoder.precision) == ("onnx", "int8")
+    assert encoder.graph.name.endswith("-int8-ort" + __import__("onnxruntime").__version__ + ".onnx")
+    assert int8.shape == (3, 384)
+    cosines = (int8 * torch).sum(axis=1)
+    assert all(embeddings.INT8_MIN_COSINE <= cosine < 0.9999 for cosine in cosines)  # close, yet quantised
+
+
+def test_onnx_at_float32_agrees_with_pytorch(settings):
+    # given
+    settings.TMWS_EMBEDDING_PRECISION = "float32"
+    model = embeddings.get_model()
+    # when
+    encoder = embeddings.OnnxEncoder(model)
+    onnx = encoder.embed(TEXTS, 2)
+    torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
+    # then
+    assert encoder.precision == "float32" and "int8" not in encoder.graph.name
     assert float(abs(onnx - torch).max()) < embeddings.BACKEND_TOLERANCE
+
+
+def test_the_int8_graph_is_made_once_from_the_float32_one(settings, tmp_path, fresh_encoder):
+    # given
+    settings.DATA_DIR = tmp_path
+    model = embeddings.get_model()
+    # when
+    first = embeddings.onnx_graph(model, precision="int8")
+    stamp = first.stat().st_mtime_ns
+    second = embeddings.onnx_graph(model, precision="int8")
+    # then
+    float32 = embeddings.onnx_graph(model)
+    assert first == second and second.stat().st_mtime_ns == stamp
+    assert first.name == float32.name.replace(".onnx", f"-int8-ort{__import__('onnxruntime').__version__}.onnx")
+    assert sorted(path.name for path in first.parent.iterdir()) == sorted([float32.name, first.name])
+    assert first.stat().st_size < float32.stat().st_size / 2  # 8-bit weights
+
+
+def test_int8_and_float32_vectors_are_recorded_as_one_model_and_compare(settings, fresh_encoder):
+    # given: a text embedded at float32, a query embedded at int8
+    settings.TMWS_EMBEDDING_PRECISION = "float32"
+    name32, (stored,) = embeddings.embed_documents(["Deploying to staging needs approval."])
+    embeddings.unload()
+    settings.TMWS_EMBEDDING_PRECISION = "int8"
+    name8, (stored8,) = embeddings.embed_documents(["Deploying to staging needs approval."])
+    query = embeddings.embed_query("Who approves staging deploys?")
+    # then: the same name, and the similarity barely moves with the stored vector's precision
+    assert name32 == name8 == "all-MiniLM-L6-v2"
+    assert embeddings.get_encoder().precision == "int8"
+    assert abs(float(query @ stored) - float(query @ stored8)) < 0.03
 
 
 def test_the_onnx_graph_is_exported_once_into_the_data_directory(settings, tmp_path, fresh_encoder):
@@ -94,10 +139,11 @@ def test_the_onnx_graph_is_exported_once_into_the_data_directory(settings, tmp_p
 def test_the_torch_backend_can_be_chosen(settings, fresh_encoder):
     # given
     settings.TMWS_EMBEDDING_BACKEND = "torch"
+    settings.TMWS_EMBEDDING_PRECISION = "float32"  # for the ONNX graph it is compared with
     # when
     vectors = embeddings.embed_texts(TEXTS)
     # then
-    assert embeddings.get_encoder().backend == "torch"
+    assert (embeddings.get_encoder().backend, embeddings.get_encoder().precision) == ("torch", "float32")
     assert float(abs(vectors - embeddings.OnnxEncoder(embeddings.get_model()).embed(TEXTS, 2)).max()) < 1e-4
 
 
@@ -205,8 +251,8 @@ def test_prepare_model_loads_the_model_and_says_which_backend_runs_it():
     # then
     lines = out.getvalue().splitlines()
     assert lines[0] == f"Loading the embedding model all-MiniLM-L6-v2 from {embeddings.model_path()} ..."
-    assert lines[1].startswith("Embedding model ready: onnx backend (")
-    assert ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
+    assert lines[1].startswith("Embedding model ready: onnx backend, int8 (")
+    assert "-int8-ort" in lines[1] and ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
 
 
 def test_prepare_model_fails_clearly_when_the_model_cannot_load(broken_model):

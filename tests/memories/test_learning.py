@@ -169,7 +169,7 @@ def test_near_duplicates_group_memories_worded_almost_alike_newest_first(team):
 def test_near_duplicates_chain_into_one_group_and_skip_memories_without_embeddings(team):
     # given: A ~ B and B ~ C, and an identical text whose embedding failed
     owner = team["owner"].agent
-    texts = ["Release 2.3 shipped on Monday.", "Release 2.4 shipped on Monday.", "Release 2.4 shipped on Monday"]
+    texts = ["Release 2.3 shipped on Monday.", "Release 2.3 shipped on Tuesday.", "Release 2.4 shipped on Tuesday."]
     memories = store(owner, [{"content": text, "namespace": "team"} for text in texts])
     unembedded = store(owner, [{"content": texts[0], "namespace": "team"}])[0]
     Memory.objects.filter(pk=unembedded.pk).update(embedding_status="failed", embedding=None)

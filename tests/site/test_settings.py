@@ -61,6 +61,19 @@ def test_an_unknown_embedding_backend_is_refused():
     assert "TMWS_EMBEDDING_BACKEND must be onnx or torch, got 'gpu'" in result.stderr
 
 
+def test_an_unknown_embedding_precision_is_refused():
+    # given
+    env = _settings_env(DEBUG="1", TMWS_EMBEDDING_PRECISION="fp16", DATABASE_URL="postgresql://u@db.invalid/tmws")
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import tmws_site.settings"], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    # then
+    assert result.returncode != 0
+    assert "TMWS_EMBEDDING_PRECISION must be int8 or float32, got 'fp16'" in result.stderr
+
+
 @pytest.mark.parametrize(("overrides", "expected"), [
     ({}, "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 300.0\n"
          "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0"),

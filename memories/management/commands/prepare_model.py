@@ -21,6 +21,6 @@ class Command(BaseCommand):
             raise CommandError(f"The embedding model cannot be loaded: {exc}") from exc
         where = f" ({ready['graph']})" if ready["graph"] else ""
         self.stdout.write(
-            f"Embedding model ready: {ready['backend']} backend{where}; loaded in {ready['load_seconds']} s, "
-            f"one query takes {ready['query_ms']} ms."
+            f"Embedding model ready: {ready['backend']} backend, {ready['precision']}{where}; "
+            f"loaded in {ready['load_seconds']} s, one query takes {ready['query_ms']} ms."
         )
