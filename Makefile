@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev run serve worker test fuzz lint bench migrate mcp clean-data
+.PHONY: install install-dev run dev serve worker test fuzz lint bench migrate mcp clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 
+# No code reloading: the reloader polls every imported file (torch's included) each second, which
+# took a sixth of the cores from the background embedding. `make dev` reloads on edits.
 run: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
 	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $${TMWS_BIND:-127.0.0.1:8000}
+
+dev: migrate
+	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $${TMWS_BIND:-127.0.0.1:8000}
 
 # Production-style serving: synchronous gunicorn workers (set SECRET_KEY and ALLOWED_HOSTS; DEBUG stays off).

@@ -4,8 +4,9 @@ Without Celery, writes used to be embedded inside the request. Web processes wit
 instead start one embedder thread: a write wakes it after commit, and it drains the pending rows
 with the workers' unit of work (`tasks._embed_pending`: batches, `skip_locked`, attempts), so
 creates return at once and several web processes share a backlog without embedding a row twice.
-It also wakes every TMWS_EMBEDDING_SWEEP_SECONDS (and once at start) for rows left pending by a
-process that stopped mid-batch: nothing is lost, the rows simply wait in the database.
+It also wakes every TMWS_EMBEDDING_SWEEP_SECONDS (and once at start, after loading the model) for
+rows left pending by a process that stopped mid-batch: nothing is lost, the rows simply wait in the
+database.
 
 Only the web entry points (tmws_site.wsgi / asgi) turn it on. Management commands, the MCP stdio
 server and the test suite keep embedding synchronously on commit, since they may exit (or assert)
@@ -60,6 +61,7 @@ def wake() -> None:
 
 def _run() -> None:
     interval = settings.TMWS_EMBEDDING_SWEEP_SECONDS or None
+    _load_model()
     while _enabled:
         _wake.wait(timeout=interval)
         _wake.clear()
@@ -72,6 +74,16 @@ def _run() -> None:
             logger.exception("background embedding failed; pending memories wait for the next try")
         finally:
             close_old_connections()
+
+
+def _load_model() -> None:
+    """Load the model as the process starts, so neither the first write nor the first search waits seconds for it."""
+    from .embeddings import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # the drain will say what is wrong with the model, row by row
+        logger.exception("the embedding model could not be loaded in the background")
 
 
 def drain() -> tuple[int, int]:

@@ -71,3 +71,22 @@ def test_with_a_broker_the_thread_stays_off(settings):
 
     # then: the workers embed
     assert not background.in_background()
+
+
+def test_the_thread_loads_the_model_as_the_process_starts(writer):
+    # given: a process that has not loaded the model yet, and nothing to embed
+    from memories import embeddings
+
+    embeddings.unload()
+    # when
+    background.start_if_no_broker()
+    try:
+        deadline = time.monotonic() + 120
+        while embeddings.get_encoder.cache_info().currsize == 0:
+            assert time.monotonic() < deadline, "the model was not loaded"
+            time.sleep(0.05)
+    finally:
+        background.stop()
+    # then: loaded before any write asked for it
+    assert Memory.objects.count() == 0
+    assert embeddings.get_encoder().backend == "onnx"
