@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection, transaction
 
 from memories import search as memory_search
 from memories.search import clean_request, search
+from tmws_site.db import enter_agent_context, leave_agent_context
 from tmws_site.errors import InvalidInput
 
 from .conftest import ids
@@ -146,6 +148,32 @@ def test_filters_narrow_the_candidates_in_sql(team, store, filters, expected, mo
     result = run(squad, query="database note", mode=mode, limit=10, **filters)
     # then
     assert [hit.memory.content for hit in result.hits] == expected
+
+
+@pytest.mark.django_db
+def test_the_tag_match_function_returns_only_the_tagged_memories_the_caller_may_read(team, store):
+    # given: tagged memories of every visibility, and an untagged one
+    owner, member, outsider = team["owner"].agent, team["member"].agent, team["outsider"].agent
+    own, = store(member, [{"content": "mine", "context_tags": ["x", "y"]}], namespace="team", access_level="private")
+    shared, untagged = store(owner, [{"content": "team", "context_tags": ["x"]}, {"content": "no tag"}],
+                             namespace="team", access_level="shared")
+    hidden, = store(owner, [{"content": "owner only", "context_tags": ["x"]}], namespace="team", access_level="private")
+    public, = store(outsider, [{"content": "public", "context_tags": ["x"]}], namespace="other", access_level="public")
+    elsewhere, = store(outsider, [{"content": "other team", "context_tags": ["x"]}], namespace="other",
+                       access_level="shared")
+    # when: the member asks under row-level security
+    with transaction.atomic():
+        enter_agent_context(member)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tmws_tagged_memory_ids(%s::jsonb)", ['["x"]'])
+            found = {row[0] for row in cursor.fetchall()}
+            cursor.execute("SELECT tmws_tagged_memory_ids(%s::jsonb)", ['["x", "y"]'])
+            both = {row[0] for row in cursor.fetchall()}
+        leave_agent_context()
+    # then
+    assert found == {own.pk, shared.pk, public.pk}
+    assert both == {own.pk}
+    assert {hidden.pk, elsewhere.pk, untagged.pk}.isdisjoint(found)
 
 
 @pytest.mark.django_db
