@@ -16,7 +16,9 @@ With TMWS_EMBEDDING_PRECISION=int8 (the default) the ONNX graph's matrix weights
 to 8 bits, once per graph: batches run about twice as fast and a query a third faster, at a
 cosine of 0.95 or more to the float32 vector of the same text (0.99 on average over LoCoMo's
 turns). That is close enough for int8 and float32 vectors to be compared with each other, so they
-are recorded under the same model name and changing the precision needs no re-embedding.
+are recorded under the same model name and changing the precision needs no re-embedding. An int8
+graph that cannot be made or fails its check at load (8-bit kernels differ between CPUs) leaves
+the process on the float32 graph, with a warning saying why.
 """
 from __future__ import annotations
 
@@ -179,7 +181,7 @@ class OnnxEncoder:
 
     backend = "onnx"
 
-    def __init__(self, model, spec: EmbeddingModel | None = None):
+    def __init__(self, model, spec: EmbeddingModel | None = None, precision: str | None = None):
         import onnxruntime
 
         self.model = model
@@ -191,7 +193,7 @@ class OnnxEncoder:
         # Idle model threads sleep instead of spinning: a search runs its database queries right
         # after the query embedding, and spinning threads would take the cores from PostgreSQL.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.precision = settings.TMWS_EMBEDDING_PRECISION
+        self.precision = precision or settings.TMWS_EMBEDDING_PRECISION
         self.graph = onnx_graph(model, self.spec, self.precision)
         self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
@@ -327,8 +329,13 @@ def unload() -> None:
 def get_encoder():
     spec, model = _loaded()
     if settings.TMWS_EMBEDDING_BACKEND == "onnx":
+        if settings.TMWS_EMBEDDING_PRECISION == "int8":
+            try:
+                return OnnxEncoder(model, spec, "int8")
+            except Exception as exc:  # e.g. a CPU whose 8-bit kernels lose too much: the float32 graph is next
+                logger.warning("Embedding at float32: the int8 ONNX graph is unavailable (%s).", exc)
         try:
-            return OnnxEncoder(model, spec)
+            return OnnxEncoder(model, spec, "float32")
         except Exception as exc:  # any failure leaves the PyTorch path, which always works
             logger.warning("Embedding with PyTorch: the ONNX Runtime backend is unavailable (%s).", exc)
     return TorchEncoder(model, spec)

@@ -160,6 +160,21 @@ def test_an_export_that_fails_falls_back_to_torch_and_says_why(settings, caplog,
     assert "/proc/tmws-cannot-write-here" in caplog.text
 
 
+def test_an_int8_graph_that_fails_its_check_leaves_the_float32_graph_and_says_why(monkeypatch, caplog, fresh_encoder):
+    # given: a bar no 8-bit graph reaches (as on a CPU whose 8-bit kernels lose too much)
+    monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", 0.99999)
+    # when
+    with caplog.at_level(logging.WARNING, logger="memories.embeddings"):
+        encoder = embeddings.get_encoder()
+    # then
+    assert (encoder.backend, encoder.precision) == ("onnx", "float32")
+    assert "int8" not in encoder.graph.name
+    assert ("Embedding at float32: the int8 ONNX graph is unavailable "
+            "(the int8 ONNX graph's vectors are at a cosine of 0.9") in caplog.text
+    torch = embeddings.TorchEncoder(embeddings.get_model()).embed(TEXTS, 2)
+    assert float(abs(encoder.embed(TEXTS, 2) - torch).max()) < embeddings.BACKEND_TOLERANCE
+
+
 def test_embed_texts_of_nothing_is_nothing():
     # then
     assert embeddings.embed_texts([]) == []
