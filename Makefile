@@ -27,8 +27,8 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 
-# No code reloading: the reloader polls every imported file (torch's included) each second, which
-# took a sixth of the cores from the background embedding. `make dev` reloads on edits.
+# No code reloading: the reloader polls every imported file (torch's included) each second, about
+# 5% of a core taken from the requests and the background embedding. `make dev` reloads on edits.
 run: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
 	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
