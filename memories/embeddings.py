@@ -270,6 +270,10 @@ def _written_atomically(target: Path, write) -> None:
             os.remove(partial)
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def _quantise(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the graph's weight matrices, one scale per output channel.
 
@@ -279,12 +283,17 @@ def _quantise(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def write(path):
-        logging.disable(logging.WARNING)  # the quantiser logs every node on the root logger
+        # The quantiser logs every node, and advice for image models, through the root logger itself.
+        # A filter there drops only records made on it: other loggers' records (request lines,
+        # warnings of other threads) reach the handlers by propagation, which skips the root
+        # logger's own filters. Its errors still pass.
+        root = logging.getLogger()
+        root.addFilter(_errors_only)
         try:
             quantize_dynamic(str(source), path, weight_type=QuantType.QInt8, per_channel=True,
                              extra_options={"MatMulConstBOnly": True})
         finally:
-            logging.disable(logging.NOTSET)
+            root.removeFilter(_errors_only)
 
     _written_atomically(target, write)
 

@@ -5,6 +5,7 @@ import logging
 import math
 from io import StringIO
 
+import onnxruntime
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -73,7 +74,7 @@ def test_the_default_is_onnx_at_int8_close_to_pytorch():
     torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
     # then
     assert (encoder.backend, encoder.precision) == ("onnx", "int8")
-    assert encoder.graph.name.endswith("-int8-ort" + __import__("onnxruntime").__version__ + ".onnx")
+    assert encoder.graph.name.endswith(f"-int8-ort{onnxruntime.__version__}.onnx")
     assert int8.shape == (3, 384)
     cosines = (int8 * torch).sum(axis=1)
     assert all(embeddings.INT8_MIN_COSINE <= cosine < 0.9999 for cosine in cosines)  # close, yet quantised
@@ -103,9 +104,34 @@ def test_the_int8_graph_is_made_once_from_the_float32_one(settings, tmp_path, fr
     # then
     float32 = embeddings.onnx_graph(model)
     assert first == second and second.stat().st_mtime_ns == stamp
-    assert first.name == float32.name.replace(".onnx", f"-int8-ort{__import__('onnxruntime').__version__}.onnx")
+    assert first.name == float32.name.replace(".onnx", f"-int8-ort{onnxruntime.__version__}.onnx")
     assert sorted(path.name for path in first.parent.iterdir()) == sorted([float32.name, first.name])
     assert first.stat().st_size < float32.stat().st_size / 2  # 8-bit weights
+
+
+def test_quantising_silences_only_the_quantiser(settings, tmp_path, caplog, fresh_encoder):
+    # given: another thread logging while the int8 graph is made
+    import threading
+
+    settings.DATA_DIR = tmp_path
+    model = embeddings.get_model()
+    embeddings.onnx_graph(model)  # the float32 export first, so the thread below overlaps the quantiser
+    done = threading.Event()
+    quantising = threading.Thread(target=lambda: (embeddings.onnx_graph(model, precision="int8"), done.set()))
+    # when
+    with caplog.at_level(logging.INFO):
+        quantising.start()
+        sent = 0
+        while not done.is_set():
+            logging.getLogger("tmws.elsewhere").info("still serving %d", sent)
+            sent += 1
+            done.wait(0.01)
+        quantising.join()
+    # then: every record of the other logger arrived, none of the quantiser's node-by-node lines
+    others = [record for record in caplog.records if record.name == "tmws.elsewhere"]
+    assert sent > 0 and len(others) == sent
+    assert not [record for record in caplog.records if record.name == "root"]
+    assert logging.getLogger().filters == []
 
 
 def test_int8_and_float32_vectors_are_recorded_as_one_model_and_compare(settings, fresh_encoder):
