@@ -97,8 +97,10 @@ def keyword_query(actor, text: str) -> KeywordQuery:
 
 
 # The readable matches joined with the caller's candidate rows (its own query, under its own RLS).
+# The LIMIT repeats the function's depth for the planner, which otherwise expects a thousand matches
+# and hashes every candidate row instead of looking the few matches up by key.
 RANKED_SQL = """
-WITH scored AS MATERIALIZED (SELECT * FROM {scores})
+WITH scored AS MATERIALIZED (SELECT * FROM {scores} LIMIT %s)
 SELECT matched.*, scored.score, (SELECT count(*) FROM scored) AS scored_count
   FROM scored
   JOIN ({matched}) matched ON matched.id = scored.memory_id
@@ -145,7 +147,7 @@ def _ranked(
         return [], 0
     scores, score_params = query.scores_sql(scored_depth)
     with connection.cursor() as cursor:
-        cursor.execute(RANKED_SQL.format(scores=scores, matched=sql), [*score_params, *params, depth])
+        cursor.execute(RANKED_SQL.format(scores=scores, matched=sql), [*score_params, scored_depth, *params, depth])
         names = [column.name for column in cursor.description]
         rows = cursor.fetchall()
     position = {name: index for index, name in enumerate(names)}

@@ -236,3 +236,40 @@ def test_clean_request_names_the_bad_field(body, field):
         clean_request(body)
     # then
     assert error.value.field == field
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.django_db
+def test_the_keyword_ranking_tells_the_planner_how_few_matches_it_joins(team, store):
+    # given: a team's memories, a few of them holding the query's word
+    owner = team["owner"].agent
+    store(owner, [{"content": f"Cache node {i} restarted." if i % 10 == 0 else f"Runbook line {i}."}
+                  for i in range(60)], namespace="team", access_level="shared")
+    ranked = []
+
+    def capture(execute, sql, params, many, context):
+        if "WITH scored AS" in sql:
+            ranked.append((sql, params))
+        return execute(sql, params, many, context)
+
+    # when: a keyword search runs, and its ranking query is planned again under the same context
+    with transaction.atomic():
+        enter_agent_context(owner)
+        with connection.execute_wrapper(capture):
+            result = run(owner, query="cache node", mode="keyword", limit=5)
+        sql, params = ranked[0]
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        leave_agent_context()
+    # then: the planner expects no more matches than the ranking's depth (not a function's default
+    # thousand, which made it hash every readable row to join the few matches)
+    scored = [node for node in _plan_nodes(plan[0]["Plan"]) if node.get("CTE Name") == "scored"
+              or node.get("Subplan Name") == "CTE scored"]
+    assert len(result.hits) == 5
+    assert scored and max(node["Plan Rows"] for node in scored) <= 5
