@@ -55,8 +55,8 @@ def _is_agent(obj) -> bool:
 # A principal's namespace sets (member, admin, readable, operator scope) cost a query each. They
 # are computed once per principal and request: `request_scope` opens a registry of the request's
 # principals, `Principal.of` hands out the one registered for an actor, and the registry dies with
-# the request. Any write to memberships, operator rights or the tree bumps a generation number,
-# so sets computed before it are computed again (in this request too).
+# the request. Any write to memberships, operator rights, memory shares or the tree bumps a
+# generation number, so sets computed before it are computed again (in this request too).
 
 _REQUEST_PRINCIPALS: ContextVar[dict | None] = ContextVar("tmws_request_principals", default=None)
 _GENERATION = [0]
@@ -73,13 +73,14 @@ def request_scope() -> Iterator[None]:
 
 
 def forget_namespace_sets(*args, **kwargs) -> None:
-    """Memberships, operator rights or the tree changed: every cached namespace set is stale."""
+    """Memberships, operator rights, shares or the tree changed: every cached set is stale."""
     _GENERATION[0] += 1
 
 
-for _sender in (NamespaceUserObjectPermission, Namespace):
-    post_save.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_sender.__name__}-save")
-    post_delete.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_sender.__name__}-del")
+for _sender in (NamespaceUserObjectPermission, Namespace, "memories.MemoryUserObjectPermission"):
+    _name = _sender if isinstance(_sender, str) else _sender.__name__
+    post_save.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_name}-save")
+    post_delete.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_name}-del")
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,15 @@ class Principal:
         return principal
 
     def namespace_set(self, name: str, compute: Callable[[], set]) -> frozenset:
-        """`compute()`, remembered for this principal until memberships or the tree change."""
+        """`compute()` as a frozenset, remembered for this principal until memberships or the tree change."""
+        return self.remember(name, lambda: frozenset(compute()))
+
+    def remember(self, name: str, compute: Callable[[], object]):
+        """`compute()`, remembered for this principal until memberships, shares or the tree change."""
         entry = self._sets.get(name)
         if entry is None or entry[0] != _GENERATION[0]:
             generation = _GENERATION[0]
-            entry = (generation, frozenset(compute()))
+            entry = (generation, compute())
             self._sets[name] = entry
         return entry[1]
 
@@ -186,16 +191,43 @@ def readable_namespace_ids(actor) -> frozenset:
     """Namespaces whose shared memories the agent reads: its own and all their ancestors.
 
     The rule is the database function the row-level-security policy uses (migration memories/0005),
-    so it is written once; one query per request.
+    so it is written once; read with the agent's shares (`shared_memory_ids`), one query per request.
     """
-    principal = _agent_principal(actor)
+    return _read_scope(_agent_principal(actor))[0]
 
-    def compute() -> set:
+
+def shared_memory_ids(actor) -> frozenset | None:
+    """Memories shared with the agent one by one, or None when there are too many to name in a query."""
+    return _read_scope(_agent_principal(actor))[1]
+
+
+# An agent's shares are named in its queries, so the planner reads every arm of the read rule
+# from an index; past this many a subquery names them instead (one hashed look-up per row).
+MAX_NAMED_SHARES = 500
+
+READ_SCOPE_SQL = """
+SELECT 'namespace', namespace_id
+  FROM unnest(tmws_readable_namespace_ids(%s)) namespace_id
+UNION ALL
+(SELECT 'memory', share.content_object_id
+   FROM memories_memoryuserobjectpermission share
+   JOIN auth_permission permission ON permission.id = share.permission_id
+  WHERE share.user_id = %s AND permission.codename = %s
+  LIMIT %s)
+"""
+
+
+def _read_scope(principal: Principal) -> tuple[frozenset, frozenset | None]:
+    def compute() -> tuple[frozenset, frozenset | None]:
+        agent = principal.agent
         with connection.cursor() as cursor:
-            cursor.execute("SELECT unnest(tmws_readable_namespace_ids(%s))", [principal.agent.pk])
-            return {row[0] for row in cursor.fetchall()}
+            cursor.execute(READ_SCOPE_SQL, [agent.pk, agent.user_id, SHARE_PERMISSION, MAX_NAMED_SHARES + 1])
+            rows = cursor.fetchall()
+        shares = frozenset(value for kind, value in rows if kind == "memory")
+        return (frozenset(value for kind, value in rows if kind == "namespace"),
+                shares if len(shares) <= MAX_NAMED_SHARES else None)
 
-    return principal.namespace_set("readable", compute)
+    return principal.remember("read_scope", compute)
 
 
 def operator_namespace_ids(actor, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> frozenset:
@@ -419,7 +451,11 @@ def reserved_metadata(actor, kind: str, stored: dict | None, given: dict) -> tup
 # --- Memories -----------------------------------------------------------------------------
 
 def shared_with_q(actor) -> Q:
+    """The memories shared with the agent one by one (access level aside)."""
     principal = _agent_principal(actor)
+    named = shared_memory_ids(principal)
+    if named is not None:
+        return Q(id__in=named)
     grants = _model("memories.MemoryUserObjectPermission").objects
     return Q(
         id__in=grants.filter(user_id=principal.agent.user_id, permission__codename=SHARE_PERMISSION).values(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from django.contrib.auth import get_user_model
 
 from compat import adapter
@@ -60,3 +61,54 @@ def test_namespace_sets_are_computed_once_per_request_and_again_after_a_membersh
     assert squad.pk in after
     # and nothing outlives the request
     assert access.Principal.of(owner) is not principal
+
+
+def _shared_memories(owner, count: int) -> list:
+    from memories.services import bulk_create_memories
+
+    return bulk_create_memories(owner, [{"content": f"Shared note {i}.", "access_level": "shared", "namespace": "team"}
+                                        for i in range(count)])
+
+
+@pytest.mark.django_db
+def test_an_agents_shares_are_named_in_its_read_rule_and_read_again_after_a_share_changes(team):
+    # given: two memories of `team`, the first shared with an agent of another namespace
+    from memories.models import Memory
+    from memories.services import share_memory, unshare_memory
+
+    owner, sharee = team["owner"].agent, team["sharee"].agent
+    first, second = _shared_memories(owner, 2)
+    share_memory(owner, first, ["sharee-agent"])
+    with access.request_scope():
+        # when: the sharee reads, then gets the second one, then loses the first, in one request
+        visible = Memory.objects.visible_to(sharee)
+        sql = str(visible.query)
+        before = set(visible.values_list("pk", flat=True))
+        share_memory(owner, second, ["sharee-agent"])
+        during = set(Memory.objects.visible_to(sharee).values_list("pk", flat=True))
+        unshare_memory(owner, first, ["sharee-agent"])
+        after = set(Memory.objects.visible_to(sharee).values_list("pk", flat=True))
+    # then: the share is named (every arm of the rule can come from an index), never stale
+    assert "memoryuserobjectpermission" not in sql and str(first.pk).replace("-", "") in sql.replace("-", "")
+    assert before == {first.pk}
+    assert during == {first.pk, second.pk}
+    assert after == {second.pk}
+
+
+@pytest.mark.django_db
+def test_past_the_named_limit_an_agents_shares_come_from_a_subquery_and_all_stay_visible(team, monkeypatch):
+    # given: three memories shared with an agent, one more than may be named
+    from memories.models import Memory
+    from memories.services import share_memory
+
+    monkeypatch.setattr(access, "MAX_NAMED_SHARES", 2)
+    owner, sharee = team["owner"].agent, team["sharee"].agent
+    memories = _shared_memories(owner, 4)
+    for memory in memories[:3]:
+        share_memory(owner, memory, ["sharee-agent"])
+    # when
+    visible = Memory.objects.visible_to(sharee)
+    # then
+    assert access.shared_memory_ids(sharee) is None
+    assert "memoryuserobjectpermission" in str(visible.query)
+    assert set(visible.values_list("pk", flat=True)) == {memory.pk for memory in memories[:3]}
