@@ -126,16 +126,6 @@ def bm25_ranking(queryset: QuerySet, query: KeywordQuery, depth: int, fields: tu
     return rows
 
 
-def bm25_scores(query: KeywordQuery, ids) -> dict:
-    """{pk: BM25 score} of the given memories the caller may read (those holding no query word: absent)."""
-    if not query or not ids:
-        return {}
-    scores, params = query.scores_sql(None, [str(pk) for pk in ids])
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT memory_id, score FROM {scores} scored", params)
-        return dict(cursor.fetchall())
-
-
 def _ranked(
     queryset: QuerySet, query: KeywordQuery, depth: int, fields: tuple, scored_depth: int | None
 ) -> tuple[list, int]:

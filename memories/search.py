@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import FloatField, QuerySet, Value
 from django.db.models.expressions import ExpressionWrapper, RawSQL
 from django.utils import timezone
+from pgvector import Vector
 from pgvector.django import CosineDistance
 
 from agents.models import Agent
@@ -40,7 +41,7 @@ from tmws_site.db import agent_search_context, current_agent_id
 from tmws_site.errors import InvalidInput
 
 from .choices import AccessLevel
-from .keyword import KeywordQuery, bm25_ranking, bm25_scores, keyword_query
+from .keyword import KeywordQuery, bm25_ranking, keyword_query
 from .models import Memory
 from .neighbours import adjacency, neighbour_windows
 
@@ -315,24 +316,38 @@ class Fusion(NamedTuple):
     links: dict  # pk -> the pks of its neighbours
 
 
-def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector, pks: set, in_sessions: set) -> Fusion:
+# Both scores of the memories a hybrid search fuses, in one statement. The ids come from the
+# caller's rankings and neighbour windows, so they are readable already (and agents' statements
+# run under row-level security); the scores function applies the read rule itself.
+FUSION_SQL = """
+SELECT memory.id, memory.embedding <=> %s::vector, memory.embedding_model, {score}
+  FROM memories memory{join}
+ WHERE memory.id = ANY (%s::uuid[])
+"""
+
+
+def fusion_inputs(visible: QuerySet, query: KeywordQuery, vector: Value, pks: set, in_sessions: set) -> Fusion:
     """Both scores of the ranked memories and of their neighbours (two windows deep).
 
     Only memories in a session (`in_sessions`) have neighbours; without any, no look-up is made.
     """
     windows = neighbour_windows(visible, in_sessions)
     links = adjacency(windows)
-    everything = set(pks) | set(links)
-    scored = visible.filter(pk__in=list(everything)).order_by().annotate(
-        distance=CosineDistance("embedding", vector)
-    ).values_list("pk", "distance", "embedding_model")
-    bm25 = bm25_scores(query, everything) if query else {}
+    ids = [str(pk) for pk in set(pks) | set(links)]
+    if query:
+        scores, score_params = query.scores_sql(None, ids)
+        sql = FUSION_SQL.format(score="scored.score", join=f"\n  LEFT JOIN {scores} scored ON scored.memory_id = memory.id")
+    else:
+        sql, score_params = FUSION_SQL.format(score="NULL::float8", join=""), []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [vector.value, *score_params, ids])
+        rows = cursor.fetchall()
     from .embeddings import configured_model
 
     model = configured_model().name
     keyword, semantic = {}, {}
-    for pk, distance, embedded_by in scored:
-        keyword[pk] = bm25.get(pk, 0.0)
+    for pk, distance, embedded_by, score in rows:
+        keyword[pk] = score or 0.0
         # A vector of another model lives in another space: no similarity until it is re-embedded.
         semantic[pk] = 0.0 if distance is None or embedded_by != model else 1.0 - distance
     best = max(keyword.values(), default=0.0)
@@ -348,6 +363,11 @@ def fused_score(fusion: Fusion, pk) -> float:
         return scores.get(pk, 0.0) + NEIGHBOUR_WEIGHT * context
 
     return KEYWORD_SHARE * with_context(fusion.keyword) + (1.0 - KEYWORD_SHARE) * with_context(fusion.semantic)
+
+
+def query_vector_value(vector) -> Value | None:
+    """The query vector as the text PostgreSQL reads, made once: each search compares it in several statements."""
+    return None if vector is None else Value(Vector(vector).to_text())
 
 
 def query_embedding(text: str):
@@ -390,6 +410,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
             keyword = keyword_ranking(base, words, depth, filtered=base is not visible)
         if pending is not None:
             vector = pending.result()
+        vector = query_vector_value(vector)
         semantic = semantic_ranking(base, vector, depth, plan) if mode != "keyword" else []
         if request.min_similarity is not None:
             # Rows come best first, so cutting here keeps a correct prefix of the ranking.
