@@ -273,3 +273,35 @@ def test_the_keyword_ranking_tells_the_planner_how_few_matches_it_joins(team, st
               or node.get("Subplan Name") == "CTE scored"]
     assert len(result.hits) == 5
     assert scored and max(node["Plan Rows"] for node in scored) <= 5
+
+
+def _estimated_rows(queryset) -> int:
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        return int(cursor.fetchone()[0][0]["Plan"]["Plan Rows"])
+
+
+@pytest.mark.django_db
+def test_the_plan_choice_estimate_counts_the_read_rule_once(team, store, monkeypatch):
+    # given: memories at every level in and out of the member's reach
+    owner, member, outsider = team["owner"].agent, team["member"].agent, team["outsider"].agent
+    store(owner, [{"content": f"Team note {i}.", "access_level": "shared"} for i in range(30)], namespace="team")
+    store(owner, [{"content": f"Owner note {i}.", "access_level": "private"} for i in range(30)], namespace="team")
+    store(outsider, [{"content": f"Other note {i}.", "access_level": "shared"} for i in range(30)], namespace="other")
+    store(outsider, [{"content": f"Open note {i}.", "access_level": "public"} for i in range(5)], namespace="other")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE memories")
+    monkeypatch.setattr(memory_search, "_estimates", {})
+    request = clean_request({"query": "note"})
+    with transaction.atomic():
+        enter_agent_context(member)
+        queryset = memory_search.candidates(member, request).embedded_by_configured_model()
+        # when
+        estimate = memory_search.estimated_candidates(queryset)
+        under_policy = _estimated_rows(queryset)
+        leave_agent_context()
+        rule_alone = _estimated_rows(queryset)
+    # then: the planner's figure for the read rule alone, not the policy's selectivity applied on top of it
+    assert estimate == rule_alone
+    assert under_policy < rule_alone
