@@ -205,23 +205,29 @@ def shared_memory_ids(actor) -> frozenset | None:
 # from an index; past this many a subquery names them instead (one hashed look-up per row).
 MAX_NAMED_SHARES = 500
 
+# The readable namespaces and the agent's shares (at most one more than may be named), in one round trip.
 READ_SCOPE_SQL = """
 SELECT 'namespace', namespace_id
   FROM unnest(tmws_readable_namespace_ids(%s)) namespace_id
 UNION ALL
-(SELECT 'memory', share.content_object_id
-   FROM memories_memoryuserobjectpermission share
-   JOIN auth_permission permission ON permission.id = share.permission_id
-  WHERE share.user_id = %s AND permission.codename = %s
-  LIMIT %s)
+SELECT 'memory', shares.content_object_id
+  FROM ({shares}) shares
 """
+
+
+def _share_grants(principal: Principal):
+    """The ids of the memories shared with the agent one by one, as a query (the one place of that rule)."""
+    grants = _model("memories.MemoryUserObjectPermission").objects
+    return grants.filter(user_id=principal.agent.user_id, permission__codename=SHARE_PERMISSION).values(
+        "content_object_id"
+    )
 
 
 def _read_scope(principal: Principal) -> tuple[frozenset, frozenset | None]:
     def compute() -> tuple[frozenset, frozenset | None]:
-        agent = principal.agent
+        shares_sql, shares_params = _share_grants(principal).order_by()[: MAX_NAMED_SHARES + 1].query.sql_with_params()
         with connection.cursor() as cursor:
-            cursor.execute(READ_SCOPE_SQL, [agent.pk, agent.user_id, SHARE_PERMISSION, MAX_NAMED_SHARES + 1])
+            cursor.execute(READ_SCOPE_SQL.format(shares=shares_sql), [principal.agent.pk, *shares_params])
             rows = cursor.fetchall()
         shares = frozenset(value for kind, value in rows if kind == "memory")
         return (frozenset(value for kind, value in rows if kind == "namespace"),
@@ -454,14 +460,7 @@ def shared_with_q(actor) -> Q:
     """The memories shared with the agent one by one (access level aside)."""
     principal = _agent_principal(actor)
     named = shared_memory_ids(principal)
-    if named is not None:
-        return Q(id__in=named)
-    grants = _model("memories.MemoryUserObjectPermission").objects
-    return Q(
-        id__in=grants.filter(user_id=principal.agent.user_id, permission__codename=SHARE_PERMISSION).values(
-            "content_object_id"
-        )
-    )
+    return Q(id__in=named if named is not None else _share_grants(principal))
 
 
 def memory_visibility_q(actor) -> Q:
