@@ -146,7 +146,7 @@ def embed_cached(name: str, texts: list[str], log=print, queries: bool = False) 
     step = 4096
     while len(vectors) < len(texts):
         chunk = texts[len(vectors) : len(vectors) + step]
-        embedded = embed_queries(chunk) if queries else embed_texts(chunk, batch_size=128)
+        embedded = embed_queries(chunk) if queries else embed_texts(chunk)
         vectors = np.concatenate([vectors, np.asarray(embedded, dtype=np.float32)])
         np.save(path, vectors)
         log(f"  {len(vectors)}/{len(texts)}")

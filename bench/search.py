@@ -122,11 +122,11 @@ def calibration() -> dict:
 
     texts = [f"How did we configure the deployment pipeline for service {i} last week?" for i in range(60)]
     torch_model = embeddings.TorchEncoder(embeddings.get_model())
-    torch_model.embed(texts[:10], 1)
+    torch_model.embed(texts[:10])
     times = []
     for text in texts:
         started = time.perf_counter()
-        torch_model.embed([text], 1)
+        torch_model.embed([text])
         times.append((time.perf_counter() - started) * 1000)
     return {
         "what": "p50 of one 17-token query embedded with PyTorch (sentence-transformers) on the main thread",

@@ -8,17 +8,23 @@ and may want a prefix before queries or stored texts (bge's retrieval instructio
 Two backends give the same vectors (within 1e-4, checked at load). `onnx`, the default, runs
 the model's transformer in ONNX Runtime and the model's own pooling and normalisation after
 it: for one short query it takes about a third of PyTorch's time, which spends most of it in
-per-layer Python overhead, and batches run about a quarter faster. The ONNX graph is exported
+per-layer Python overhead. The ONNX graph is exported
 from the PyTorch model once per model and data directory (DATA_DIR/models). If export, loading
 or the check fails, the process logs why and embeds with `torch`.
 
-With TMWS_EMBEDDING_PRECISION=int8 (the default) the ONNX graph's matrix weights are quantised
-to 8 bits, once per graph: batches run about twice as fast and a query a third faster, at a
-cosine of 0.95 or more to the float32 vector of the same text (0.99 on average over LoCoMo's
-turns). That is close enough for int8 and float32 vectors to be compared with each other, so they
-are recorded under the same model name and changing the precision needs no re-embedding. An int8
-graph that cannot be made or fails its check at load (8-bit kernels differ between CPUs) leaves
-the process on the float32 graph, with a warning saying why.
+The ONNX graph runs each text alone, one text per core at a time: a text's vector then depends
+only on the text, the model and the precision, never on the texts embedded beside it (int8 scales
+activations per run, so in a shared batch a stored vector moved with its neighbours and a query
+never equalled its stored twin). Nothing is padded, and texts running side by side on the cores
+embed faster than padded batches did (docs/search.md, *Precision*).
+
+TMWS_EMBEDDING_PRECISION picks float32 (the model's own weights), int8 (the graph's matrix weights
+quantised once, with 7-bit weights so that no CPU's 8-bit kernels saturate: every x86 CPU computes
+the same integers) or auto, the default: int8 where this machine's measurement says it pays
+(memories.precision). int8 vectors are within a cosine of 0.95 of float32's (0.99 on average over
+LoCoMo's turns), close enough to be compared with each other, so both are recorded under the model's
+one name. An int8 graph that cannot be made or fails its check at load leaves the process on the
+float32 graph, with a warning saying why.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import tempfile
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +44,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from . import precision as precisions
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +55,8 @@ ONNX_OPSET = 17
 TRANSFORMER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The largest difference from PyTorch an exported graph may show on the probe sentences.
 BACKEND_TOLERANCE = 1e-4
-# The lowest cosine an int8 graph's vector may have to PyTorch's on the probe sentences.
-INT8_MIN_COSINE = 0.95
+# Names the int8 graph's recipe (7-bit weights, per output channel): a graph made another way is never reused.
+INT8_GRAPH_TAG = "int8w7"
 PROBE_TEXTS = ["Deploys to production need an approval from the release owner.", "ok"]
 
 _lock = threading.Lock()
@@ -160,71 +169,101 @@ def loaded_model() -> EmbeddingModel:
 
 
 class TorchEncoder:
-    """The model as sentence-transformers runs it."""
+    """The model as sentence-transformers runs it (float32, in batches: PyTorch's vectors do not move with them)."""
 
     backend = "torch"
     precision = "float32"
+    graph = None
+    decision = precisions.Decision("float32", "the torch backend runs float32")
 
     def __init__(self, model, spec: EmbeddingModel | None = None):
         self.model = model
         self.spec = spec or loaded_model()
 
-    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         _settle_threads()
         return self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            texts, batch_size=settings.TMWS_EMBEDDING_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
         )
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class OnnxEncoder:
-    """The model's transformer in ONNX Runtime, followed by the model's own pooling modules."""
+    """The model's transformer in ONNX Runtime, followed by the model's own pooling modules.
+
+    Every text runs through the graph alone, on one core: its vector depends on nothing but the
+    text, and the texts of one call run side by side, one per core (TMWS_TORCH_THREADS of them
+    when set), in threads that spend their time inside the runtime, which releases the GIL.
+    """
 
     backend = "onnx"
 
-    def __init__(self, model, spec: EmbeddingModel | None = None, precision: str | None = None):
+    def __init__(self, model, spec: EmbeddingModel | None = None, precision: str = "float32"):
         import onnxruntime
 
         self.model = model
         self.spec = spec or loaded_model()
         self.tail = list(model.children())[1:]  # pooling, normalisation, ...
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = settings.TMWS_TORCH_THREADS  # 0: one per core
+        options.intra_op_num_threads = 1  # one text, one core: parallelism comes from running texts side by side
+        options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         # Idle model threads sleep instead of spinning: a search runs its database queries right
         # after the query embedding, and spinning threads would take the cores from PostgreSQL.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.precision = precision or settings.TMWS_EMBEDDING_PRECISION
+        self.precision = precision
+        self.decision = precisions.Decision(precision, "set by TMWS_EMBEDDING_PRECISION")
+        self.parallel = settings.TMWS_TORCH_THREADS or available_cores()
+        self._pool, self._pool_pid = None, None
         self.graph = onnx_graph(model, self.spec, self.precision)
         self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
-        ours, reference = self.embed(PROBE_TEXTS, 2), TorchEncoder(model, self.spec).embed(PROBE_TEXTS, 2)
+        ours, reference = self.embed(PROBE_TEXTS), TorchEncoder(model, self.spec).embed(PROBE_TEXTS)
         if self.precision == "int8":
             cosine = float((ours * reference).sum(axis=1).min())
-            if cosine < INT8_MIN_COSINE:
+            if cosine < precisions.INT8_MIN_COSINE:
                 raise RuntimeError(f"the int8 ONNX graph's vectors are at a cosine of {cosine:.3f} to PyTorch's")
         elif (difference := float(np.abs(ours - reference).max())) > BACKEND_TOLERANCE:
             raise RuntimeError(f"the ONNX graph differs from PyTorch by {difference:.1e}")
 
-    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        # Texts of similar length share a batch, so little of each batch is padding.
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    def embed(self, texts: list[str]) -> np.ndarray:
+        # The tokenizer is not safe to share between threads, and PyTorch's thread pool belongs to
+        # the calling thread: both run here; only the graph runs in the pool.
+        pool = self._executor() if len(texts) > 1 and self.parallel > 1 else None
+        features, runs = [], []
+        for text in texts:  # the pool starts on a text while the next one is tokenized
+            features.append(self.model.preprocess([text]))
+            runs.append(pool.submit(self._transformer, features[-1]) if pool else None)
         vectors = np.empty((len(texts), settings.TMWS_EMBEDDING_DIMENSIONS), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            vectors[chunk] = self._embed_batch([texts[index] for index in chunk])
+        for index, (text_features, run) in enumerate(zip(features, runs, strict=True)):
+            hidden = run.result() if run else self._transformer(text_features)
+            vectors[index] = self._pooled(text_features, hidden)
         return vectors
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool_pid != os.getpid():  # threads do not survive a fork: a forked worker makes its own
+            self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="tmws-embedding")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def _transformer(self, features: dict) -> np.ndarray:
+        return self.session.run(None, {name: features[name].numpy() for name in self.inputs})[0]
+
+    def _pooled(self, features: dict, hidden: np.ndarray) -> np.ndarray:
         import torch
 
-        features = self.model.preprocess(texts)
-        (hidden,) = self.session.run(None, {name: features[name].numpy() for name in self.inputs})
-        features["token_embeddings"] = torch.from_numpy(hidden)
+        features = {**features, "token_embeddings": torch.from_numpy(hidden)}
         with torch.inference_mode():
             for module in self.tail:
                 features = module(features)
-            vectors = torch.nn.functional.normalize(features["sentence_embedding"], dim=1)
-        return vectors.numpy()
+            return torch.nn.functional.normalize(features["sentence_embedding"], dim=1)[0].numpy()
 
 
 def onnx_graph(model, spec: EmbeddingModel | None = None, precision: str = "float32") -> Path:
@@ -251,7 +290,7 @@ def onnx_graph(model, spec: EmbeddingModel | None = None, precision: str = "floa
         _export(model, target)
     if precision == "float32":
         return target
-    quantised = target.with_name(f"{target.stem}-int8-ort{onnxruntime.__version__}.onnx")
+    quantised = target.with_name(f"{target.stem}-{INT8_GRAPH_TAG}-ort{onnxruntime.__version__}.onnx")
     if not quantised.exists():
         logger.info("Quantising the embedding model %s to int8 into %s (once per data directory)", spec.name, quantised)
         _quantise(target, quantised)
@@ -278,7 +317,11 @@ def _quantise(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the graph's weight matrices, one scale per output channel.
 
     Per-channel scales keep the vectors at a cosine of 0.99 on average to float32 (per-tensor
-    ones: 0.95); activations are quantised at run time, so no calibration data is needed.
+    ones: 0.95). Weights use 7 bits (reduce_range): CPUs without VNNI multiply 8-bit pairs into
+    16-bit sums that saturate for full-range weights, so the same text gave other vectors on AVX2
+    than on AVX-512 VNNI; with 7 bits every product sum fits and all compute the same integers,
+    at no measurable cost in speed or cosine. Activations are quantised per run from the text's
+    own range, which is why each text runs alone (OnnxEncoder.embed).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -290,7 +333,7 @@ def _quantise(source: Path, target: Path) -> None:
         root = logging.getLogger()
         root.addFilter(_errors_only)
         try:
-            quantize_dynamic(str(source), path, weight_type=QuantType.QInt8, per_channel=True,
+            quantize_dynamic(str(source), path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                              extra_options={"MatMulConstBOnly": True})
         finally:
             root.removeFilter(_errors_only)
@@ -329,25 +372,65 @@ def _export(model, target: Path) -> None:
 
 def unload() -> None:
     """Forget the loaded model and encoder (the next embedding loads them again from the settings)."""
-    get_encoder.cache_clear()
+    _encoders.clear()
     _loaded.cache_clear()
     _model_for.cache_clear()
 
 
-@lru_cache(maxsize=1)
+# Loaded encoders by (backend, precision) setting: switching between settings reloads nothing.
+_encoders: dict[tuple[str, str], object] = {}
+
+
+def _encoder_key() -> tuple[str, str]:
+    return settings.TMWS_EMBEDDING_BACKEND, settings.TMWS_EMBEDDING_PRECISION
+
+
 def get_encoder():
+    """The encoder this process embeds with; it says at load which backend and precision run, and why."""
+    key = _encoder_key()
+    if key not in _encoders:
+        _encoders[key] = _load_encoder(*key)
+    return _encoders[key]
+
+
+def is_loaded() -> bool:
+    """Whether the encoder the settings name is loaded in this process (asking never loads it)."""
+    return _encoder_key() in _encoders
+
+
+def _load_encoder(backend: str, wanted: str):
     spec, model = _loaded()
-    if settings.TMWS_EMBEDDING_BACKEND == "onnx":
-        if settings.TMWS_EMBEDDING_PRECISION == "int8":
-            try:
-                return OnnxEncoder(model, spec, "int8")
-            except Exception as exc:  # e.g. a CPU whose 8-bit kernels lose too much: the float32 graph is next
-                logger.warning("Embedding at float32: the int8 ONNX graph is unavailable (%s).", exc)
+    encoder = None
+    if backend == "onnx":
         try:
-            return OnnxEncoder(model, spec, "float32")
+            encoder = _onnx_encoder(model, spec, wanted)
         except Exception as exc:  # any failure leaves the PyTorch path, which always works
             logger.warning("Embedding with PyTorch: the ONNX Runtime backend is unavailable (%s).", exc)
-    return TorchEncoder(model, spec)
+    encoder = encoder or TorchEncoder(model, spec)
+    chosen_by_machine = encoder.precision == "float32" and wanted != "float32"
+    logger.log(logging.WARNING if chosen_by_machine else logging.INFO,
+               "Embedding model %s: %s backend at %s (%s).", spec.name, encoder.backend, encoder.precision,
+               encoder.decision.reason)
+    return encoder
+
+
+def _onnx_encoder(model, spec: EmbeddingModel, wanted: str) -> OnnxEncoder:
+    """The float32 graph, or the int8 one where `wanted` asks for it (auto: where it pays on this CPU)."""
+    float32 = OnnxEncoder(model, spec, "float32")
+    if wanted == "float32":
+        return float32
+    try:
+        int8 = OnnxEncoder(model, spec, "int8")
+    except Exception as exc:  # e.g. a CPU whose 8-bit kernels lose too much: the float32 graph it is
+        float32.decision = precisions.Decision("float32", f"the int8 ONNX graph is unavailable: {exc}")
+        return float32
+    if wanted == "auto":
+        decision = precisions.decide(int8.graph.parent, int8.graph, lambda: (float32, int8))
+        if decision.precision == "float32":
+            float32.decision = decision
+            return float32
+        int8.decision = decision
+    return int8
 
 
 _threads_settled = False
@@ -370,22 +453,22 @@ def _settle_threads() -> None:
         torch.set_num_threads(1)
 
 
-def embed_documents(texts: list[str], batch_size: int | None = None) -> tuple[str, np.ndarray]:
+def embed_documents(texts: list[str]) -> tuple[str, np.ndarray]:
     """(model name, normalised embeddings) of texts to store: the name goes with the vectors into the row."""
     if not texts:
         return configured_model().name, np.zeros((0, settings.TMWS_EMBEDDING_DIMENSIONS), dtype=np.float32)
-    with _lock:  # the tokenizer and the PyTorch model are not safe to share between threads mid-batch
+    with _lock:  # the tokenizer and the PyTorch model are not safe to share between threads mid-call
         encoder = get_encoder()
         prefix = encoder.spec.document_prefix
         texts = [prefix + text for text in texts] if prefix else texts
-        return encoder.spec.name, encoder.embed(texts, batch_size or settings.TMWS_EMBEDDING_BATCH_SIZE)
+        return encoder.spec.name, encoder.embed(texts)
 
 
-def embed_texts(texts: list[str], batch_size: int | None = None) -> list[list[float]]:
+def embed_texts(texts: list[str]) -> list[list[float]]:
     """Normalised embeddings (cosine similarity = dot product) of texts to store."""
     if not texts:
         return []
-    return embed_documents(texts, batch_size)[1]
+    return embed_documents(texts)[1]
 
 
 def embed_queries(texts: list[str]) -> np.ndarray:
@@ -393,7 +476,7 @@ def embed_queries(texts: list[str]) -> np.ndarray:
     with _lock:
         encoder = get_encoder()
         prefix = encoder.spec.query_prefix
-        return encoder.embed([prefix + text for text in texts], settings.TMWS_EMBEDDING_BATCH_SIZE)
+        return encoder.embed([prefix + text for text in texts])
 
 
 def embed_query(text: str):
@@ -410,12 +493,24 @@ def warm_up() -> dict:
     embed_query("warm up")
     loaded = time.perf_counter()
     embed_query("How did we configure the deployment pipeline last week?")
-    encoder = get_encoder()
+    return {
+        **describe(get_encoder()),
+        "load_seconds": round(loaded - started, 1),
+        "query_ms": round((time.perf_counter() - loaded) * 1000, 1),
+    }
+
+
+def describe(encoder) -> dict:
+    """What runs the model and why: for start-up output, /readyz and the benchmarks."""
     return {
         "model": encoder.spec.name,
         "backend": encoder.backend,
         "precision": encoder.precision,
-        "graph": str(encoder.graph) if encoder.backend == "onnx" else None,
-        "load_seconds": round(loaded - started, 1),
-        "query_ms": round((time.perf_counter() - loaded) * 1000, 1),
+        "reason": encoder.decision.reason,
+        "graph": str(encoder.graph) if encoder.graph else None,
     }
+
+
+def loaded_status() -> dict | None:
+    """describe() of this process's encoder if it is loaded (None if not: asking must not load a model)."""
+    return describe(get_encoder()) if is_loaded() else None

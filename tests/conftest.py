@@ -16,6 +16,24 @@ from rest_framework.test import APIClient
 from agents.services import register_agent
 from namespaces.services import add_member, create_namespace
 
+# The suite embeds at int8, whatever this machine's `auto` measurement would choose, so no outcome
+# depends on it (processes the tests start inherit this); tests that compare similarities with a
+# threshold run at both precisions (`precision`), and the choice itself is tested on fixed figures.
+TEST_PRECISION = "int8"
+os.environ["TMWS_EMBEDDING_PRECISION"] = TEST_PRECISION
+
+
+@pytest.fixture(autouse=True)
+def _pinned_precision(settings):
+    settings.TMWS_EMBEDDING_PRECISION = TEST_PRECISION
+
+
+@pytest.fixture(params=["int8", "float32"])
+def precision(request, settings):
+    """Run the test at each precision (the encoders stay loaded side by side, so switching is free)."""
+    settings.TMWS_EMBEDDING_PRECISION = request.param
+    return request.param
+
 
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):

@@ -66,7 +66,14 @@ def readyz(request):
     if not ready and not _shows_details(request):
         db_detail = db_detail if db_ok else "unavailable"
         broker_detail = broker_detail if broker_ok else "unavailable"
-    return JsonResponse(
-        {"status": "ready" if ready else "unavailable", "database": db_detail, "broker": broker_detail},
-        status=200 if ready else 503,
-    )
+    body = {"status": "ready" if ready else "unavailable", "database": db_detail, "broker": broker_detail}
+    if _shows_details(request):
+        body["embedding"] = _embedding_detail()
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _embedding_detail() -> dict:
+    """Which backend and precision this process embeds with, and why (operators: a machine may run float32)."""
+    from memories.embeddings import loaded_status
+
+    return loaded_status() or {"loaded": False, "precision_setting": settings.TMWS_EMBEDDING_PRECISION}

@@ -212,23 +212,25 @@ TMWS_EMBEDDING_MODEL = env_str("TMWS_EMBEDDING_MODEL") or "minilm"
 TMWS_EMBEDDING_MODEL_PATH = env_str("TMWS_EMBEDDING_MODEL_PATH")
 TMWS_EMBEDDING_DIMENSIONS = 384
 TMWS_EMBEDDING_BATCH_SIZE = env_int("TMWS_EMBEDDING_BATCH_SIZE", 32)
-# Pending rows one embedding transaction claims: the model takes them in batches of similar length,
-# so a larger claim pads less (256 rows embed about 1.7 times as fast as claims of 32).
+# Pending rows one embedding transaction claims: the model runs their texts side by side, one per
+# core; a larger claim spends less on transactions.
 TMWS_EMBEDDING_CLAIM_SIZE = env_int("TMWS_EMBEDDING_CLAIM_SIZE", 256)
 # onnx: the transformer runs in ONNX Runtime (exported once into DATA_DIR/models; falls back to
 # torch if that fails). torch: sentence-transformers on PyTorch. At float32 both give the same vectors.
 TMWS_EMBEDDING_BACKEND = env_str("TMWS_EMBEDDING_BACKEND", "onnx").strip().lower()
 if TMWS_EMBEDDING_BACKEND not in ("onnx", "torch"):
     raise ImproperlyConfigured(f"TMWS_EMBEDDING_BACKEND must be onnx or torch, got {TMWS_EMBEDDING_BACKEND!r}")
-# int8: the ONNX graph's matrix weights are quantised to 8 bits (once per data directory): about twice
-# as fast, vectors within a cosine of 0.95 of float32 ones (mean 0.99), so both stay comparable;
-# LoCoMo hybrid recall@10 78.2 against 79.1 (docs/search.md). float32: the model's own weights. The
-# torch backend always runs float32.
-TMWS_EMBEDDING_PRECISION = env_str("TMWS_EMBEDDING_PRECISION", "int8").strip().lower()
-if TMWS_EMBEDDING_PRECISION not in ("int8", "float32"):
-    raise ImproperlyConfigured(f"TMWS_EMBEDDING_PRECISION must be int8 or float32, got {TMWS_EMBEDDING_PRECISION!r}")
-# CPU threads of the model per process (0: the runtime's default, one per core). With several worker
-# processes on one machine, 1 each avoids oversubscribing the cores.
+# auto: int8 where this machine's measurement says it pays (faster, and close enough to float32),
+# else float32, decided once per CPU and kept in DATA_DIR/models (memories.precision). int8: the ONNX
+# graph's matrix weights quantised (7-bit, once per data directory); float32: the model's own weights.
+# Vectors of both are comparable (docs/search.md, *Precision*). The torch backend always runs float32.
+TMWS_EMBEDDING_PRECISION = env_str("TMWS_EMBEDDING_PRECISION", "auto").strip().lower()
+if TMWS_EMBEDDING_PRECISION not in ("auto", "int8", "float32"):
+    raise ImproperlyConfigured(
+        f"TMWS_EMBEDDING_PRECISION must be auto, int8 or float32, got {TMWS_EMBEDDING_PRECISION!r}"
+    )
+# CPU threads of the model per process (0: one per core; the ONNX graph runs that many texts side by
+# side). With several worker processes on one machine, 1 each avoids oversubscribing the cores.
 TMWS_TORCH_THREADS = env_int("TMWS_TORCH_THREADS", 0)
 
 LOGGING = {

@@ -298,6 +298,7 @@ def _mentions(body, memories) -> list[str]:
     return [str(m.pk) for m in memories if str(m.pk) in text or m.content[:40] in text]
 
 
+@pytest.mark.usefixtures("precision")  # a similarity meets a threshold
 def test_case03_the_owner_sees_its_proposals_and_near_duplicates(team, learning_world):
     # given: the control, so the refusals below are not empty by accident
     response = team["owner"].client.get("/api/v2/memories/insights")

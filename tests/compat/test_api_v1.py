@@ -80,6 +80,7 @@ def test_missing_persona_and_anonymous_calls_carry_the_headers(personas):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("precision")  # a similarity meets a threshold
 def test_memory_crud_with_old_payloads(personas, django_capture_on_commit_callbacks):
     # given
     client = personas["athena"].client

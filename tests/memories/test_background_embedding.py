@@ -82,7 +82,7 @@ def test_the_thread_loads_the_model_as_the_process_starts(writer):
     background.start_if_no_broker()
     try:
         deadline = time.monotonic() + 120
-        while embeddings.get_encoder.cache_info().currsize == 0:
+        while not embeddings.is_loaded():
             assert time.monotonic() < deadline, "the model was not loaded"
             time.sleep(0.05)
     finally:

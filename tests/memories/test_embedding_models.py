@@ -119,7 +119,7 @@ def test_each_model_exports_its_own_onnx_graph(settings, tmp_path, use_model, se
     assert (minilm.backend, second.backend) == ("onnx", "onnx")
     assert minilm.graph != second.graph
     assert minilm.graph.name.startswith(f"{MINILM}-") and second.graph.name.startswith("minilm-cls-")
-    exported = [graph.name.split("-int8-")[0] + ".onnx" for graph in (minilm.graph, second.graph)]
+    exported = [graph.name.split("-int8w7-")[0] + ".onnx" for graph in (minilm.graph, second.graph)]
     assert sorted(path.name for path in (tmp_path / "models").iterdir()) == sorted(
         [minilm.graph.name, second.graph.name, *exported]
     )
@@ -303,8 +303,8 @@ def test_reembed_leaves_a_memory_edited_during_its_batch_to_the_drain(
     use_model(second_model_folder)
     real_embed = embeddings.embed_documents
 
-    def embed_then_edit(texts, batch_size=None):
-        result = real_embed(texts, batch_size)
+    def embed_then_edit(texts):
+        result = real_embed(texts)
         Memory.objects.filter(pk=memory.pk).update(content="Edited while the batch was embedded.")
         return result
 

@@ -1,16 +1,23 @@
 """Embeddings with the real model: shape, the embed_pending command, and the failure path."""
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
+import numpy as np
 import onnxruntime
 import pytest
 from django.core.management import CommandError, call_command
 
-from memories import embeddings
+from memories import embeddings, precision
 from memories.models import Memory
+from memories.precision import CALIBRATION_TEXTS
 from memories.tasks import MAX_EMBEDDING_ATTEMPTS, embed_memories
 
 
@@ -65,19 +72,54 @@ def fresh_encoder():
     embeddings.unload()
 
 
-def test_the_default_is_onnx_at_int8_close_to_pytorch():
+def test_the_int8_graph_is_close_to_pytorch_yet_quantised():
     # given
     model = embeddings.get_model()
     # when
     encoder = embeddings.get_encoder()
-    int8 = encoder.embed(TEXTS, 2)
-    torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
+    int8 = encoder.embed(TEXTS)
+    torch = embeddings.TorchEncoder(model).embed(TEXTS)
     # then
     assert (encoder.backend, encoder.precision) == ("onnx", "int8")
-    assert encoder.graph.name.endswith(f"-int8-ort{onnxruntime.__version__}.onnx")
+    assert encoder.graph.name.endswith(f"-int8w7-ort{onnxruntime.__version__}.onnx")
     assert int8.shape == (3, 384)
     cosines = (int8 * torch).sum(axis=1)
-    assert all(embeddings.INT8_MIN_COSINE <= cosine < 0.9999 for cosine in cosines)  # close, yet quantised
+    assert all(precision.INT8_MIN_COSINE <= cosine < 0.9999 for cosine in cosines)  # close, yet quantised
+
+
+ALONE = "User prefers dark mode in the editor."
+DIALOGUE_TURN = ("Caroline: I went to a support group yesterday and it was really moving, everyone shared their "
+                 "stories and I felt accepted for the first time in a long while, so I want to keep going weekly.")
+
+
+def test_a_text_gets_the_same_vector_alone_and_in_any_batch(precision):
+    # given: the text alone, then beside a long turn, beside short words, and in the middle of many texts
+    batches = [[ALONE, DIALOGUE_TURN], ["ok", ALONE, "Thanks!"], [*TEXTS, ALONE, *CALIBRATION_TEXTS[:20]]]
+    # when
+    alone = embeddings.embed_texts([ALONE])[0]
+    batched = [embeddings.embed_texts(batch)[batch.index(ALONE)] for batch in batches]
+    query = embeddings.embed_query(ALONE)
+    # then: equal, not merely close (int8 used to move it to a cosine of 0.97 beside other texts)
+    assert embeddings.get_encoder().precision == precision
+    for vector in [*batched, query]:
+        assert float(np.abs(vector - alone).max()) < 1e-6
+        assert float(vector @ alone) >= 0.9999
+
+
+def test_another_process_gives_the_same_vector(settings):
+    # given: a fresh interpreter on the same data directory, embedding the text at the same precision
+    script = ("import django, json; django.setup(); from memories.embeddings import embed_texts; "
+              f"print(json.dumps([float(x) for x in embed_texts([{ALONE!r}, {DIALOGUE_TURN!r}])[0]]))")
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tmws_site.settings", "DEBUG": "1",
+                   "TMWS_EMBEDDING_PRECISION": "int8", "TMWS_DATA_DIR": str(settings.DATA_DIR), "LOG_LEVEL": "ERROR"}
+    # when
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300, check=True)
+    theirs = np.array(json.loads(done.stdout.strip().splitlines()[-1]), dtype=np.float32)
+    # then
+    ours = embeddings.embed_texts([ALONE])[0]
+    assert embeddings.get_encoder().precision == "int8"
+    assert float(np.abs(theirs - ours).max()) < 1e-6
 
 
 def test_onnx_at_float32_agrees_with_pytorch(settings):
@@ -86,8 +128,8 @@ def test_onnx_at_float32_agrees_with_pytorch(settings):
     model = embeddings.get_model()
     # when
     encoder = embeddings.OnnxEncoder(model)
-    onnx = encoder.embed(TEXTS, 2)
-    torch = embeddings.TorchEncoder(model).embed(TEXTS, 2)
+    onnx = encoder.embed(TEXTS)
+    torch = embeddings.TorchEncoder(model).embed(TEXTS)
     # then
     assert encoder.precision == "float32" and "int8" not in encoder.graph.name
     assert float(abs(onnx - torch).max()) < embeddings.BACKEND_TOLERANCE
@@ -104,7 +146,7 @@ def test_the_int8_graph_is_made_once_from_the_float32_one(settings, tmp_path, fr
     # then
     float32 = embeddings.onnx_graph(model)
     assert first == second and second.stat().st_mtime_ns == stamp
-    assert first.name == float32.name.replace(".onnx", f"-int8-ort{onnxruntime.__version__}.onnx")
+    assert first.name == float32.name.replace(".onnx", f"-int8w7-ort{onnxruntime.__version__}.onnx")
     assert sorted(path.name for path in first.parent.iterdir()) == sorted([float32.name, first.name])
     assert first.stat().st_size < float32.stat().st_size / 2  # 8-bit weights
 
@@ -170,7 +212,7 @@ def test_the_torch_backend_can_be_chosen(settings, fresh_encoder):
     vectors = embeddings.embed_texts(TEXTS)
     # then
     assert (embeddings.get_encoder().backend, embeddings.get_encoder().precision) == ("torch", "float32")
-    assert float(abs(vectors - embeddings.OnnxEncoder(embeddings.get_model()).embed(TEXTS, 2)).max()) < 1e-4
+    assert float(abs(vectors - embeddings.OnnxEncoder(embeddings.get_model()).embed(TEXTS)).max()) < 1e-4
 
 
 def test_an_export_that_fails_falls_back_to_torch_and_says_why(settings, caplog, fresh_encoder):
@@ -188,17 +230,17 @@ def test_an_export_that_fails_falls_back_to_torch_and_says_why(settings, caplog,
 
 def test_an_int8_graph_that_fails_its_check_leaves_the_float32_graph_and_says_why(monkeypatch, caplog, fresh_encoder):
     # given: a bar no 8-bit graph reaches (as on a CPU whose 8-bit kernels lose too much)
-    monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", 0.99999)
+    monkeypatch.setattr(precision, "INT8_MIN_COSINE", 0.99999)
     # when
     with caplog.at_level(logging.WARNING, logger="memories.embeddings"):
         encoder = embeddings.get_encoder()
     # then
     assert (encoder.backend, encoder.precision) == ("onnx", "float32")
     assert "int8" not in encoder.graph.name
-    assert ("Embedding at float32: the int8 ONNX graph is unavailable "
-            "(the int8 ONNX graph's vectors are at a cosine of 0.9") in caplog.text
-    torch = embeddings.TorchEncoder(embeddings.get_model()).embed(TEXTS, 2)
-    assert float(abs(encoder.embed(TEXTS, 2) - torch).max()) < embeddings.BACKEND_TOLERANCE
+    assert ("Embedding model all-MiniLM-L6-v2: onnx backend at float32 (the int8 ONNX graph is unavailable: "
+            "the int8 ONNX graph's vectors are at a cosine of 0.9") in caplog.text
+    torch = embeddings.TorchEncoder(embeddings.get_model()).embed(TEXTS)
+    assert float(abs(encoder.embed(TEXTS) - torch).max()) < embeddings.BACKEND_TOLERANCE
 
 
 def test_embed_texts_of_nothing_is_nothing():
@@ -293,7 +335,8 @@ def test_prepare_model_loads_the_model_and_says_which_backend_runs_it():
     lines = out.getvalue().splitlines()
     assert lines[0] == f"Loading the embedding model all-MiniLM-L6-v2 from {embeddings.model_path()} ..."
     assert lines[1].startswith("Embedding model ready: onnx backend, int8 (")
-    assert "-int8-ort" in lines[1] and ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
+    assert "-int8w7-ort" in lines[1] and ".onnx); loaded in " in lines[1] and lines[1].endswith(" ms.")
+    assert lines[2] == "Precision int8: set by TMWS_EMBEDDING_PRECISION."
 
 
 def test_prepare_model_fails_clearly_when_the_model_cannot_load(broken_model):
@@ -306,8 +349,145 @@ def test_gunicorn_workers_load_the_model_before_taking_requests(fresh_encoder):
     # given
     from tmws_site import gunicorn_conf
 
-    assert embeddings.get_encoder.cache_info().currsize == 0
+    assert not embeddings.is_loaded()
     # when
     gunicorn_conf.post_worker_init(worker=None)
     # then
-    assert embeddings.get_encoder.cache_info().currsize == 1
+    assert embeddings.is_loaded()
+
+
+FIGURES = {"float32_texts_per_second": 120.0, "int8_texts_per_second": 240.0, "cosine_min": 0.958, "cosine_mean": 0.9908}
+
+
+@pytest.mark.parametrize(("changed", "expected", "reason"), [
+    ({}, "int8", "measured on this CPU: int8 2.00x float32's speed, cosine to float32 min 0.958 / mean 0.9908"),
+    ({"int8_texts_per_second": 144.0}, "float32",
+     "int8 is not faster enough on this CPU (int8 1.20x float32's speed, cosine to float32 min 0.958 / mean 0.9908; "
+     "needs 1.25x)"),
+    ({"cosine_min": 0.93}, "float32",
+     "int8 loses too much on this CPU (int8 2.00x float32's speed, cosine to float32 min 0.930 / mean 0.9908; "
+     "needs min 0.95 / mean 0.99)"),
+    ({"cosine_mean": 0.98}, "float32",
+     "int8 loses too much on this CPU (int8 2.00x float32's speed, cosine to float32 min 0.958 / mean 0.9800; "
+     "needs min 0.95 / mean 0.99)"),
+])
+def test_auto_takes_int8_only_where_it_is_faster_and_close_enough(changed, expected, reason):
+    # when
+    decision = precision.judge({**FIGURES, **changed})
+    # then
+    assert (decision.precision, decision.reason) == (expected, reason)
+    assert decision.measured == {**FIGURES, **changed}
+
+
+class Measured:
+    """An encoder stand-in for decide(): counts how often the machine would be measured."""
+
+    calls = 0
+
+    def __init__(self, vectors):
+        self.vectors = vectors
+
+    def embed(self, texts):
+        Measured.calls += 1
+        return self.vectors[: len(texts)]
+
+
+def test_the_decision_is_measured_once_per_machine_and_kept(tmp_path):
+    # given: an int8 graph that gives float32's vectors exactly (so the speed decides)
+    vectors = embeddings.embed_texts(CALIBRATION_TEXTS)
+    graph = tmp_path / "model-int8w7-ort1.onnx"
+    Measured.calls = 0
+    # when
+    first = precision.decide(tmp_path, graph, lambda: (Measured(vectors), Measured(vectors)))
+    measured_calls = Measured.calls
+    second = precision.decide(tmp_path, graph, lambda: pytest.fail("measured twice"))
+    # then
+    assert measured_calls == 2 + 2 * 3  # the cosines, then three interleaved rounds of each
+    assert first == second
+    assert first.measured["cosine_min"] == first.measured["cosine_mean"] == 1.0
+    assert first.measured["texts"] == len(CALIBRATION_TEXTS) and first.measured["cpu_flags"] == precision.cpu_flags()
+    kept = precision.decision_file(tmp_path, graph)
+    assert json.loads(kept.read_text()) == first.as_dict()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [kept.name, kept.with_suffix(".lock").name]
+
+
+def test_processes_starting_together_wait_for_one_measurement(tmp_path):
+    # given: the first process is measuring (it holds the decision's lock) when the second asks
+    import threading
+
+    vectors = embeddings.embed_texts(CALIBRATION_TEXTS)
+    graph = tmp_path / "model-int8w7-ort1.onnx"
+    measuring, release = threading.Event(), threading.Event()
+
+    def slow_encoders():
+        measuring.set()
+        release.wait(30)
+        return Measured(vectors), Measured(vectors)
+
+    decisions = {}
+    first = threading.Thread(target=lambda: decisions.update(first=precision.decide(tmp_path, graph, slow_encoders)))
+    second = threading.Thread(target=lambda: decisions.update(
+        second=precision.decide(tmp_path, graph, lambda: pytest.fail("measured twice"))))
+    # when
+    first.start()
+    assert measuring.wait(30)
+    second.start()
+    release.set()
+    first.join(30)
+    second.join(30)
+    # then: the second read what the first kept (had it measured, it would have failed and set nothing)
+    assert decisions["first"] == decisions["second"]
+
+
+def test_a_damaged_decision_file_is_measured_again(tmp_path):
+    # given
+    vectors = embeddings.embed_texts(CALIBRATION_TEXTS)
+    graph = tmp_path / "model-int8w7-ort1.onnx"
+    precision.decision_file(tmp_path, graph).write_text("{not json")
+    # when
+    decision = precision.decide(tmp_path, graph, lambda: (Measured(vectors), Measured(vectors)))
+    # then
+    assert decision.precision in ("int8", "float32")
+    assert json.loads(precision.decision_file(tmp_path, graph).read_text())["precision"] == decision.precision
+
+
+def test_auto_measures_both_real_graphs_on_this_machine(settings, tmp_path, caplog, fresh_encoder):
+    # given
+    settings.DATA_DIR = tmp_path
+    settings.TMWS_EMBEDDING_PRECISION = "auto"
+    # when
+    with caplog.at_level(logging.INFO, logger="memories.embeddings"):
+        encoder = embeddings.get_encoder()
+    # then: which precision wins is this CPU's business; that it was measured and said is not
+    measured = encoder.decision.measured
+    assert set(measured) == {"cpu", "cpu_flags", "float32_texts_per_second", "int8_texts_per_second",
+                             "cosine_min", "cosine_mean", "texts"}
+    assert measured["float32_texts_per_second"] > 0 and measured["int8_texts_per_second"] > 0
+    assert 0.9 < measured["cosine_min"] <= measured["cosine_mean"] < 0.9999
+    assert encoder.decision == precision.judge(measured)
+    assert encoder.precision == encoder.decision.precision
+    assert (f"Embedding model all-MiniLM-L6-v2: onnx backend at {encoder.precision} ({encoder.decision.reason})."
+            in caplog.text)
+    int8_graph = embeddings.onnx_graph(embeddings.get_model(), precision="int8")  # made already: returned
+    assert json.loads(precision.decision_file(int8_graph.parent, int8_graph).read_text()) == encoder.decision.as_dict()
+
+
+def test_auto_follows_the_kept_decision_and_warns_when_it_is_float32(settings, tmp_path, caplog, fresh_encoder):
+    # given: this machine was measured before, and int8 did not pay
+    settings.DATA_DIR = tmp_path
+    settings.TMWS_EMBEDDING_PRECISION = "auto"
+    int8_graph = embeddings.onnx_graph(embeddings.get_model(), precision="int8")
+    kept = precision.Decision("float32", "int8 is not faster enough on this CPU (kept)", {"cosine_min": 0.99})
+    precision.decision_file(int8_graph.parent, int8_graph).write_text(json.dumps(kept.as_dict()))
+    # when
+    with caplog.at_level(logging.WARNING, logger="memories.embeddings"):
+        encoder = embeddings.get_encoder()
+    # then
+    assert (encoder.precision, encoder.decision) == ("float32", kept)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == [
+        "Embedding model all-MiniLM-L6-v2: onnx backend at float32 (int8 is not faster enough on this CPU (kept))."
+    ]
+    assert embeddings.loaded_status() == {
+        "model": "all-MiniLM-L6-v2", "backend": "onnx", "precision": "float32",
+        "reason": "int8 is not faster enough on this CPU (kept)", "graph": str(encoder.graph),
+    }

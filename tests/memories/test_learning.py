@@ -13,6 +13,9 @@ from memories.services import bulk_create_memories
 from memories.tasks import AUTO_CATEGORISE_KEY, categorise_opted_in_agents, embed_batch, record_memory_hits
 from tmws_site.errors import Forbidden, InvalidInput
 
+# Similarities meet thresholds and decide orders here: every test runs at both precisions.
+pytestmark = pytest.mark.usefixtures("precision")
+
 OPS = [
     "Deploys to staging need the team lead's approval.",
     "Roll back a failed deploy with the release script.",

@@ -7,6 +7,9 @@ from memories.contextual import blend, clean_contextual_request, contextual_sear
 
 from .conftest import ids
 
+# Similarities meet thresholds and decide orders here: every test runs at both precisions.
+pytestmark = pytest.mark.usefixtures("precision")
+
 BILLING = "Database choice for the billing service: PostgreSQL, because invoices need transactions."
 ANALYTICS = "Database choice for the analytics pipeline: ClickHouse, because event scans must be fast."
 

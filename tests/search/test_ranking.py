@@ -14,6 +14,9 @@ from memories.search import clean_request, search
 
 from .conftest import ids
 
+# Similarities meet thresholds and decide orders here: every test runs at both precisions.
+pytestmark = pytest.mark.usefixtures("precision")
+
 # Words chosen so the english stemmer leaves one lexeme per word; lengths 2, 3 and 4 tokens.
 TINY = ["apple banana", "apple apple cherry", "cherry date elderberry fig"]
 

@@ -11,6 +11,9 @@ from tmws_site.errors import InvalidInput
 
 from .conftest import ids
 
+# Similarities meet thresholds and decide orders here: every test runs at both precisions.
+pytestmark = pytest.mark.usefixtures("precision")
+
 FACTS = [
     "The staging database is refreshed from production every Sunday night.",
     "Deploys to production need approval from the release manager.",

@@ -62,3 +62,53 @@ def test_health_probes_refuse_other_methods(client):
     response = client.post("/healthz")
     # then
     assert response.status_code == 405
+
+
+@pytest.mark.django_db
+def test_readyz_tells_operators_which_precision_embeds_and_why(client, settings, operator_user):
+    # given: the model loaded, as in a serving process
+    from memories import embeddings
+
+    graph = str(embeddings.get_encoder().graph)
+    client.force_login(operator_user)
+    # when
+    response = client.get("/readyz")
+    # then
+    assert response.status_code == 200
+    assert response.json()["embedding"] == {
+        "model": "all-MiniLM-L6-v2", "backend": "onnx", "precision": "int8",
+        "reason": "set by TMWS_EMBEDDING_PRECISION", "graph": graph,
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_says_the_model_is_not_loaded_without_loading_it(client, operator_user):
+    # given
+    from memories import embeddings
+
+    embeddings.unload()
+    client.force_login(operator_user)
+    try:
+        # when
+        response = client.get("/readyz")
+        # then
+        assert response.json()["embedding"] == {"loaded": False, "precision_setting": "int8"}
+        assert not embeddings.is_loaded()
+    finally:
+        embeddings.unload()
+
+
+@pytest.mark.django_db
+def test_readyz_shows_no_embedding_details_to_agents_or_anonymous_callers(client, make_namespace, make_agent):
+    # given
+    from memories import embeddings
+
+    embeddings.get_encoder()
+    make_namespace("team")
+    agent = make_agent("probe-agent", "team")
+    # when
+    anonymous = client.get("/readyz")
+    as_agent = agent.client.get("/readyz")
+    # then
+    assert anonymous.status_code == as_agent.status_code == 200
+    assert set(anonymous.json()) == set(as_agent.json()) == {"status", "database", "broker"}

@@ -50,7 +50,7 @@ def test_secret_key_is_read_from_a_file_named_by_secret_key_file(tmp_path):
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("TMWS_EMBEDDING_BACKEND", "gpu", "TMWS_EMBEDDING_BACKEND must be onnx or torch, got 'gpu'"),
-    ("TMWS_EMBEDDING_PRECISION", "fp16", "TMWS_EMBEDDING_PRECISION must be int8 or float32, got 'fp16'"),
+    ("TMWS_EMBEDDING_PRECISION", "fp16", "TMWS_EMBEDDING_PRECISION must be auto, int8 or float32, got 'fp16'"),
 ])
 def test_an_unknown_embedding_backend_or_precision_is_refused(name, value, message):
     # given

@@ -9,7 +9,8 @@ from memories import embeddings
 class Command(BaseCommand):
     help = (
         "Load the embedding model (exporting its ONNX Runtime graph into the data directory if missing, "
-        "then checking it against PyTorch) and report which backend runs it."
+        "then checking it against PyTorch), choose its precision on this machine (TMWS_EMBEDDING_PRECISION=auto) "
+        "and report which backend and precision run it, and why."
     )
 
     def handle(self, *args, **options):
@@ -24,3 +25,4 @@ class Command(BaseCommand):
             f"Embedding model ready: {ready['backend']} backend, {ready['precision']}{where}; "
             f"loaded in {ready['load_seconds']} s, one query takes {ready['query_ms']} ms."
         )
+        self.stdout.write(f"Precision {ready['precision']}: {ready['reason']}.")
