@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -102,8 +104,15 @@ class OptionalSlashRouter(SimpleRouter):
         self.trailing_slash = "/?"
 
 
+@csrf_exempt  # it changes nothing: an unsafe method on an unknown path is a 404, not a CSRF failure
 def api_not_found(request, exception=None):
-    """JSON 404 for paths under /api/ that match no route."""
-    from django.http import JsonResponse
-
+    """JSON 404 for paths under /api/ that match no route, whatever the method."""
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def csrf_failure(request, reason=""):
+    """A refused CSRF check: JSON in the one error shape under /api/, Django's page elsewhere (the admin)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("permission_denied", "CSRF check failed: send the X-CSRFToken header with a "
+                                       "session, or use an API key."), status=403)
+    return django_csrf_failure(request, reason=reason)

@@ -57,6 +57,9 @@ MIDDLEWARE = [
     "tmws_site.unavailable.DatabaseUnavailableMiddleware",
 ]
 
+# A refused CSRF check under /api/ answers in the API's JSON error shape (the admin keeps Django's page).
+CSRF_FAILURE_VIEW = "tmws_site.rest.csrf_failure"
+
 ROOT_URLCONF = "tmws_site.urls"
 WSGI_APPLICATION = "tmws_site.wsgi.application"
 ASGI_APPLICATION = "tmws_site.asgi.application"
