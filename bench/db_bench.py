@@ -60,7 +60,7 @@ def _timed_search(actor, request):
 
 
 def run(fixture, query_count: int, log=print) -> dict:
-    from bench.search import timing
+    from bench.figures import timing
 
     texts = corpus.query_texts(max(query_count, 200))
     vectors = corpus.embed_cached("queries-99", texts, log=log, queries=True)[:query_count]

@@ -135,7 +135,7 @@ def _wait_embedded(ids, timeout: float, log) -> float:
 
 def run(fixture, args, log) -> dict:
     from agents.services import rotate_key
-    from bench.search import timing
+    from bench.figures import timing
     from memories.models import Memory
 
     Memory.objects.filter(context_tags__contains=[INGEST_TAG]).delete()
@@ -165,7 +165,7 @@ def run(fixture, args, log) -> dict:
 
 
 def _writes(client, args, log) -> dict:
-    from bench.search import timing
+    from bench.figures import timing
 
     rows = corpus.build_rows(args.ingest + 200, seed=4321)
     namespace = "bench-00"

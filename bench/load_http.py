@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.search import ROOT, calibration, describe_machine, log, percentile, setup_django
+from bench.figures import percentile
+from bench.search import ROOT, calibration, describe_machine, log, setup_django
 
 DEFAULT_DATA_DIR = "/tmp/tmws-load"
 SEED_TAG = "load-seed"

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.figures import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = "/tmp/tmws-bench"
 
@@ -53,18 +55,6 @@ def setup_django(data_dir: str) -> None:
     import django
 
     django.setup()
-
-
-def percentile(values, q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 2)
-
-
-def timing(values_ms) -> dict:
-    return {"p50_ms": percentile(values_ms, 50), "p95_ms": percentile(values_ms, 95), "n": len(values_ms)}
 
 
 def describe_machine() -> dict:

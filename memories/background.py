@@ -2,7 +2,7 @@
 
 Without Celery, writes used to be embedded inside the request. Web processes without a broker
 instead start one embedder thread: a write wakes it after commit, and it drains the pending rows
-with the workers' unit of work (`tasks._embed_pending`: batches, `skip_locked`, attempts), so
+with the workers' unit of work (`embedding_jobs.embed_pending`: batches, `skip_locked`, attempts), so
 creates return at once and several web processes share a backlog without embedding a row twice.
 It also wakes every TMWS_EMBEDDING_SWEEP_SECONDS (and once at start, after loading the model) for
 rows left pending by a process that stopped mid-batch: nothing is lost, the rows simply wait in the
@@ -92,12 +92,12 @@ def drain() -> tuple[int, int]:
     Rows whose batch failed are left for the next wake, which tries them again until their
     attempts run out.
     """
+    from .embedding_jobs import embed_pending
     from .models import Memory
-    from .tasks import _embed_pending
 
     embedded, failed = 0, []
     while _enabled:
-        done, bad = _embed_pending(Memory.objects.exclude(pk__in=failed), limit=settings.TMWS_EMBEDDING_CLAIM_SIZE)
+        done, bad = embed_pending(Memory.objects.exclude(pk__in=failed), limit=settings.TMWS_EMBEDDING_CLAIM_SIZE)
         embedded += len(done)
         failed += bad
         if not done and not bad:

@@ -1,77 +1,26 @@
-"""Background jobs on memories: embedding and access tracking. Ids in, bulk work, idempotent."""
+"""Celery's jobs on memories (embedding, hit counting, categorising) and how writes hand work to them.
+
+Ids in, bulk work, idempotent. The work itself is in memories.embedding_jobs and memories.hits;
+this module decides where it runs: a Celery worker, the web process's embedder thread
+(memories.background) or, in processes with neither, the committing thread.
+"""
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from functools import lru_cache
 
 from celery import shared_task
 from django.conf import settings
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
+from tmws_site.redis_client import broker_redis
+
+from . import background, hits
 from .choices import EmbeddingStatus
-from .models import Memory, MemoryUsage
+from .embedding_jobs import MAX_EMBEDDING_ATTEMPTS, embed_batch, embed_pending
+from .models import Memory
 
 logger = logging.getLogger(__name__)
-MAX_EMBEDDING_ATTEMPTS = 3
-
-
-def embed_batch(ids) -> tuple[int, int]:
-    """Embed the still-pending memories among `ids`; return (embedded, failed)."""
-    embedded, failed = _embed_pending(Memory.objects.filter(pk__in=ids))
-    return len(embedded), len(failed)
-
-
-def _embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
-    """Embed up to `limit` pending memories of `queryset` in one transaction; return (embedded ids, failed ids).
-
-    The configured model embeds them, and each row records its name with the vector.
-    """
-    from .embeddings import embed_documents
-
-    with transaction.atomic():
-        # skip_locked lets several workers share a backlog without embedding a row twice.
-        memories = list(
-            queryset.pending_embedding().select_for_update(skip_locked=True)
-            .only("id", "content", "embedding_attempts")[:limit]
-        )
-        if not memories:
-            return [], []
-        now = timezone.now()
-        try:
-            model_name, vectors = embed_documents([m.content for m in memories])
-        except Exception as exc:  # the model failed on the batch: record it on every row
-            logger.exception("embedding failed for %d memories", len(memories))
-            for memory in memories:
-                memory.embedding_attempts += 1
-                memory.embedding_error = f"{type(exc).__name__}: {exc}"[:2000]
-                if memory.embedding_attempts >= MAX_EMBEDDING_ATTEMPTS:
-                    memory.embedding_status = EmbeddingStatus.FAILED
-                memory.updated_at = now
-            Memory.objects.bulk_update(
-                memories, ["embedding_attempts", "embedding_error", "embedding_status", "updated_at"]
-            )
-            return [], [memory.pk for memory in memories]
-        with connection.cursor() as cursor:
-            # One UPDATE joined to the batch (bulk_update's per-row CASE expressions cost more than the write).
-            cursor.execute(
-                f"""
-                UPDATE {Memory._meta.db_table} AS memory
-                   SET embedding = batch.embedding::vector, embedding_model = %s, embedding_status = %s,
-                       embedding_error = '', embedding_attempts = memory.embedding_attempts + 1
-                  FROM unnest(%s::uuid[], %s::text[]) AS batch (id, embedding)
-                 WHERE memory.id = batch.id
-                """,
-                [
-                    model_name,
-                    EmbeddingStatus.READY,
-                    [memory.pk for memory in memories],
-                    ["[" + ",".join(map(repr, vector.tolist())) + "]" for vector in vectors],
-                ],
-            )
-        return [memory.pk for memory in memories], []
 
 
 @shared_task(bind=True, max_retries=MAX_EMBEDDING_ATTEMPTS, default_retry_delay=10)
@@ -109,12 +58,10 @@ def enqueue_embedding(ids) -> None:
     ids = [str(pk) for pk in ids]
     if not ids:
         return
-    from . import background
-
     if background.in_background():  # a web process without a broker: its embedder thread drains
         transaction.on_commit(background.wake, robust=True)
         return
-    if len(ids) < settings.TMWS_EMBEDDING_BATCH_SIZE and redis_buffer() is not None:
+    if len(ids) < settings.TMWS_EMBEDDING_BATCH_SIZE and broker_redis() is not None:
         # robust: the rows are stored either way; a drain that could not be scheduled is made up
         # by the next one, which takes every pending row.
         transaction.on_commit(schedule_embedding_drain, robust=True)
@@ -141,7 +88,7 @@ def _drain_ttl() -> int:
 
 def schedule_embedding_drain() -> bool:
     """Send a drain unless one is already on its way; returns whether this call sent it."""
-    buffer = redis_buffer()
+    buffer = broker_redis()
     if buffer is not None and not buffer.set(EMBEDDING_DRAIN_KEY, "1", nx=True, ex=_drain_ttl()):
         return False
     try:
@@ -169,12 +116,12 @@ def drain_pending_embeddings() -> dict:
     Rows whose batch failed are not taken again here: they go to `embed_memories`, which retries
     them with a delay until their attempts run out.
     """
-    buffer = redis_buffer()
+    buffer = broker_redis()
     batch_size = settings.TMWS_EMBEDDING_CLAIM_SIZE
     started = time.monotonic()
     embedded, failed = 0, []
     while True:
-        done, bad = _embed_pending(Memory.objects.exclude(pk__in=failed), limit=batch_size)
+        done, bad = embed_pending(Memory.objects.exclude(pk__in=failed), limit=batch_size)
         embedded += len(done)
         failed += bad
         if done or bad:
@@ -226,80 +173,22 @@ def categorise_opted_in_agents() -> dict:
     return {"agents": done, "applied": applied}
 
 
-# Hits are buffered in Redis (when the broker is Redis) and counted by one job every few seconds:
-# a Celery task per search cost the worker more CPU than the search itself took.
-HIT_BUFFER_KEY = "tmws:memory-hits"
-HIT_FLUSH_SCHEDULED_KEY = "tmws:memory-hits:flush-scheduled"
-HIT_FLUSH_DELAY_SECONDS = 2
-# With no worker running the buffer would grow without end: only the newest hits are kept.
-HIT_BUFFER_MAX = 100_000
-
-
-@lru_cache(maxsize=4)
-def _redis_client(url: str):
-    import redis
-
-    # Bounded waits: with Redis unreachable a write's after-commit signal fails in seconds, not minutes.
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=settings.TMWS_REDIS_TIMEOUT_SECONDS, socket_timeout=settings.TMWS_REDIS_TIMEOUT_SECONDS
-    )
-
-
-def redis_buffer():
-    """The broker's Redis client for buffers and flags, or None (no broker, or a broker other than Redis)."""
-    url = settings.CELERY_BROKER_URL
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return None
-    return _redis_client(url)
-
-
-def queue_hits(ids: list[str]) -> None:
-    """Add search hits to the buffer, scheduling a flush unless one is already on its way."""
-    buffer = redis_buffer()
-    if buffer is None:
-        record_memory_hits.delay(ids)
-        return
-    pipeline = buffer.pipeline(transaction=False)
-    pipeline.rpush(HIT_BUFFER_KEY, *ids)
-    pipeline.ltrim(HIT_BUFFER_KEY, -HIT_BUFFER_MAX, -1)
-    # The flag expires on its own, so a flush lost with a crashed worker is scheduled again.
-    pipeline.set(HIT_FLUSH_SCHEDULED_KEY, "1", nx=True, ex=HIT_FLUSH_DELAY_SECONDS * 30)
-    _, _, scheduled = pipeline.execute()
-    if scheduled:
-        flush_memory_hits.apply_async(countdown=HIT_FLUSH_DELAY_SECONDS)
-
-
 @shared_task
 def flush_memory_hits() -> int:
     """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
-    buffer = redis_buffer()
-    if buffer is None:
-        return 0
-    pipeline = buffer.pipeline(transaction=True)
-    pipeline.lrange(HIT_BUFFER_KEY, 0, -1)
-    pipeline.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
-    ids, _ = pipeline.execute()
-    return record_memory_hits([raw.decode() for raw in ids])
+    return hits.record_hits(hits.take_buffered_hits())
 
 
 @shared_task
 def record_memory_hits(ids: list[str]) -> int:
     """Count search hits (an id listed twice counts twice) in one statement; returns memories updated."""
-    counts = Counter(ids)
-    if not counts:
-        return 0
-    with connection.cursor() as cursor:
-        # Ids of memories deleted since the search are dropped by the join.
-        cursor.execute(
-            f"""
-            INSERT INTO {MemoryUsage._meta.db_table} AS usage (memory_id, access_count, last_accessed_at)
-            SELECT memory.id, hit.count, %s
-              FROM unnest(%s::uuid[], %s::integer[]) AS hit (id, count)
-              JOIN {Memory._meta.db_table} memory ON memory.id = hit.id
-            ON CONFLICT (memory_id) DO UPDATE
-               SET access_count = usage.access_count + EXCLUDED.access_count,
-                   last_accessed_at = EXCLUDED.last_accessed_at
-            """,
-            [timezone.now(), list(counts), list(counts.values())],
-        )
-        return cursor.rowcount
+    return hits.record_hits(ids)
+
+
+def queue_hits(ids: list[str]) -> None:
+    """Add search hits to the buffer, scheduling a flush unless one is already on its way."""
+    buffer = broker_redis()
+    if buffer is None:
+        record_memory_hits.delay(ids)
+    elif hits.buffer_hits(buffer, ids):
+        flush_memory_hits.apply_async(countdown=hits.HIT_FLUSH_DELAY_SECONDS)

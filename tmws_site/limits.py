@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from .errors import ServiceError
+from .redis_client import broker_redis
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +105,7 @@ process_slots = ProcessSlots()
 
 
 def shared_slots() -> RedisSlots | None:
-    from memories.tasks import redis_buffer
-
-    client = redis_buffer()
+    client = broker_redis()
     return RedisSlots(client) if client is not None else None
 
 

@@ -21,6 +21,7 @@ from . import limits
 from .api import BaseAPIView
 from .errors import Forbidden
 from .models import count_by
+from .redis_client import broker_redis
 from .schema import errors
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ def collect() -> list[Metric]:
 
 def _buffer_metrics() -> list[Metric]:
     """What waits in Redis (with a Redis broker); left out, with a warning, when Redis does not answer."""
-    from memories.tasks import EMBEDDING_DRAIN_KEY, HIT_BUFFER_KEY, redis_buffer
+    from memories.hits import HIT_BUFFER_KEY
+    from memories.tasks import EMBEDDING_DRAIN_KEY
 
-    buffer = redis_buffer()
+    buffer = broker_redis()
     if buffer is None:
         return []
     try:

@@ -6,23 +6,8 @@ from django.db import models
 
 from tmws_site.models import BaseModel, choices_check
 
+from .choices import RunStatus, TaskPriority, TaskStatus, WorkflowStatus, WorkflowType
 from .querysets import TaskQuerySet, WorkflowQuerySet, WorkflowRunQuerySet
-
-
-class TaskStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    IN_PROGRESS = "in_progress", "In progress"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    SKIPPED = "skipped", "Skipped"
-
-
-class TaskPriority(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
 
 
 class Task(BaseModel):
@@ -70,24 +55,6 @@ class Task(BaseModel):
         return self.title
 
 
-class WorkflowType(models.TextChoices):
-    SEQUENTIAL = "sequential", "Sequential"
-    PARALLEL = "parallel", "Parallel"
-    CONDITIONAL = "conditional", "Conditional"
-    HYBRID = "hybrid", "Hybrid"
-
-
-class WorkflowStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    ACTIVE = "active", "Active"
-    INACTIVE = "inactive", "Inactive"
-    RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class Workflow(BaseModel):
     """A named list (or DAG, via `depends_on`) of steps that a run executes in order."""
 
@@ -120,15 +87,6 @@ class Workflow(BaseModel):
 
     def __str__(self) -> str:
         return self.name
-
-
-class RunStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    SKIPPED = "skipped", "Skipped"
 
 
 class WorkflowRun(BaseModel):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from .choices import RunStatus
+
 
 class TaskQuerySet(models.QuerySet):
     def visible_to(self, actor) -> TaskQuerySet:
@@ -28,6 +30,4 @@ class WorkflowRunQuerySet(models.QuerySet):
         return self.filter(workflow_run_visibility_q(actor))
 
     def unfinished(self) -> WorkflowRunQuerySet:
-        from .models import RunStatus
-
         return self.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING])

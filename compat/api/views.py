@@ -18,6 +18,7 @@ from memories.models import Memory
 from namespaces import access
 from tmws_site import validation
 from tmws_site.api import BaseAPIView, body_object
+from workflows import runs as workflow_runs
 from workflows import services as workflow_services
 from workflows.models import Task, Workflow
 
@@ -403,7 +404,7 @@ class WorkflowExecuteView(V1View):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
         data = request.data if isinstance(request.data, dict) else {}
         run_input = data.get("input", data.get("context"))
-        run = workflow_services.start_workflow_run(self.principal, workflow, run_input)
+        run = workflow_runs.start_workflow_run(self.principal, workflow, run_input)
         return Response({"workflow_id": str(workflow.pk), "run_id": str(run.pk), "status": run.status},
                         status=status.HTTP_202_ACCEPTED)
 
@@ -413,7 +414,7 @@ class WorkflowStatusView(V1View):
 
     def get(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
-        latest = workflow_services.visible_runs(self.principal, workflow).order_by("-created_at").first()
+        latest = workflow_runs.visible_runs(self.principal, workflow).order_by("-created_at").first()
         workflow.refresh_from_db(fields=["execution_count", "last_executed_at", "status"])
         return Response({
             "workflow_id": str(workflow.pk),

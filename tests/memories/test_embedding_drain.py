@@ -7,14 +7,15 @@ from django.db import connections
 from memories import embeddings
 from memories.models import Memory
 from memories.services import bulk_create_memories, create_memory
-from memories.tasks import EMBEDDING_DRAIN_KEY, _redis_client, drain_pending_embeddings, sweep_pending_embeddings
+from memories.tasks import EMBEDDING_DRAIN_KEY, drain_pending_embeddings, sweep_pending_embeddings
+from tmws_site.redis_client import client_for
 
 
 @pytest.fixture
 def drain_flag(require_redis, settings):
     """Use the test Redis for the drain flag, as a deployment with a Redis broker does."""
     settings.CELERY_BROKER_URL = require_redis
-    client = _redis_client(require_redis)
+    client = client_for(require_redis)
     client.delete(EMBEDDING_DRAIN_KEY)
     yield client
     client.delete(EMBEDDING_DRAIN_KEY)

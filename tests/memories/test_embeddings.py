@@ -16,9 +16,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from memories import embeddings, precision
+from memories.embedding_jobs import MAX_EMBEDDING_ATTEMPTS
 from memories.models import Memory
 from memories.precision import CALIBRATION_TEXTS
-from memories.tasks import MAX_EMBEDDING_ATTEMPTS, embed_memories
+from memories.tasks import embed_memories
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
-from memories.tasks import embed_batch
 
 
 @pytest.fixture

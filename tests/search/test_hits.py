@@ -6,17 +6,12 @@ import logging
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from memories.hits import HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY
 from memories.models import Memory, MemoryUsage
 from memories.services import create_memory
-from memories.tasks import (
-    HIT_BUFFER_KEY,
-    HIT_FLUSH_SCHEDULED_KEY,
-    _redis_client,
-    flush_memory_hits,
-    queue_hits,
-    record_memory_hits,
-)
+from memories.tasks import flush_memory_hits, queue_hits, record_memory_hits
 from tmws_site.db import enter_agent_context
+from tmws_site.redis_client import client_for
 
 
 @pytest.fixture
@@ -33,7 +28,7 @@ def notes(team, store):
 def redis_buffer(require_redis, settings):
     """Buffer hits in the test Redis, as a deployment with a Redis broker does."""
     settings.CELERY_BROKER_URL = require_redis
-    client = _redis_client(require_redis)
+    client = client_for(require_redis)
     client.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
     yield client
     client.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
@@ -89,10 +84,10 @@ def test_buffered_hits_wait_for_the_scheduled_flush_and_are_counted_once(notes, 
 @pytest.mark.django_db
 def test_the_buffer_keeps_only_the_newest_hits_when_nothing_flushes_it(notes, redis_buffer, monkeypatch):
     # given: no flush comes (one is "scheduled"), and room for three ids
-    from memories import tasks
+    from memories import hits
 
     _, private, shared = notes
-    monkeypatch.setattr(tasks, "HIT_BUFFER_MAX", 3)
+    monkeypatch.setattr(hits, "HIT_BUFFER_MAX", 3)
     redis_buffer.set(HIT_FLUSH_SCHEDULED_KEY, "1")
     # when
     queue_hits([str(private.pk), str(private.pk)])

@@ -11,8 +11,10 @@ from rest_framework.test import APIClient
 
 from agents.models import Agent
 from agents.services import issue_operator_key
+from memories.hits import HIT_BUFFER_KEY
 from memories.models import Memory, MemoryUsage
-from memories.tasks import EMBEDDING_DRAIN_KEY, HIT_BUFFER_KEY, _redis_client
+from memories.tasks import EMBEDDING_DRAIN_KEY
+from tmws_site.redis_client import client_for
 from workflows.models import Task
 
 
@@ -75,7 +77,7 @@ def test_no_memory_waiting_reads_zero(operator_client):
 def test_with_a_redis_broker_the_buffers_are_counted(operator_client, require_redis, settings):
     # given
     settings.CELERY_BROKER_URL = require_redis
-    client = _redis_client(require_redis)
+    client = client_for(require_redis)
     client.delete(HIT_BUFFER_KEY, EMBEDDING_DRAIN_KEY)
     client.rpush(HIT_BUFFER_KEY, "a", "b", "c")
     client.set(EMBEDDING_DRAIN_KEY, "1", ex=60)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import services
+from workflows import runs, services
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def run_now(django_capture_on_commit_callbacks):
 
     def run(actor, workflow, run_input=None):
         with django_capture_on_commit_callbacks(execute=True):
-            started = services.start_workflow_run(actor, workflow, run_input)
+            started = runs.start_workflow_run(actor, workflow, run_input)
         started.refresh_from_db()
         return started
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from workflows import services
+from workflows import runs
 from workflows.models import Task, Workflow, WorkflowRun
 
 ACTORS = ("owner", "member", "outsider", "anonymous")
@@ -104,7 +104,7 @@ WORKFLOW_ENDPOINTS = {
 def test_workflow_endpoints_by_actor(team, make_workflow, endpoint, actor):
     # given: the owner's workflow with one run that has not executed yet
     workflow = make_workflow(team["owner"], STEPS, name="Owner's workflow")
-    run = services.start_workflow_run(team["owner"].agent, workflow)
+    run = runs.start_workflow_run(team["owner"].agent, workflow)
     if endpoint == "delete":  # a workflow with an unfinished run cannot be deleted by anyone
         WorkflowRun.objects.filter(pk=run.pk).update(status="cancelled")
     method, suffix, body, expected = WORKFLOW_ENDPOINTS[endpoint]
@@ -149,7 +149,7 @@ def test_workflow_create_in_team_by_actor(team, actor, expected):
 def test_workflow_managers_see_and_cancel_others_runs(team, make_workflow, actor, sees_and_cancels):
     # given: a run the member started on the owner's workflow
     workflow = make_workflow(team["owner"], STEPS)
-    run = services.start_workflow_run(team["member"].agent, workflow)
+    run = runs.start_workflow_run(team["member"].agent, workflow)
     client = team[actor].client
     # when
     listed = client.get(f"/api/v2/workflows/{workflow.pk}/runs").json()["results"]

@@ -6,7 +6,7 @@ import pytest
 from memories import services as memory_services
 from memories.models import Memory
 from tmws_site.errors import Conflict, InvalidInput
-from workflows import engine, services
+from workflows import engine, runs, services
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
 
 
@@ -161,7 +161,7 @@ def test_cancel_stops_the_run_before_the_next_step(team, make_workflow, run_now,
 
     def wait_then_cancel(principal, params):
         run = WorkflowRun.objects.get(workflow=workflow)
-        services.cancel_workflow_run(principal, run)
+        runs.cancel_workflow_run(principal, run)
         return wait_handler(principal, params)
 
     monkeypatch.setitem(engine.ACTION_HANDLERS, "wait", (wait_then_cancel, False))
@@ -172,7 +172,7 @@ def test_cancel_stops_the_run_before_the_next_step(team, make_workflow, run_now,
     assert step_states(run) == [("first", "completed"), ("second", "cancelled")]
     assert Task.objects.count() == 0
     with pytest.raises(Conflict):
-        services.cancel_workflow_run(owner.agent, run)
+        runs.cancel_workflow_run(owner.agent, run)
 
 
 @pytest.mark.django_db
@@ -180,8 +180,8 @@ def test_a_run_cancelled_before_it_starts_never_executes(team, make_workflow):
     # given
     owner = team["owner"]
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Nope"}}])
-    run = services.start_workflow_run(owner.agent, workflow)
-    services.cancel_workflow_run(owner.agent, run)
+    run = runs.start_workflow_run(owner.agent, workflow)
+    runs.cancel_workflow_run(owner.agent, run)
     # when
     outcome = engine.execute_run(run.pk)
     # then
@@ -213,7 +213,7 @@ def test_a_run_uses_the_steps_as_they_were_when_it_started(team, make_workflow, 
     owner = team["owner"]
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Old plan"}}])
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        run = services.start_workflow_run(owner.agent, workflow)
+        run = runs.start_workflow_run(owner.agent, workflow)
     services.update_workflow(owner.agent, workflow, {
         "steps": [{"name": "make", "action": "create_task", "params": {"title": "New plan"}}]})
     # when
@@ -231,7 +231,7 @@ def test_a_run_of_a_retired_agent_fails_without_running_steps(team, make_workflo
     owner = team["owner"]
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Orphan"}}])
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        run = services.start_workflow_run(owner.agent, workflow)
+        run = runs.start_workflow_run(owner.agent, workflow)
     type(owner.agent).objects.filter(pk=owner.agent.pk).update(is_active=False)
     # when
     for callback in queued:
@@ -266,10 +266,10 @@ def test_inactive_workflows_and_invalid_stored_steps_do_not_start(team, make_wor
     legacy.refresh_from_db()
     # when / then
     with pytest.raises(Conflict):
-        services.start_workflow_run(owner.agent, inactive)
+        runs.start_workflow_run(owner.agent, inactive)
     with pytest.raises(InvalidInput) as rejected:
-        services.start_workflow_run(owner.agent, legacy)
+        runs.start_workflow_run(owner.agent, legacy)
     assert rejected.value.message.startswith("The workflow's steps are invalid")
     with pytest.raises(InvalidInput):
-        services.start_workflow_run(owner.agent, make_workflow(owner, [], name="Bad input"), ["not", "an", "object"])
+        runs.start_workflow_run(owner.agent, make_workflow(owner, [], name="Bad input"), ["not", "an", "object"])
     assert WorkflowRun.objects.count() == 0

@@ -12,6 +12,7 @@ from tmws_site.api import BaseViewSet, body_object
 from tmws_site.errors import InvalidInput
 from tmws_site.schema import errors
 
+from .. import runs as run_services
 from .. import services
 from ..models import Task, Workflow
 from .serializers import (
@@ -156,20 +157,20 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         body = request.data if request.data not in (None, "") else {}
         if not isinstance(body, dict):
             raise InvalidInput("The request body must be a JSON object.")
-        run = services.start_workflow_run(self.principal, self.get_object(), body.get("input"))
+        run = run_services.start_workflow_run(self.principal, self.get_object(), body.get("input"))
         return Response(WorkflowRunSerializer(run, context=self.run_context()).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=WorkflowRunSerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[])
     def runs(self, request, pk=None):
-        runs = services.visible_runs(self.principal, self.get_object())
+        runs = run_services.visible_runs(self.principal, self.get_object())
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(WorkflowRunSerializer(page, many=True, context=self.run_context()).data)
 
     @extend_schema(request=None, responses=WorkflowRunDetailSerializer, parameters=[RUN_ID_PARAMETER])
     @action(detail=True, methods=["get"], url_path=RUN_ID)
     def run_detail(self, request, pk=None, run_id=None):
-        run = services.get_visible_run(self.principal, self.get_object(), run_id)
+        run = run_services.get_visible_run(self.principal, self.get_object(), run_id)
         return Response(WorkflowRunDetailSerializer(run, context=self.run_context()).data)
 
     @extend_schema(
@@ -179,5 +180,6 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     )
     @action(detail=True, methods=["post"], url_path=f"{RUN_ID}/cancel")
     def cancel_run(self, request, pk=None, run_id=None):
-        run = services.get_visible_run(self.principal, self.get_object(), run_id)
-        return Response(WorkflowRunSerializer(services.cancel_workflow_run(self.principal, run), context=self.run_context()).data)
+        run = run_services.get_visible_run(self.principal, self.get_object(), run_id)
+        cancelled = run_services.cancel_workflow_run(self.principal, run)
+        return Response(WorkflowRunSerializer(cancelled, context=self.run_context()).data)

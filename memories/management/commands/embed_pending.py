@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from memories.choices import EmbeddingStatus
+from memories.embedding_jobs import embed_batch
 from memories.models import Memory
-from memories.tasks import embed_batch
 
 
 class Command(BaseCommand):

@@ -12,9 +12,9 @@ from tqdm import tqdm
 
 from agents.models import Agent
 from memories.choices import EmbeddingStatus
+from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
-from memories.tasks import embed_batch
 from namespaces.access import Principal
 from tmws_site.errors import ServiceError
 

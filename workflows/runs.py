@@ -1,0 +1,90 @@
+"""Workflow runs: started and cancelled here, executed on Celery (workflows.tasks, then workflows.engine).
+
+Apart from the task and workflow services, so that the engine, which creates and updates tasks
+for its steps, never depends on the module that starts it.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from namespaces import access
+from tmws_site import validation
+from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStatus
+from .steps import clean_steps
+from .tasks import execute_workflow_run
+
+
+def get_visible_run(actor, workflow: Workflow, run_id) -> WorkflowRun:
+    """A run of `workflow` the actor may read, or NotFound."""
+    try:
+        pk = uuid.UUID(str(run_id))
+    except ValueError as exc:
+        raise NotFound("Workflow run not found.") from exc
+    run = (
+        WorkflowRun.objects.visible_to(actor)
+        .select_related("workflow", "triggered_by")
+        .filter(workflow=workflow, pk=pk)
+        .first()
+    )
+    if run is None:
+        raise NotFound("Workflow run not found.")
+    return run
+
+
+def visible_runs(actor, workflow: Workflow):
+    """The runs of `workflow` the actor may read, newest first."""
+    return WorkflowRun.objects.visible_to(actor).filter(workflow=workflow).select_related("triggered_by")
+
+
+@transaction.atomic
+def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> WorkflowRun:
+    """Create a pending run of a visible workflow and queue its execution once this transaction commits.
+
+    The run executes as the caller, with the caller's permissions, on the steps as they are now.
+    """
+    principal = access.Principal.of(actor)
+    if not Workflow.objects.visible_to(principal).filter(pk=workflow.pk).exists():
+        raise NotFound("Workflow not found.")
+    if principal.agent is None and not principal.is_operator:
+        raise Forbidden("Only agents and operators run workflows.")
+    if workflow.status == WorkflowStatus.INACTIVE:
+        raise Conflict("The workflow is inactive; set its status to active or draft to run it.",
+                       field="status", code="inactive")
+    run_input = validation.json_object(input, "input")
+    try:
+        steps = clean_steps(workflow.steps, workflow.workflow_type)
+    except InvalidInput as exc:
+        raise InvalidInput(f"The workflow's steps are invalid: {exc.message}", field=exc.field or "steps") from exc
+    metadata = {"steps": steps, "workflow_type": workflow.workflow_type}
+    if principal.agent is None:
+        metadata["triggered_by_user_id"] = principal.user_id
+    run = WorkflowRun.objects.create(
+        workflow=workflow, triggered_by=principal.agent, input=run_input, metadata=metadata
+    )
+    run_id = str(run.pk)
+    transaction.on_commit(lambda: execute_workflow_run.delay(run_id))
+    return run
+
+
+@transaction.atomic
+def cancel_workflow_run(actor, run: WorkflowRun) -> WorkflowRun:
+    """Stop a pending or running run before its next step; the step in flight finishes."""
+    if not WorkflowRun.objects.visible_to(actor).filter(pk=run.pk).exists():
+        raise NotFound("Workflow run not found.")
+    if not access.can_cancel_workflow_run(actor, run):
+        raise Forbidden("Only whoever started the run and the workflow's managers may cancel it.")
+    run = WorkflowRun.objects.select_for_update(of=("self",)).select_related("workflow", "triggered_by").get(pk=run.pk)
+    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        raise Conflict(f"The run is already {run.status}.", field="status", code="run_finished")
+    now = timezone.now()
+    run.status = RunStatus.CANCELLED
+    run.finished_at = now
+    run.error = "Cancelled."
+    run.save(update_fields=["status", "finished_at", "error", "updated_at"])
+    StepRun.objects.filter(run=run, status=RunStatus.PENDING).update(status=RunStatus.CANCELLED, updated_at=now)
+    return run
