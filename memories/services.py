@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import unicodedata
-import uuid
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +16,8 @@ from namespaces import access
 from namespaces.services import get_namespace
 from tmws_site import validation
 from tmws_site.db import as_service
-from tmws_site.errors import Forbidden, InvalidInput, NotFound
+from tmws_site.errors import Forbidden, InvalidInput
+from tmws_site.models import find_visible
 
 from .choices import AccessLevel, EmbeddingStatus
 from .models import Memory
@@ -88,14 +88,7 @@ def clean_owned_metadata(actor, value, stored: dict | None = None, kind: str = "
 
 def get_visible_memory(actor, memory_id) -> Memory:
     """A memory the actor may read, or NotFound (hidden and missing look the same)."""
-    try:
-        pk = uuid.UUID(str(memory_id))
-    except ValueError as exc:
-        raise NotFound("Memory not found.") from exc
-    memory = Memory.objects.visible_to(actor).for_display().filter(pk=pk).first()
-    if memory is None:
-        raise NotFound("Memory not found.")
-    return memory
+    return find_visible(Memory.objects.visible_to(actor).for_display(), memory_id, "Memory")
 
 
 def _owner_for(actor, agent_id, access_level: str) -> Agent | None:

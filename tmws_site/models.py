@@ -5,6 +5,8 @@ import uuid
 
 from django.db import models
 
+from .errors import NotFound
+
 
 class BaseModel(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -24,3 +26,19 @@ def count_by(queryset, field: str) -> dict:
 def choices_check(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
     """A database constraint that keeps an enumerated text column inside its choices."""
     return models.CheckConstraint(condition=models.Q(**{f"{field}__in": choices.values}), name=name)
+
+
+def find_visible(queryset, pk, noun: str):
+    """The row `pk` of a queryset already narrowed to what the caller may read, or NotFound.
+
+    A malformed id, a missing row and a hidden row answer alike, so a 404 never tells whether
+    something exists.
+    """
+    try:
+        key = uuid.UUID(str(pk))
+    except ValueError as exc:
+        raise NotFound(f"{noun} not found.") from exc
+    found = queryset.filter(pk=key).first()
+    if found is None:
+        raise NotFound(f"{noun} not found.")
+    return found

@@ -5,14 +5,13 @@ for its steps, never depends on the module that starts it.
 """
 from __future__ import annotations
 
-import uuid
-
 from django.db import transaction
 from django.utils import timezone
 
 from namespaces import access
 from tmws_site import validation
 from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+from tmws_site.models import find_visible
 
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStatus
 from .steps import clean_steps
@@ -21,19 +20,8 @@ from .tasks import execute_workflow_run
 
 def get_visible_run(actor, workflow: Workflow, run_id) -> WorkflowRun:
     """A run of `workflow` the actor may read, or NotFound."""
-    try:
-        pk = uuid.UUID(str(run_id))
-    except ValueError as exc:
-        raise NotFound("Workflow run not found.") from exc
-    run = (
-        WorkflowRun.objects.visible_to(actor)
-        .select_related("workflow", "triggered_by")
-        .filter(workflow=workflow, pk=pk)
-        .first()
-    )
-    if run is None:
-        raise NotFound("Workflow run not found.")
-    return run
+    visible = WorkflowRun.objects.visible_to(actor).select_related("workflow", "triggered_by").filter(workflow=workflow)
+    return find_visible(visible, run_id, "Workflow run")
 
 
 def visible_runs(actor, workflow: Workflow):

@@ -17,7 +17,8 @@ from namespaces import access
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
 from tmws_site import validation
-from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+from tmws_site.errors import Conflict, Forbidden, InvalidInput
+from tmws_site.models import find_visible
 
 from .models import (
     Task,
@@ -96,19 +97,8 @@ def _namespace_for_create(actor, slug) -> Namespace:
 
 def get_visible_task(actor, task_id) -> Task:
     """A task the actor may read, or NotFound (hidden and missing look the same)."""
-    try:
-        pk = uuid.UUID(str(task_id))
-    except ValueError as exc:
-        raise NotFound("Task not found.") from exc
-    task = (
-        Task.objects.visible_to(actor)
-        .select_related("assigned_agent", "created_by", "namespace")
-        .filter(pk=pk)
-        .first()
-    )
-    if task is None:
-        raise NotFound("Task not found.")
-    return task
+    visible = Task.objects.visible_to(actor).select_related("assigned_agent", "created_by", "namespace")
+    return find_visible(visible, task_id, "Task")
 
 
 def _assignee(task: Task, agent_id) -> Agent | None:
@@ -346,14 +336,8 @@ def delete_task(actor, task: Task) -> None:
 
 def get_visible_workflow(actor, workflow_id) -> Workflow:
     """A workflow the actor may read, or NotFound."""
-    try:
-        pk = uuid.UUID(str(workflow_id))
-    except ValueError as exc:
-        raise NotFound("Workflow not found.") from exc
-    workflow = Workflow.objects.visible_to(actor).select_related("created_by", "namespace").filter(pk=pk).first()
-    if workflow is None:
-        raise NotFound("Workflow not found.")
-    return workflow
+    return find_visible(Workflow.objects.visible_to(actor).select_related("created_by", "namespace"), workflow_id,
+                        "Workflow")
 
 
 @transaction.atomic
