@@ -20,7 +20,6 @@ Transports (both authenticate an agent API key with `agents.authentication.user_
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 import json
 import logging
@@ -32,6 +31,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import close_old_connections, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.module_loading import autodiscover_modules
 from django.views.decorators.csrf import csrf_exempt
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -53,8 +53,6 @@ SERVER_INSTRUCTIONS = (
     "find it again with search_memories, share it with share_memory, and coordinate work with the task tools. "
     "Every call acts as the agent whose API key opened the session; you only ever see what that agent may read."
 )
-# The apps whose `tools` module registers tools, in the order they are listed.
-TOOL_MODULES = ("agents.tools", "memories.tools", "namespaces.tools", "workflows.tools", "compat.tools")
 
 # The agent (primary key) the current session or HTTP request acts as.
 _session_agent_pk: contextvars.ContextVar = contextvars.ContextVar("tmws_mcp_agent_pk", default=None)
@@ -115,8 +113,8 @@ def agent_tool(*, title: str, description: str, name: str | None = None, read_on
 
 
 def registered_tools() -> list[AgentTool]:
-    for module in TOOL_MODULES:
-        importlib.import_module(module)
+    """Every tool of every installed app: each app's `tools` module is found like its `admin` module."""
+    autodiscover_modules("tools")
     return list(_registry.values())
 
 
