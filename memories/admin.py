@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.postgres.search import SearchQuery
 
 from namespaces import access
-from namespaces.admin import ServiceModelAdmin
+from tmws_site.admin_base import ServiceModelAdmin
 
 from . import services
 from .models import TEXT_SEARCH_CONFIG, Memory

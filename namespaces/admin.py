@@ -1,163 +1,26 @@
-"""Operator UI for namespaces, plus the pieces every TMWS admin page shares.
-
-Who sees what in the admin:
-- A staff user needs the Django model permission `view_<model>` to open a model's pages at all.
-- Superusers see and change every row. Other operators see the rows inside the namespaces (and their
-  subtrees) on which they hold the guardian object permission `view_namespace` or `change_namespace`,
-  and change them where they hold `change_namespace`. The rule itself lives in `namespaces.access`.
-- Writes go through the domain services, so the admin enforces the same rules as the API.
-"""
+"""Operator UI for namespaces: the tree, members and roles (who sees what: tmws_site.admin_base)."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce, Collate, Replace
+from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdminMixin
 
-from memories.choices import EmbeddingStatus
 from memories.models import Memory
+from tmws_site.admin_base import ServiceModelAdmin, count_of
 from tmws_site.errors import ServiceError
-from tmws_site.models import count_by
 
 from . import access, services
-from .models import ROLE_PERMISSIONS, Namespace, NamespaceUserObjectPermission, Role
-
-# --- Shared bases ---------------------------------------------------------------------------
-
-
-class OperatorScopedAdmin(admin.ModelAdmin):
-    """Narrows every page to the operator's namespaces (see the module docstring).
-
-    `scope_field` is the lookup of the row's namespace (e.g. "namespace", "user__agent__namespace").
-    """
-
-    scope_field = "namespace"
-    # Foreign keys to Namespace whose choices are limited to the namespaces the operator may change.
-    namespace_choice_fields: tuple[str, ...] = ("namespace",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(self.scope_q(request))
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in self.namespace_choice_fields:
-            kwargs["queryset"] = Namespace.objects.filter(
-                access.operator_scope_q(request.user, "id", ["change_namespace"])
-            ).order_by(TREE_ORDER)
-            if not request.user.is_superuser and db_field.name == self.scope_field:
-                # A row without a namespace would drop out of the operator's own view.
-                kwargs["required"] = True
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def scope_q(self, request, codenames=access.OPERATOR_NAMESPACE_PERMISSIONS) -> Q:
-        return access.operator_scope_q(request.user, self.scope_field, codenames)
-
-    def changeable(self, request, queryset):
-        """The rows of `queryset` the operator may change (its change scope)."""
-        return queryset.filter(self.scope_q(request, ["change_namespace"]))
-
-    def namespace_id_of(self, obj):
-        value = obj
-        parts = self.scope_field.split("__")
-        for part in parts[:-1]:
-            value = getattr(value, part, None)
-            if value is None:
-                return None
-        return getattr(value, parts[-1] + "_id", None)
-
-    def has_change_permission(self, request, obj=None):
-        if request.user.is_superuser:
-            return True
-        # Model-level "view" opens the pages; guardian rights on namespaces decide which rows change.
-        if obj is None:
-            return self.has_view_permission(request)
-        return self.has_view_permission(request) and access.operator_can_change_in(request.user, self.namespace_id_of(obj))
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_change_permission(request, obj)
-
-
-class ServiceModelAdmin(OperatorScopedAdmin):
-    """An admin whose adds, changes and deletes go through the domain services.
-
-    Subclasses implement `save_via_service(request, form, change)` (returning the saved object) and,
-    where deletion is allowed, `delete_via_service(request, obj)`. The form is checked by running the
-    service inside a savepoint that is rolled back, so a refusal shows on the form like any other error.
-    """
-
-    # Service field names that differ from the form's field names.
-    service_field_names: dict[str, str] = {}
-
-    def save_via_service(self, request, form, change):
-        raise NotImplementedError
-
-    def delete_via_service(self, request, obj) -> None:
-        raise NotImplementedError
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-        model_admin = self
-
-        class ServiceCheckedForm(form_class):
-            def clean(self):
-                cleaned_data = super().clean()
-                if not self.errors:
-                    model_admin.check_with_service(request, self, change)
-                return cleaned_data
-
-        ServiceCheckedForm.__name__ = form_class.__name__
-        return ServiceCheckedForm
-
-    def check_with_service(self, request, form, change) -> None:
-        try:
-            with transaction.atomic():
-                self.save_via_service(request, form, change)
-                transaction.set_rollback(True)
-        except ServiceError as exc:
-            field = self.service_field_names.get(exc.field, exc.field)
-            form.add_error(field if field in form.fields else None, exc.message)
-
-    def save_form(self, request, form, change):
-        return self.save_via_service(request, form, change)
-
-    def save_model(self, request, obj, form, change):
-        """Nothing left to save: `save_form` stored the object through the service."""
-
-    def save_related(self, request, form, formsets, change):
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
-
-    def delete_model(self, request, obj):
-        self.delete_via_service(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_via_service(request, obj)
-
-    @staticmethod
-    def changes_from(form, names) -> dict:
-        """The submitted values of the changed fields among `names`."""
-        return {name: form.cleaned_data[name] for name in names if name in form.changed_data}
-
-
-def count_of(queryset, field: str):
-    """A correlated COUNT of `queryset` rows whose `field` is the outer row (no joins that multiply rows)."""
-    counted = queryset.filter(**{field: OuterRef("pk")}).order_by().values(field).annotate(n=Count("*")).values("n")
-    return Coalesce(Subquery(counted), 0)
-
+from .models import ROLE_PERMISSIONS, TREE_ORDER, Namespace, NamespaceUserObjectPermission, Role
 
 # --- Namespaces -----------------------------------------------------------------------------
 
-# Byte order of the path with "/" sorting before every slug character keeps each subtree right under
-# its root ("team/a" before "team-x"), whatever the database's collation.
-TREE_ORDER = Collate(Replace(F("path"), Value("/"), Value(" ")), "C")
 
 class NamespaceForm(forms.ModelForm):
     class Meta:
@@ -347,76 +210,3 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
             {"agent": agent, "role": roles.get(agent.user_id, Role.MEMBER), "home": agent.namespace_id == namespace.pk}
             for agent in agents
         ]
-
-
-# --- Operator dashboard (the admin index) -----------------------------------------------------
-
-def operator_dashboard(request) -> list[dict]:
-    """Counts for the admin index, inside the operator's scope: one aggregate query per section."""
-    from agents.models import Agent
-    from workflows.models import Task, TaskStatus
-
-    user = request.user
-    sections = []
-    if user.has_perm("agents.view_agent"):
-        agents = Agent.objects.filter(access.operator_scope_q(user)).aggregate(
-            total=Count("pk"), active=Count("pk", filter=Q(is_active=True))
-        )
-        sections.append({"title": "Agents", "url": "admin:agents_agent_changelist", "rows": [
-            ("All", agents["total"], ""), ("Active", agents["active"], "is_active__exact=1"),
-        ]})
-    if user.has_perm("namespaces.view_namespace"):
-        total = Namespace.objects.filter(access.namespace_visibility_q(user)).count()
-        sections.append({"title": "Namespaces", "url": "admin:namespaces_namespace_changelist", "rows": [
-            ("All", total, ""),
-        ]})
-    if user.has_perm("memories.view_memory"):
-        sections.append({"title": "Memories by embedding status", "url": "admin:memories_memory_changelist",
-                         "rows": _embedding_rows(Memory.objects.visible_to(user))})
-    if user.has_perm("workflows.view_task"):
-        sections.append({"title": "Tasks by status", "url": "admin:workflows_task_changelist",
-                         "rows": _by_status(Task.objects.filter(access.operator_scope_q(user)), "status", TaskStatus)})
-    for section in sections:
-        section["url"] = reverse(section["url"])
-    return sections
-
-
-def _by_status(queryset, field: str, choices) -> list[tuple]:
-    counts = count_by(queryset, field)
-    rows = [("All", sum(counts.values()), "")]
-    rows += [(label, counts.get(value, 0), f"{field}__exact={value}") for value, label in choices.choices]
-    return rows
-
-
-def _embedding_rows(memories) -> list[tuple]:
-    """Memories by embedding status, and how long the longest-waiting pending one has waited (same query)."""
-    stats = memories.embedding_summary()
-    table = [("All", sum(count for count, _ in stats.values()), "")]
-    table += [
-        (label, stats.get(value, (0, None))[0], f"embedding_status__exact={value}")
-        for value, label in EmbeddingStatus.choices
-    ]
-    oldest = stats.get(EmbeddingStatus.PENDING, (0, None))[1]
-    waited = _duration(timezone.now() - oldest) if oldest else "none waits"
-    table.append(("Pending: waiting longest", waited, f"embedding_status__exact={EmbeddingStatus.PENDING}"))
-    return table
-
-
-def _duration(delta) -> str:
-    seconds = max(int(delta.total_seconds()), 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return "under a minute"
-
-
-_stock_index = admin.site.index
-
-
-def index_with_dashboard(request, extra_context=None):
-    """The stock admin index with the operator dashboard above the app list (templates/admin/index.html)."""
-    return _stock_index(request, extra_context={"dashboard": operator_dashboard(request), **(extra_context or {})})
-
-
-# The URLconf picks the view up when it first reads admin.site.urls, after every admin module has loaded.
-admin.site.index = index_with_dashboard

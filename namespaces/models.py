@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Collate, Replace
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from tmws_site.models import BaseModel, choices_check
@@ -10,6 +12,9 @@ from tmws_site.models import BaseModel, choices_check
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 MAX_DEPTH = 8
 PATH_SEPARATOR = "/"
+# Byte order of the path with "/" sorting before every slug character keeps each subtree right under
+# its root ("team/a" before "team-x"), whatever the database's collation.
+TREE_ORDER = Collate(Replace(F("path"), Value("/"), Value(" ")), "C")
 
 namespace_slug_validator = RegexValidator(
     NAMESPACE_PATTERN,

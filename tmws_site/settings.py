@@ -22,7 +22,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "tmws_site.admin_site.TmwsAdminConfig",  # django.contrib.admin with the TMWS 2 site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from namespaces import access
-from namespaces.admin import OperatorScopedAdmin, ServiceModelAdmin, count_of
+from tmws_site.admin_base import OperatorScopedAdmin, ServiceModelAdmin, count_of
 
 from . import services
 from .models import StepRun, Task, Workflow, WorkflowRun

@@ -183,3 +183,21 @@ def test_dashboard_takes_few_queries(superuser_client, one_of_each, django_asser
     # and the stock index's recent-actions list
     with django_assert_max_num_queries(10):
         superuser_client.get(reverse("admin:index"))
+
+
+@pytest.mark.django_db
+def test_the_admin_is_the_tmws_site_titled_tmws_2(superuser_client):
+    # given
+    from django.contrib import admin
+
+    from tmws_site.admin_site import TmwsAdminSite
+
+    # when
+    page = superuser_client.get(reverse("admin:index"))
+    # then: one AdminSite subclass, no patched index view
+    assert isinstance(admin.site, TmwsAdminSite)
+    assert "index" not in vars(admin.site._wrapped)  # admin.site is Django's lazy handle on the site
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<title>Operations | TMWS 2</title>" in html
+    assert "Django administration" not in html and "Django site admin" not in html
