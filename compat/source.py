@@ -13,7 +13,8 @@ from django.conf import settings
 
 from agents.models import AGENT_ID_PATTERN
 from memories.models import EMBEDDING_DIMENSIONS
-from memories.services import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
+from memories.services import MAX_CATEGORY_LENGTH
+from tmws_site.validation import MAX_TAG_LENGTH, MAX_TAGS, is_storable
 
 from .adapter import PersonaRole, PersonaType
 
@@ -225,7 +226,7 @@ def preflight(conn, schema: SourceSchema, *, unowned_agent: str | None, reembed:
 def _tags_ok(tags) -> bool:
     if not isinstance(tags, list) or len(tags) > MAX_TAGS:
         return False
-    return all(isinstance(t, str) and t.strip() and len(t.strip()) <= MAX_TAG_LENGTH and "\x00" not in t for t in tags)
+    return all(isinstance(t, str) and t.strip() and len(t.strip()) <= MAX_TAG_LENGTH and is_storable(t) for t in tags)
 
 
 def fetch(conn, schema: SourceSchema, table: str, *, batch_size: int, skip_ids: set | None = None):

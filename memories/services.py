@@ -23,8 +23,6 @@ from .choices import AccessLevel, EmbeddingStatus
 from .models import Memory
 from .tasks import enqueue_embedding
 
-MAX_TAGS = 50
-MAX_TAG_LENGTH = 64
 MAX_CATEGORY_LENGTH = 64
 MAX_METADATA_DEPTH = 8
 MAX_NAMESPACE_LENGTH = 128
@@ -38,8 +36,7 @@ def clean_content(content) -> str:
         raise InvalidInput("content must be a string.", field="content")
     if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in content):
         raise InvalidInput("content may not be empty.", field="content")
-    if "\x00" in content:
-        raise InvalidInput("content may not contain NUL characters.", field="content")
+    validation.storable(content, "content")
     limit = settings.TMWS_MAX_CONTENT_LENGTH
     if len(content) > limit:
         raise InvalidInput(f"content is {len(content)} characters; the limit is {limit}.", field="content")
@@ -51,13 +48,13 @@ def clean_access_level(value) -> str:
 
 
 def clean_tags(tags) -> list[str]:
-    return validation.tags(tags, "context_tags", max_tags=MAX_TAGS, max_length=MAX_TAG_LENGTH)
+    return validation.tags(tags, "context_tags")
 
 
 def clean_category(value) -> str:
     if value is None:
         return "general"
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CATEGORY_LENGTH or "\x00" in value:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CATEGORY_LENGTH or not validation.is_storable(value):
         raise InvalidInput(f"memory_category must be 1-{MAX_CATEGORY_LENGTH} characters.", field="memory_category")
     return value.strip()
 

@@ -9,19 +9,11 @@ from rest_framework.viewsets import GenericViewSet
 
 from namespaces.access import Principal
 
-from . import limits
+from . import limits, validation
 from .db import enter_agent_context, leave_agent_context
 from .errors import InvalidInput, NotFound
 
 MAX_BODY_DEPTH = 32
-
-
-# PostgreSQL text and jsonb hold neither NUL characters nor unpaired UTF-16 surrogates.
-UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
-
-
-def _unstorable(text: str) -> bool:
-    return UNSTORABLE_CHARACTERS.search(text) is not None
 
 
 def check_request_text(request, kwargs) -> None:
@@ -32,11 +24,11 @@ def check_request_text(request, kwargs) -> None:
     for the parser raises RecursionError rather than a parse error).
     """
     for value in kwargs.values():
-        if isinstance(value, str) and _unstorable(value):
+        if isinstance(value, str) and not validation.is_storable(value):
             raise NotFound("Not found.")
     for name, values in request.query_params.lists():
-        if _unstorable(name) or any(_unstorable(value) for value in values):
-            raise InvalidInput(f"{name[:64]!r} may not contain NUL characters or unpaired surrogates.", field=name[:64])
+        if not validation.is_storable(name) or not all(validation.is_storable(value) for value in values):
+            raise InvalidInput(f"{name[:64]!r} {validation.UNSTORABLE_MESSAGE}", field=name[:64])
     try:
         data = request.data
     except RecursionError:
@@ -50,13 +42,13 @@ def check_request_text(request, kwargs) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 child = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and _unstorable(key):
-                    raise InvalidInput("Keys may not contain NUL characters or unpaired surrogates.", field=path or None)
+                if isinstance(key, str) and not validation.is_storable(key):
+                    raise InvalidInput(f"Keys {validation.UNSTORABLE_MESSAGE}", field=path or None)
                 pending.append((item, child, depth + 1))
         elif isinstance(value, list):
             pending.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
-        elif isinstance(value, str) and _unstorable(value):
-            raise InvalidInput(f"{path or 'The body'} may not contain NUL characters or unpaired surrogates.", field=path or None)
+        elif isinstance(value, str):
+            validation.storable(value, path or None)
 
 
 def body_object(request) -> dict:

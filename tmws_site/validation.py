@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable
 
 from .errors import InvalidInput
 
+# PostgreSQL text and jsonb hold neither NUL characters nor unpaired UTF-16 surrogates.
+UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "may not contain NUL characters or unpaired surrogates."
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 MAX_JSON_DEPTH = 8
@@ -38,9 +42,19 @@ def text(value, field: str, *, max_length: int, required: bool = False, default:
         raise InvalidInput(f"{field} may not be empty.", field=field)
     if len(value) > max_length:
         raise InvalidInput(f"{field} is {len(value)} characters; the limit is {max_length}.", field=field)
-    if "\x00" in value:
-        raise InvalidInput(f"{field} may not contain NUL characters.", field=field)
+    storable(value, field)
     return value or default
+
+
+def is_storable(value: str) -> bool:
+    return UNSTORABLE_CHARACTERS.search(value) is None
+
+
+def storable(value: str, field: str | None) -> str:
+    """The string itself, unless the database could not store it (NUL, an unpaired surrogate): then a 400."""
+    if not is_storable(value):
+        raise InvalidInput(f"{field or 'The body'} {UNSTORABLE_MESSAGE}", field=field)
+    return value
 
 
 def optional_text(value, field: str, *, max_length: int) -> str | None:
@@ -67,7 +81,7 @@ def tags(value, field: str, *, max_tags: int = MAX_TAGS, max_length: int = MAX_T
     cleaned: list[str] = []
     for tag in value:
         tag = tag.strip()
-        if not tag or len(tag) > max_length or "\x00" in tag:
+        if not tag or len(tag) > max_length or not is_storable(tag):
             raise InvalidInput(f"Each tag must be 1-{max_length} characters.", field=field)
         if tag not in cleaned:
             cleaned.append(tag)

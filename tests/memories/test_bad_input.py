@@ -139,3 +139,19 @@ def test_agent_may_not_store_memories_as_another_agent(writer, make_agent):
     assert response.status_code == 403
     assert list(response.json()["error"]["fields"]) == ["agent_id"]
     assert Memory.objects.count() == before
+
+
+@pytest.mark.parametrize("content", ["before \x00 after", "lone \ud800 surrogate"])
+def test_the_service_refuses_text_the_database_cannot_store_whoever_calls_it(writer, content):
+    # given: a caller that skips the REST layer's check (MCP tools, workflows, the admin call the service)
+    from memories.services import create_memory
+    from tmws_site.errors import InvalidInput
+
+    before = Memory.objects.count()
+    # when
+    with pytest.raises(InvalidInput) as refused:
+        create_memory(writer.agent, {"content": content, "namespace": "team"})
+    # then: one rule, one message, nothing stored
+    assert (refused.value.field, refused.value.message) == (
+        "content", "content may not contain NUL characters or unpaired surrogates.")
+    assert Memory.objects.count() == before
