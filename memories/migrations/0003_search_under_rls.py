@@ -10,13 +10,36 @@ table owner and apply the same visibility predicate as the policy (for the agent
 Embeddings are stored PLAIN: a tuple over 2 kB would otherwise move its 1.5 kB vector out of
 line into TOAST, costing a second lookup for every distance computed.
 """
-import importlib
-
 from django.db import migrations
 
-# The policy's predicate itself (its column names resolve to the one table in FROM).
-VISIBLE = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
-
+# The policy's predicate itself (its column names resolve to the one table in FROM), as migration
+# namespaces/0002 created it. A copy, not an import: this migration must do the same whatever
+# later migrations say.
+VISIBLE = """(
+    access_level IN ('public', 'system')
+    OR agent_id = tmws_current_agent()
+    OR (access_level = 'shared' AND (
+        namespace_id IN (
+            SELECT ancestor.id
+              FROM namespaces ancestor
+              JOIN namespaces own
+                ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || '/')
+             WHERE own.id IN (
+                   SELECT agents.namespace_id FROM agents WHERE agents.id = tmws_current_agent()
+                   UNION
+                   SELECT grant_.content_object_id
+                     FROM namespaces_namespaceuserobjectpermission grant_
+                     JOIN auth_permission permission ON permission.id = grant_.permission_id
+                     JOIN agents ON agents.user_id = grant_.user_id
+                    WHERE agents.id = tmws_current_agent()
+                      AND permission.codename IN ('member_namespace', 'admin_namespace')))
+        OR id IN (
+            SELECT share.content_object_id
+              FROM memories_memoryuserobjectpermission share
+              JOIN auth_permission permission ON permission.id = share.permission_id
+              JOIN agents ON agents.user_id = share.user_id
+             WHERE agents.id = tmws_current_agent() AND permission.codename = 'view_memory')))
+)"""
 
 
 def search_functions(visible: str) -> str:

@@ -9,15 +9,55 @@ rule is written once; `memory_usage` asks a PL/pgSQL function whether its
 memory is visible. Both run as the calling agent, so RLS on `memories` still decides. The
 search functions of migration 0003 take the same predicate.
 """
-import importlib
-
 from django.db import migrations
 
 AGENT_ROLE = "tmws_agent"
-PREVIOUS = importlib.import_module("namespaces.migrations.0002_row_level_security").VISIBLE
-PREVIOUS_USAGE = importlib.import_module("memories.migrations.0004_memory_usage").OWN_MEMORY
-# The search functions of migration 0003, recreated here with the new predicate.
-search_functions = importlib.import_module("memories.migrations.0003_search_under_rls").search_functions
+
+# What this migration replaces, copied as migrations namespaces/0002 and memories/0004 wrote it (the
+# reverse restores it). Copies, not imports, so no later edit elsewhere changes what this one does.
+PREVIOUS = """(
+    access_level IN ('public', 'system')
+    OR agent_id = tmws_current_agent()
+    OR (access_level = 'shared' AND (
+        namespace_id IN (
+            SELECT ancestor.id
+              FROM namespaces ancestor
+              JOIN namespaces own
+                ON own.path = ancestor.path OR starts_with(own.path, ancestor.path || '/')
+             WHERE own.id IN (
+                   SELECT agents.namespace_id FROM agents WHERE agents.id = tmws_current_agent()
+                   UNION
+                   SELECT grant_.content_object_id
+                     FROM namespaces_namespaceuserobjectpermission grant_
+                     JOIN auth_permission permission ON permission.id = grant_.permission_id
+                     JOIN agents ON agents.user_id = grant_.user_id
+                    WHERE agents.id = tmws_current_agent()
+                      AND permission.codename IN ('member_namespace', 'admin_namespace')))
+        OR id IN (
+            SELECT share.content_object_id
+              FROM memories_memoryuserobjectpermission share
+              JOIN auth_permission permission ON permission.id = share.permission_id
+              JOIN agents ON agents.user_id = share.user_id
+             WHERE agents.id = tmws_current_agent() AND permission.codename = 'view_memory')))
+)"""
+PREVIOUS_USAGE = "(EXISTS (SELECT 1 FROM memories WHERE memories.id = memory_usage.memory_id))"
+
+
+# The search functions of migration 0003 (a copy of its builder), recreated here with the new predicate.
+def search_functions(visible: str) -> str:
+    """The index-friendly match functions, applying the visibility predicate `visible`."""
+    return f"""
+CREATE OR REPLACE FUNCTION tmws_tagged_memory_ids(tags jsonb) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 200 AS $$
+    SELECT id FROM memories WHERE context_tags @> tags AND {visible}
+$$;
+
+CREATE OR REPLACE FUNCTION tmws_text_match_ids(query tsquery) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public ROWS 500 AS $$
+    SELECT id FROM memories WHERE search_vector @@ query AND {visible}
+$$;
+"""
+
 
 FUNCTIONS = """
 CREATE OR REPLACE FUNCTION tmws_readable_namespace_ids(reader uuid) RETURNS uuid[]

@@ -16,8 +16,6 @@ Parent links: `parent_memory` was SET_NULL in Django, which issues the UPDATE it
 and so under RLS: a child the deleting agent cannot see kept its link and the delete failed on the
 foreign key. ON DELETE SET NULL runs as the table's owner, outside RLS, for every child.
 """
-import importlib
-
 from django.db import migrations, models
 
 AGENT_ROLE = "tmws_agent"
@@ -75,8 +73,20 @@ INSERTABLE = f"""(CASE WHEN access_level = 'system'
           AND namespace_id = ANY ((SELECT tmws_member_namespace_ids(tmws_current_agent()))::uuid[])
 END)"""
 
-# What the policies said before (migration memories/0005 for update/delete, namespaces/0002 for insert).
-_PREVIOUS_VISIBLE = importlib.import_module("memories.migrations.0005_rls_planned_cheaply").VISIBLE
+# What the policies said before (migration memories/0005 for update/delete, namespaces/0002 for insert),
+# copied as those migrations wrote it: the reverse restores it whatever later migrations say.
+_PREVIOUS_VISIBLE = """(
+    access_level IN ('public', 'system')
+    OR agent_id = tmws_current_agent()
+    OR (access_level = 'shared' AND (
+        namespace_id = ANY ((SELECT tmws_readable_namespace_ids(tmws_current_agent()))::uuid[])
+        OR id IN (
+            SELECT share.content_object_id
+              FROM memories_memoryuserobjectpermission share
+              JOIN auth_permission permission ON permission.id = share.permission_id
+              JOIN agents ON agents.user_id = share.user_id
+             WHERE agents.id = tmws_current_agent() AND permission.codename = 'view_memory')))
+)"""
 PREVIOUS_INSERT = "(agent_id = tmws_current_agent() OR access_level = 'system')"
 
 POLICIES = f"""

@@ -18,13 +18,133 @@ SECURITY DEFINER function that applies the read rule itself: the buckets the cal
 the shared memories granted to it one by one (which no bucket expresses). The agent role holds no
 grant on the table.
 """
-import importlib
-
 from django.db import migrations
 
 AGENT_ROLE = "tmws_agent"
-statistics = importlib.import_module("memories.migrations.0009_keyword_statistics")
-BUCKET_KIND, NO_AGENT = statistics.BUCKET_KIND, statistics.NO_AGENT
+
+# Migration 0009's statistics SQL and its builders, copied as 0009 wrote them: this migration
+# rebuilds the trigger functions with them, and its reverse restores 0009's. Copies, not imports,
+# so no later edit elsewhere changes what this one does. 0009's bucket owner and changed rows are
+# named STATISTICS_* here; this migration's own follow below.
+NO_AGENT = "00000000-0000-0000-0000-000000000000"
+
+# The bucket of a row of `memories` (or of a transition table with its columns).
+BUCKET_KIND = "(CASE WHEN access_level IN ('public', 'system') THEN 'open' ELSE access_level END)"
+STATISTICS_BUCKET_AGENT = f"(CASE WHEN access_level = 'private' THEN agent_id ELSE '{NO_AGENT}'::uuid END)"
+
+
+def apply_rows(rows: str, sign: int, bucket_agent: str = STATISTICS_BUCKET_AGENT) -> str:
+    """SQL adding (sign 1) or removing (sign -1) the memories of the FROM item `rows` to the statistics."""
+    kind = BUCKET_KIND.replace("access_level", "row_.access_level")
+    agent = bucket_agent.replace("access_level", "row_.access_level").replace("agent_id", "row_.agent_id")
+    return f"""
+    INSERT INTO memory_term_buckets AS bucket (kind, namespace_id, agent_id, documents, tokens)
+    SELECT {kind}, row_.namespace_id, {agent}, {sign} * count(*), {sign} * sum(tmws_token_count(row_.search_vector))
+      FROM {rows} row_
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+        ON CONFLICT (kind, namespace_id, agent_id) DO UPDATE
+       SET documents = bucket.documents + excluded.documents, tokens = bucket.tokens + excluded.tokens;
+
+    INSERT INTO memory_term_documents AS term (term, bucket_id, documents)
+    SELECT word.lexeme, bucket.id, {sign} * count(*)
+      FROM {rows} row_
+      JOIN memory_term_buckets bucket
+        ON bucket.kind = {kind} AND bucket.namespace_id = row_.namespace_id AND bucket.agent_id = {agent}
+     CROSS JOIN LATERAL unnest(row_.search_vector) word
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+        ON CONFLICT (term, bucket_id) DO UPDATE SET documents = term.documents + excluded.documents;
+"""
+
+
+STATISTICS_CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
+     WHERE (old_rows.search_vector, old_rows.access_level, old_rows.namespace_id, old_rows.agent_id)
+           IS DISTINCT FROM (new_rows.search_vector, new_rows.access_level, new_rows.namespace_id, new_rows.agent_id))"""
+
+
+BM25_FUNCTION = """
+-- Okapi BM25 of one document for query words `terms` weighted by their `idfs`.
+CREATE FUNCTION tmws_bm25(document tsvector, terms text[], idfs float8[], k1 float8, b float8, average_length float8)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(sum(query.idf * (k1 + 1) * cardinality(word.positions)
+                        / (cardinality(word.positions) + k1 * (1 - b + b * length.tokens / average_length))), 0)
+      FROM unnest(document) word
+      JOIN unnest(terms, idfs) query(term, idf) ON query.term = word.lexeme
+     CROSS JOIN (SELECT tmws_token_count(document) AS tokens) length
+$$;
+"""
+
+# The sums a reader's statistics are made of, over its readable buckets (a CTE `visible`).
+STATISTICS_SUMS = """
+    SELECT NULL::text, coalesce(sum(visible.documents), 0)::bigint, coalesce(sum(visible.tokens), 0)::bigint
+      FROM visible
+    UNION ALL
+    SELECT counts.term, sum(counts.documents)::bigint, NULL::bigint
+      FROM memory_term_documents counts
+      JOIN visible ON visible.id = counts.bucket_id
+     WHERE counts.term = ANY (terms)
+     GROUP BY counts.term
+"""
+
+
+def statistics_triggers(
+    create: str = "CREATE", bucket_agent: str = STATISTICS_BUCKET_AGENT, changed: str = STATISTICS_CHANGED,
+    inserted: str = "", deleted: str = "", moved: str = "", truncated: str = "",
+) -> str:
+    """The four trigger functions keeping the statistics, each running its extra SQL (later migrations) after."""
+    changed_old, changed_new = changed.format(side="old_rows"), changed.format(side="new_rows")
+
+    def function(event: str, body: str) -> str:
+        return f"""
+{create} FUNCTION tmws_term_statistics_{event}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+{body}
+    RETURN NULL;
+END
+$$;
+"""
+
+    return "".join([
+        function("insert", apply_rows("new_rows", 1, bucket_agent) + inserted),
+        function("delete", apply_rows("old_rows", -1, bucket_agent) + deleted),
+        # Only rows whose words or bucket changed move statistics (most updates set embeddings or weights).
+        function("update", f"""
+    PERFORM 1 FROM {changed_old} changed LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    {apply_rows(changed_old, -1, bucket_agent)}
+    {apply_rows(changed_new, 1, bucket_agent)}
+    {moved}"""),
+        function("truncate", f"    TRUNCATE {truncated}memory_term_documents, memory_term_buckets;"),
+    ])
+
+
+KEYWORD_STATISTICS_FUNCTION = """
+-- What a reader's BM25 needs: the first row (term NULL) holds its memory and token counts, the
+-- others each word's document frequency, all summed over the buckets it may read. An agent
+-- (app.current_agent_id set) gets its own buckets whatever it passes; otherwise (operators, whose
+-- scope the service resolves) `namespaces` limits the buckets, NULL meaning all.
+CREATE FUNCTION tmws_keyword_statistics(terms text[], namespaces uuid[] DEFAULT NULL)
+RETURNS TABLE (term text, documents bigint, tokens bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH reader AS MATERIALIZED (  -- the readable namespaces once, not once per bucket
+        SELECT agent, CASE WHEN agent IS NULL THEN NULL ELSE tmws_readable_namespace_ids(agent) END AS readable
+          FROM (SELECT tmws_current_agent() AS agent) current_),
+    visible AS (
+        SELECT bucket.id, bucket.documents, bucket.tokens
+          FROM memory_term_buckets bucket, reader
+         WHERE CASE WHEN reader.agent IS NULL THEN namespaces IS NULL OR bucket.namespace_id = ANY (namespaces)
+               ELSE bucket.kind = 'open'
+                 OR (bucket.kind = 'private' AND bucket.agent_id = reader.agent)
+                 OR (bucket.kind = 'shared'
+                     AND bucket.namespace_id = ANY (reader.readable))
+               END)
+""" + STATISTICS_SUMS + "$$;\n"
+
+
 # The owner of a bucket: private and shared memories are bucketed by owner, open ones are not.
 BUCKET_AGENT = (f"(CASE WHEN access_level IN ('private', 'shared') THEN coalesce(agent_id, '{NO_AGENT}'::uuid)"
                 f" ELSE '{NO_AGENT}'::uuid END)")
@@ -59,9 +179,9 @@ CHANGED = """(SELECT {side}.* FROM old_rows JOIN new_rows USING (id)
 def triggers(postings: bool) -> str:
     """The statement triggers of migration 0009, keeping the postings and owned buckets when `postings` is set."""
     if not postings:
-        return statistics.statistics_triggers("CREATE OR REPLACE")
+        return statistics_triggers("CREATE OR REPLACE")
     changed_old, changed_new = CHANGED.format(side="old_rows"), CHANGED.format(side="new_rows")
-    return statistics.statistics_triggers(
+    return statistics_triggers(
         "CREATE OR REPLACE", BUCKET_AGENT, CHANGED,
         inserted=add_postings("new_rows"),
         deleted=remove_postings("old_rows"),
@@ -73,7 +193,7 @@ def triggers(postings: bool) -> str:
 def rebuild_statistics(bucket_agent: str) -> str:
     return f"""
 TRUNCATE memory_term_documents, memory_term_buckets;
-{statistics.apply_rows("memories", 1, bucket_agent)}
+{apply_rows("memories", 1, bucket_agent)}
 """
 
 
@@ -110,7 +230,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
         SELECT bucket.id, bucket.documents, bucket.tokens
           FROM memory_term_buckets bucket
          WHERE bucket.id = ANY (tmws_readable_buckets(namespaces)))
-""" + statistics.STATISTICS_SUMS + "$$;\n"
+""" + STATISTICS_SUMS + "$$;\n"
 
 SCORES = """
 -- Okapi BM25 of the memories the reader may read that hold any of `terms` (weighted by `idfs`),
@@ -182,14 +302,14 @@ DROP FUNCTION tmws_bm25(tsvector, text[], float8[], float8, float8, float8);
 """
 
 REVERSE = f"""
-{statistics.BM25_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
+{BM25_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
 DROP FUNCTION IF EXISTS tmws_keyword_scores(text[], float8[], float8, float8, float8, integer, uuid[], uuid[]);
-{statistics.KEYWORD_STATISTICS_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
+{KEYWORD_STATISTICS_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")}
 DROP FUNCTION IF EXISTS tmws_readable_buckets(uuid[]);
 DROP INDEX IF EXISTS memory_term_buckets_agent;
 {triggers(postings=False)}
 DROP TABLE IF EXISTS memory_terms;
-{rebuild_statistics(statistics.BUCKET_AGENT)}
+{rebuild_statistics(STATISTICS_BUCKET_AGENT)}
 """
 
 
