@@ -162,6 +162,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set, so generated clients get AccessLevelEnum rather than AccessLevel495Enum
+    # where two choice sets share a field name (access_level, status).
+    "ENUM_NAME_OVERRIDES": {
+        "AccessLevelEnum": "memories.choices.AccessLevel",
+        "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
+        "TaskStatusEnum": "workflows.models.TaskStatus",
+        "RunStatusEnum": "workflows.models.RunStatus",
+    },
 }
 
 # --- Compatibility layer ----------------------------------------------------------------------

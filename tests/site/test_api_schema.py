@@ -118,3 +118,19 @@ def test_relations_that_may_be_empty_are_nullable(schema, team):
     # then: e.g. a top-level namespace answers parent_namespace null
     assert nullable == NULLABLE_RELATIONS
     assert team["owner"].client.get("/api/v2/namespaces/company").json()["parent_namespace"] is None
+
+
+def test_every_choice_set_has_one_readable_enum_name(schema):
+    # when
+    enums = {name: component["enum"] for name, component in schema["components"]["schemas"].items()
+             if name.endswith("Enum")}
+    # then: no hashed names (AccessLevel495Enum) and no second name for one choice set (AccessLevelsEnum)
+    assert sorted(enums) == [
+        "AccessLevelEnum", "AccessPolicyEnum", "ActionEnum", "AgentAccessLevelEnum", "EmbeddingStatusEnum", "ModeEnum",
+        "PriorityEnum", "RoleEnum", "RunStatusEnum", "TaskStatusEnum", "WorkflowStatusEnum", "WorkflowTypeEnum",
+        "WorkflowWriteStatusEnum",
+    ]
+    assert enums["AccessLevelEnum"] == ["private", "shared", "public", "system"]
+    assert enums["AgentAccessLevelEnum"] == ["standard", "admin"]
+    assert enums["TaskStatusEnum"] == ["pending", "in_progress", "completed", "failed", "cancelled", "skipped"]
+    assert enums["RunStatusEnum"] == ["pending", "running", "completed", "failed", "cancelled", "skipped"]
