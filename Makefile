@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev run dev serve worker test fuzz lint bench migrate mcp clean-data
+.PHONY: install install-dev run dev serve worker test fuzz lint check-deploy bench migrate mcp clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ lint: install-dev
 	$(VENV)/bin/lint-imports
 	DEBUG=1 $(PY) manage.py check
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+# Django's deployment checks with deploy/production.env.example (a generated SECRET_KEY): any warning fails.
+check-deploy: install
+	$(PY) deploy/check_deploy.py
 
 bench: install-dev
 	DEBUG=1 $(PY) -m bench.search $(BENCH_ARGS)

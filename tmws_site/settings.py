@@ -21,6 +21,24 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS (behind a TLS-terminating proxy) -----------------------------------------------
+# One switch for production: secure cookies, HSTS, redirects to https, and the proxy's
+# X-Forwarded-Proto trusted as the request's scheme (the proxy must set it, overwriting the client's).
+TMWS_HTTPS = env_bool("TMWS_HTTPS", False)
+if TMWS_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers and orchestrators probe the process itself over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("TMWS_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TMWS_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("TMWS_HSTS_PRELOAD", False)
+# Preloading is opt-in: once the header says `preload` anyone may submit the domain to the browsers'
+# lists, and leaving them takes months. Without it, check --deploy's W021 only repeats that choice.
+SILENCED_SYSTEM_CHECKS = [] if env_bool("TMWS_HSTS_PRELOAD", False) else ["security.W021"]
+
 INSTALLED_APPS = [
     "tmws_site.admin_site.TmwsAdminConfig",  # django.contrib.admin with the TMWS 2 site
     "django.contrib.auth",

@@ -1,6 +1,7 @@
-"""Environment-driven settings: the production guard and DATABASE_URL parsing."""
+"""Environment-driven settings: the production guard, HTTPS, the deployment check and DATABASE_URL parsing."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,65 @@ def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     assert result.stdout.strip() == expected
 
 
+HTTPS_SETTINGS = [
+    "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "SECURE_REDIRECT_EXEMPT",
+    "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
+    "SILENCED_SYSTEM_CHECKS",
+]
+HTTPS_OFF = {
+    "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False, "SECURE_SSL_REDIRECT": False,
+    "SECURE_REDIRECT_EXEMPT": [], "SECURE_PROXY_SSL_HEADER": None, "SECURE_HSTS_SECONDS": 0,
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": False, "SECURE_HSTS_PRELOAD": False, "SILENCED_SYSTEM_CHECKS": ["security.W021"],
+}
+HTTPS_ON = {
+    "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_SSL_REDIRECT": True,
+    "SECURE_REDIRECT_EXEMPT": ["^healthz$", "^readyz$"], "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+    "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_HSTS_PRELOAD": False,
+    "SILENCED_SYSTEM_CHECKS": ["security.W021"],
+}
+
+
+def _https_settings(**overrides) -> dict:
+    """The HTTPS-related settings as Django sees them (its defaults included), in a fresh process."""
+    env = _settings_env(DEBUG="0", SECRET_KEY="s" * 50, DATABASE_URL="postgresql://u@db.invalid/tmws",
+                        DJANGO_SETTINGS_MODULE="tmws_site.settings")
+    for name in ("TMWS_HTTPS", "TMWS_HSTS_SECONDS", "TMWS_HSTS_INCLUDE_SUBDOMAINS", "TMWS_HSTS_PRELOAD"):
+        env.pop(name, None)
+    env.update(overrides)
+    code = ("import json; from django.conf import settings\n"
+            f"print(json.dumps({{name: getattr(settings, name) for name in {HTTPS_SETTINGS!r}}}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, HTTPS_OFF),
+    ({"TMWS_HTTPS": "0"}, HTTPS_OFF),
+    # the HSTS choices alone turn nothing on
+    ({"TMWS_HSTS_SECONDS": "300", "TMWS_HSTS_INCLUDE_SUBDOMAINS": "1"}, HTTPS_OFF),
+    ({"TMWS_HTTPS": "1"}, HTTPS_ON),
+    ({"TMWS_HTTPS": "1", "TMWS_HSTS_SECONDS": "300", "TMWS_HSTS_INCLUDE_SUBDOMAINS": "0", "TMWS_HSTS_PRELOAD": "1"},
+     {**HTTPS_ON, "SECURE_HSTS_SECONDS": 300, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False, "SECURE_HSTS_PRELOAD": True,
+      "SILENCED_SYSTEM_CHECKS": []}),
+])
+def test_tmws_https_turns_on_exactly_the_https_settings(overrides, expected):
+    # when
+    settings = _https_settings(**overrides)
+    # then
+    assert settings == expected
+
+
+def test_the_example_production_environment_passes_the_deployment_check():
+    # given: nothing from this environment reaches the check but PATH and HOME (deploy/check_deploy.py)
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+    # when
+    result = subprocess.run([sys.executable, "deploy/check_deploy.py"], cwd=BASE_DIR, env=env, capture_output=True,
+                            text=True, timeout=300)
+    # then: no warning at all (the one silenced is HSTS preload's W021, off by choice)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "System check identified no issues (1 silenced).\n", "")
+
+
 def test_parse_database_url_for_tcp():
     # when
     parsed = parse_database_url("postgresql://tmws:s3cret@db.example.com:6543/tmws_prod?sslmode=require")
@@ -174,3 +234,19 @@ def test_env_list_and_env_str(monkeypatch, tmp_path):
     assert env_list("TMWS_TEST_LIST", []) == ["a.example", "b.example"]
     assert env_str("TMWS_TEST_VALUE", "default") == "from file"
     assert env_str("TMWS_TEST_UNSET_VALUE", "default") == "default"
+
+
+@pytest.mark.django_db
+def test_with_the_https_settings_plain_http_is_redirected_except_the_probes(client, settings):
+    # given: the settings TMWS_HTTPS=1 makes (asserted above), behind a proxy
+    for name, value in HTTPS_ON.items():
+        setattr(settings, name, tuple(value) if name == "SECURE_PROXY_SSL_HEADER" else value)
+    # when
+    plain = client.get("/api/v2/agents/me")
+    through_proxy = client.get("/api/v2/agents/me", headers={"X-Forwarded-Proto": "https"})
+    probes = [client.get(path).status_code for path in ("/healthz", "/readyz")]
+    # then
+    assert (plain.status_code, plain["Location"]) == (301, "https://testserver/api/v2/agents/me")
+    assert through_proxy.status_code == 401
+    assert through_proxy["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    assert probes == [200, 200]
