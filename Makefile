@@ -27,12 +27,12 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 
-# No code reloading: the reloader polls every imported file (torch's included) each second, about
-# 5% of a core taken from the requests and the background embedding. `make dev` reloads on edits.
+# gunicorn, one process of TMWS_WEB_THREADS threads (tmws_site/gunicorn_conf.py) on TMWS_BIND: it queues
+# bursts the development server resets, and it does not reload code. `make dev` reloads on edits.
 run: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
 	DEBUG=$${DEBUG:-1} $(PY) manage.py welcome
-	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $${TMWS_BIND:-127.0.0.1:8000}
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/gunicorn tmws_site.wsgi:application --config python:tmws_site.gunicorn_conf
 
 dev: migrate
 	DEBUG=$${DEBUG:-1} $(PY) manage.py prepare_model
@@ -41,8 +41,8 @@ dev: migrate
 # Production-style serving: synchronous gunicorn workers (set SECRET_KEY and ALLOWED_HOSTS; DEBUG stays off).
 serve: migrate
 	$(PY) manage.py prepare_model
-	$(VENV)/bin/gunicorn tmws_site.wsgi:application --config python:tmws_site.gunicorn_conf --bind $${TMWS_BIND:-127.0.0.1:8000} \
-		--workers $${TMWS_WEB_WORKERS:-2} --access-logfile - --log-level info
+	$(VENV)/bin/gunicorn tmws_site.wsgi:application --config python:tmws_site.gunicorn_conf \
+		--workers $${TMWS_WEB_WORKERS:-2} --threads 1 --access-logfile - --log-level info
 
 # One model thread per worker process unless told otherwise: the processes share the cores.
 # With TMWS_WORKER_BEAT=0 the worker leaves the periodic jobs to another machine's worker (run one beat only).

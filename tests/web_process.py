@@ -1,9 +1,15 @@
-"""Start a real TMWS web process (`manage.py runserver`, threaded) on the test database, for tests across processes."""
+"""Start a real TMWS web process on the test database, for tests across processes.
+
+By default `manage.py runserver` (threaded); with `make_run=True` gunicorn exactly as `make run` starts it
+(its settings in tmws_site/gunicorn_conf.py, the address in TMWS_BIND), in a process group of its own so a
+test can stop it as Ctrl-C does.
+"""
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,23 +76,36 @@ class WebProcess:
     def log_lines(self) -> list[str]:
         return self.log_path.read_text().splitlines()
 
+    def interrupt(self) -> int:
+        """Stop it as Ctrl-C in its terminal does (SIGINT to its whole process group); returns the exit status."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+# The command `make run` ends with (the Makefile's `run` target).
+MAKE_RUN_COMMAND = [str(Path(sys.executable).parent / "gunicorn"), "tmws_site.wsgi:application",
+                    "--config", "python:tmws_site.gunicorn_conf"]
+
 
 @contextmanager
-def web_process(log_path: Path, **env_overrides: str):
+def web_process(log_path: Path, *, make_run: bool = False, **env_overrides: str):
     """A web server on a free loopback port; its stdout and stderr go to `log_path`. Stopped on exit."""
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("CELERY_")}
     env.update(DEBUG="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DATABASE_URL=database_url(),
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", TMWS_BIND=f"127.0.0.1:{port}")
     env.update(env_overrides)
+    if make_run:
+        command = MAKE_RUN_COMMAND
+    else:
+        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=make_run)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        # gunicorn answers once its worker has loaded the embedding model
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if request("GET", f"{url}/healthz", timeout=2).status_code == 200:

@@ -50,7 +50,7 @@ class Server:
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 [str(gunicorn), "tmws_site.wsgi:application", "--config", "python:tmws_site.gunicorn_conf",
-                 "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--log-level", "info"],
+                 "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "1", "--log-level", "info"],
                 cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         wait_until(lambda: self._answers("/healthz"), BOOT_SECONDS, f"gunicorn to answer\n{self.log()}", interval=0.5)
