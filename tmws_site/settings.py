@@ -185,8 +185,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AccessLevelEnum": "memories.choices.AccessLevel",
         "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
-        "TaskStatusEnum": "workflows.models.TaskStatus",
-        "RunStatusEnum": "workflows.models.RunStatus",
+        "TaskStatusEnum": "workflows.choices.TaskStatus",
+        "RunStatusEnum": "workflows.choices.RunStatus",
     },
 }
 
