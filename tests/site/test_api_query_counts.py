@@ -1,0 +1,192 @@
+"""Exact query counts of every list of API v2: the same fixed number for a few rows and for more.
+
+Each test lists a few rows, adds more, and lists again under the same exact count, so an N+1
+(the count grows with the rows) and a new constant query both fail here.
+
+What an agent's GET /api/v2/agents costs, for example (7; the other lists differ in their own reads):
+  1  SAVEPOINT: the request's transaction (ATOMIC_REQUESTS), nested in the test's own transaction;
+  2  the API key, with its user, agent and home namespace (authentication);
+  3  set_config('role', 'tmws_agent') and set_config('app.current_agent_id'): row-level security on;
+  4  COUNT(*) for the page's `count` (every agent may list every agent);
+  5  the page of agents, with their home namespaces joined;
+  6  set_config back to the connection's own role and no agent, before the response is written;
+  7  RELEASE SAVEPOINT: the request's transaction commits.
+Lists filtered by the caller's namespaces add one query for its readable namespaces and shares,
+computed once per request (namespaces.access.request_scope).
+"""
+from __future__ import annotations
+
+import pytest
+
+from memories.services import create_memory, share_memory
+from workflows import services as workflow_services
+from workflows.models import StepRun, WorkflowRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def listing(django_assert_num_queries):
+    """GET a list under an exact query count; answer how many rows it listed."""
+
+    def read(client, url: str, queries: int) -> int:
+        with django_assert_num_queries(queries):
+            response = client.get(url)
+        assert response.status_code == 200, response.content
+        return response.json()["count"]
+
+    return read
+
+
+@pytest.fixture
+def searching(django_assert_num_queries):
+    """POST a search under an exact query count; answer how many memories it found."""
+
+    def search(client, body: dict, queries: int) -> int:
+        with django_assert_num_queries(queries):
+            response = client.post("/api/v2/memories/search", body, format="json")
+        assert response.status_code == 200, response.content
+        return response.json()["count"]
+
+    return search
+
+
+@pytest.fixture
+def owner(team):
+    """The owner agent, after its first request (which also records the key's activity, once a minute)."""
+    handle = team["owner"]
+    assert handle.client.get("/api/v2/agents/me").status_code == 200
+    return handle
+
+
+def test_agent_list(owner, team, make_agent, listing):
+    # given: the eight agents of the cast
+    assert listing(owner.client, "/api/v2/agents", queries=QUERIES["agents"]) == 8
+    # when: five more, in the team, its child and another namespace
+    for index, namespace in enumerate(["team", "team", "squad", "other", "company"]):
+        make_agent(f"extra-{index}", namespace, capabilities={"python": True})
+    # then
+    assert listing(owner.client, "/api/v2/agents", queries=QUERIES["agents"]) == 13
+
+
+def test_namespace_list(owner, make_namespace, listing):
+    # given: the owner's team and its ancestor company
+    assert listing(owner.client, "/api/v2/namespaces", queries=QUERIES["namespaces"]) == 2
+    # when: open namespaces (visible to every agent), each with an open child
+    for index in range(3):
+        make_namespace(f"open-{index}", policy="open")
+        make_namespace(f"open-{index}-child", parent=f"open-{index}", policy="open")
+    # then
+    assert listing(owner.client, "/api/v2/namespaces", queries=QUERIES["namespaces"]) == 8
+
+
+def _memories(team, count: int, word: str = "harbour") -> None:
+    """Memories of several owners and levels the owner can read, some shared with it, some with parents."""
+    owner, member, outsider = team["owner"].agent, team["member"].agent, team["outsider"].agent
+    parent = create_memory(owner, {"content": f"The {word} plan, parent note.", "access_level": "public"})
+    created = 1
+    while created < count:
+        writer, level = [(owner, "private"), (member, "shared"), (outsider, "public")][created % 3]
+        memory = create_memory(writer, {
+            "content": f"The {word} note number {created}.", "access_level": level,
+            "context_tags": ["ops", f"n{created}"], "parent_memory_id": str(parent.pk),
+        })
+        if writer is member:
+            share_memory(member, memory, ["owner-agent"])
+        created += 1
+
+
+def test_memory_list(owner, team, listing):
+    # given
+    _memories(team, 3)
+    assert listing(owner.client, "/api/v2/memories", queries=QUERIES["memories"]) == 3
+    # when
+    _memories(team, 5)
+    # then
+    assert listing(owner.client, "/api/v2/memories", queries=QUERIES["memories"]) == 8
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_memory_search(owner, team, searching, mode):
+    # given: only keyword hits (embeddings are computed on commit, which these tests do not reach)
+    _memories(team, 3)
+    body = {"query": "harbour note", "mode": mode, "limit": 50}
+    assert searching(owner.client, body, queries=QUERIES[f"search-{mode}"]) == 3
+    # when
+    _memories(team, 5)
+    # then
+    assert searching(owner.client, body, queries=QUERIES[f"search-{mode}"]) == 8
+
+
+def _tasks(team, count: int) -> None:
+    """Tasks of two creators, assigned to several agents, each after the first one."""
+    owner, member = team["owner"].agent, team["member"].agent
+    first = workflow_services.create_task(owner, {"title": "First"})
+    for index in range(1, count):
+        creator = owner if index % 2 else member
+        workflow_services.create_task(creator, {
+            "title": f"Task {index}", "assigned_agent_id": ["member-agent", "owner-agent", "squad-agent"][index % 3],
+            "dependencies": [str(first.pk)], "tags": ["ops"],
+        })
+
+
+def test_task_list(owner, team, listing):
+    # given
+    _tasks(team, 3)
+    assert listing(owner.client, "/api/v2/tasks", queries=QUERIES["tasks"]) == 3
+    # when
+    _tasks(team, 5)
+    # then
+    assert listing(owner.client, "/api/v2/tasks", queries=QUERIES["tasks"]) == 8
+
+
+STEPS = [{"name": "pause", "action": "wait", "params": {"seconds": 0}}]
+
+
+def _workflows(team, count: int) -> None:
+    for index in range(count):
+        creator = (team["owner"] if index % 2 else team["member"]).agent
+        workflow_services.create_workflow(creator, {"name": f"Workflow {index}", "steps": STEPS, "tags": ["ops"]})
+
+
+def test_workflow_list(owner, team, listing):
+    # given
+    _workflows(team, 3)
+    assert listing(owner.client, "/api/v2/workflows", queries=QUERIES["workflows"]) == 3
+    # when
+    _workflows(team, 5)
+    # then
+    assert listing(owner.client, "/api/v2/workflows", queries=QUERIES["workflows"]) == 8
+
+
+def _runs(workflow, team, count: int) -> None:
+    """Finished runs started by the owner and by a member (whose outputs the owner may not read)."""
+    for index in range(count):
+        runner = (team["owner"] if index % 2 else team["member"]).agent
+        run = WorkflowRun.objects.create(workflow=workflow, triggered_by=runner, status="completed",
+                                         output={"note": index})
+        StepRun.objects.create(run=run, index=0, name="pause", action="wait", status="completed", output={"n": index})
+
+
+def test_workflow_run_list(owner, team, listing):
+    # given
+    workflow = workflow_services.create_workflow(owner.agent, {"name": "Nightly", "steps": STEPS, "namespace": "team"})
+    url = f"/api/v2/workflows/{workflow.pk}/runs"
+    _runs(workflow, team, 3)
+    assert listing(owner.client, url, queries=QUERIES["runs"]) == 3
+    # when
+    _runs(workflow, team, 5)
+    # then
+    assert listing(owner.client, url, queries=QUERIES["runs"]) == 8
+
+
+QUERIES = {
+    "agents": 7,
+    "namespaces": 8,
+    "memories": 8,
+    "search-keyword": 10,
+    "search-hybrid": 16,
+    "tasks": 9,
+    "workflows": 8,
+    "runs": 10,
+}
