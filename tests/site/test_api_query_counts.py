@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from memories.services import create_memory, share_memory
+from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
-from workflows.models import StepRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -80,28 +79,12 @@ def test_namespace_list(owner, make_namespace, listing):
     assert listing(owner.client, "/api/v2/namespaces", queries=QUERIES["namespaces"]) == 8
 
 
-def _memories(team, count: int, word: str = "harbour") -> None:
-    """Memories of several owners and levels the owner can read, some shared with it, some with parents."""
-    owner, member, outsider = team["owner"].agent, team["member"].agent, team["outsider"].agent
-    parent = create_memory(owner, {"content": f"The {word} plan, parent note.", "access_level": "public"})
-    created = 1
-    while created < count:
-        writer, level = [(owner, "private"), (member, "shared"), (outsider, "public")][created % 3]
-        memory = create_memory(writer, {
-            "content": f"The {word} note number {created}.", "access_level": level,
-            "context_tags": ["ops", f"n{created}"], "parent_memory_id": str(parent.pk),
-        })
-        if writer is member:
-            share_memory(member, memory, ["owner-agent"])
-        created += 1
-
-
 def test_memory_list(owner, team, listing):
     # given
-    _memories(team, 3)
+    add_memories(team, 3)
     assert listing(owner.client, "/api/v2/memories", queries=QUERIES["memories"]) == 3
     # when
-    _memories(team, 5)
+    add_memories(team, 5)
     # then
     assert listing(owner.client, "/api/v2/memories", queries=QUERIES["memories"]) == 8
 
@@ -109,73 +92,43 @@ def test_memory_list(owner, team, listing):
 @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
 def test_memory_search(owner, team, searching, mode):
     # given: only keyword hits (embeddings are computed on commit, which these tests do not reach)
-    _memories(team, 3)
+    add_memories(team, 3)
     body = {"query": "harbour note", "mode": mode, "limit": 50}
     assert searching(owner.client, body, queries=QUERIES[f"search-{mode}"]) == 3
     # when
-    _memories(team, 5)
+    add_memories(team, 5)
     # then
     assert searching(owner.client, body, queries=QUERIES[f"search-{mode}"]) == 8
 
 
-def _tasks(team, count: int) -> None:
-    """Tasks of two creators, assigned to several agents, each after the first one."""
-    owner, member = team["owner"].agent, team["member"].agent
-    first = workflow_services.create_task(owner, {"title": "First"})
-    for index in range(1, count):
-        creator = owner if index % 2 else member
-        workflow_services.create_task(creator, {
-            "title": f"Task {index}", "assigned_agent_id": ["member-agent", "owner-agent", "squad-agent"][index % 3],
-            "dependencies": [str(first.pk)], "tags": ["ops"],
-        })
-
-
 def test_task_list(owner, team, listing):
     # given
-    _tasks(team, 3)
+    add_tasks(team, 3)
     assert listing(owner.client, "/api/v2/tasks", queries=QUERIES["tasks"]) == 3
     # when
-    _tasks(team, 5)
+    add_tasks(team, 5)
     # then
     assert listing(owner.client, "/api/v2/tasks", queries=QUERIES["tasks"]) == 8
 
 
-STEPS = [{"name": "pause", "action": "wait", "params": {"seconds": 0}}]
-
-
-def _workflows(team, count: int) -> None:
-    for index in range(count):
-        creator = (team["owner"] if index % 2 else team["member"]).agent
-        workflow_services.create_workflow(creator, {"name": f"Workflow {index}", "steps": STEPS, "tags": ["ops"]})
-
-
 def test_workflow_list(owner, team, listing):
     # given
-    _workflows(team, 3)
+    add_workflows(team, 3)
     assert listing(owner.client, "/api/v2/workflows", queries=QUERIES["workflows"]) == 3
     # when
-    _workflows(team, 5)
+    add_workflows(team, 5)
     # then
     assert listing(owner.client, "/api/v2/workflows", queries=QUERIES["workflows"]) == 8
-
-
-def _runs(workflow, team, count: int) -> None:
-    """Finished runs started by the owner and by a member (whose outputs the owner may not read)."""
-    for index in range(count):
-        runner = (team["owner"] if index % 2 else team["member"]).agent
-        run = WorkflowRun.objects.create(workflow=workflow, triggered_by=runner, status="completed",
-                                         output={"note": index})
-        StepRun.objects.create(run=run, index=0, name="pause", action="wait", status="completed", output={"n": index})
 
 
 def test_workflow_run_list(owner, team, listing):
     # given
     workflow = workflow_services.create_workflow(owner.agent, {"name": "Nightly", "steps": STEPS, "namespace": "team"})
     url = f"/api/v2/workflows/{workflow.pk}/runs"
-    _runs(workflow, team, 3)
+    add_runs(workflow, team, 3)
     assert listing(owner.client, url, queries=QUERIES["runs"]) == 3
     # when
-    _runs(workflow, team, 5)
+    add_runs(workflow, team, 5)
     # then
     assert listing(owner.client, url, queries=QUERIES["runs"]) == 8
 
