@@ -23,9 +23,13 @@ class ImportRunAdmin(ReadOnlyAdmin):
 class PersonaAdmin(ReadOnlyAdmin):
     list_display = ("name", "type", "role", "is_active", "agent")
     list_filter = ("type", "role")
+    list_select_related = ("link__agent",)  # the agent column, joined rather than read per row
     search_fields = ("name", "display_name")
 
     @admin.display(description="Agent")
     def agent(self, persona):
-        link = PersonaLink.objects.filter(persona=persona).select_related("agent").first()
-        return link.agent if link and link.agent else "-"
+        try:
+            agent = persona.link.agent
+        except PersonaLink.DoesNotExist:
+            return "-"
+        return agent or "-"

@@ -92,6 +92,23 @@ def test_namespace_list_shows_the_tree_in_order_with_counts(superuser_client, on
     assert 'padding-left: 3.0em">└ squad' in response.content.decode()
 
 
+def test_persona_list_shows_the_agent_each_persona_became(superuser_client, team):
+    # given: one persona linked to the owner agent, one whose agent is gone, one never linked
+    from compat.models import Persona, PersonaLink
+
+    for name in ("athena", "artemis", "hestia"):
+        Persona.objects.create(name=name, type=name, role="strategist")
+    PersonaLink.objects.create(persona=Persona.objects.get(name="athena"), agent=team["owner"].agent)
+    PersonaLink.objects.create(persona=Persona.objects.get(name="artemis"), agent=None)
+    # when
+    response = superuser_client.get(reverse("admin:compat_persona_changelist"))
+    # then
+    model_admin = response.context["cl"].model_admin
+    assert [(persona.name, str(model_admin.agent(persona))) for persona in response.context["cl"].result_list] == [
+        ("artemis", "-"), ("athena", "owner-agent"), ("hestia", "-"),
+    ]
+
+
 def test_workflow_page_lists_runs_and_run_page_lists_steps(superuser_client, one_of_each):
     # when
     workflow_page = superuser_client.get(reverse("admin:workflows_workflow_change", args=[one_of_each["workflow"].pk]))
