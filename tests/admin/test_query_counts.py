@@ -129,3 +129,40 @@ def test_superuser_changelist(model, team, superuser_client, changelist):
     add_rows(team, 3, 5)
     # then
     assert changelist(superuser_client, model, queries) == many
+
+
+# A staff operator with view rights on the models, change rights on `team` and view rights on `other`: its
+# pages add the operator's namespace scope (guardian rights and the subtree) to each read.
+# (Namespaces and API keys list fewer than were added: new top-level namespaces and the keys of
+# `company-agent` are outside the operator's scope.)
+# changelist: (exact queries, rows listed after 3 and after 8 added)
+SCOPED_CHANGELISTS = {
+    "namespaces.namespace": (14, (6, 9)),
+    "agents.agent": (15, (10, 15)),
+    "agents.apikey": (13, (10, 14)),
+    "memories.memory": (15, (3, 8)),
+    "workflows.task": (15, (3, 8)),
+    "workflows.workflow": (14, (3, 8)),
+    "workflows.workflowrun": (13, (3, 8)),
+}
+
+
+@pytest.fixture
+def scoped_operator(team, make_operator):
+    rights = {"team": ["view_namespace", "change_namespace"], "other": ["view_namespace"]}
+    client = make_operator("scoped-operator", rights)
+    client.user.user_permissions.add(Permission.objects.get(codename="view_workflowrun"))
+    return client
+
+
+@pytest.mark.parametrize("model", SCOPED_CHANGELISTS)
+def test_scoped_operator_changelist(model, team, scoped_operator, changelist):
+    # given
+    add_rows = CHANGELISTS[model][0]
+    queries, (few, many) = SCOPED_CHANGELISTS[model]
+    add_rows(team, 0, 3)
+    assert changelist(scoped_operator, model, queries) == few
+    # when
+    add_rows(team, 3, 5)
+    # then
+    assert changelist(scoped_operator, model, queries) == many
