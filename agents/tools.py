@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, render_json
+from tmws_site.mcp_server import agent_tool, filtered, render_json
 
 from . import services
+from .filters import AgentFilter
 from .models import Agent
 
 MAX_LIST = 200
@@ -49,15 +50,10 @@ def list_agents(
     active_only: Annotated[bool, Field(description="Leave out retired (inactive) agents.")] = True,
     limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="At most this many agents.")] = 50,
 ) -> dict[str, Any]:
-    agents = Agent.objects.visible_to(agent).select_related("namespace").order_by("agent_id")
-    if namespace:
-        agents = agents.filter(namespace__namespace=namespace)
-    if agent_type:
-        agents = agents.filter(agent_type=agent_type)
-    if capability:
-        agents = agents.filter(capabilities__has_key=capability)
-    if active_only:
-        agents = agents.filter(is_active=True)
+    agents = filtered(
+        AgentFilter, Agent.objects.visible_to(agent).select_related("namespace").order_by("agent_id"),
+        namespace=namespace, agent_type=agent_type, capability=capability, is_active=True if active_only else None,
+    )
     found = render_agents(agents[: limit + 1])
     return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
 

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from agents.models import Agent
-from tmws_site.mcp_server import agent_tool, render_json
+from tmws_site.mcp_server import agent_tool, filtered, render_json
 
 from . import access, services
+from .filters import NamespaceFilter
 from .models import Namespace
 
 
@@ -35,9 +36,8 @@ def list_namespaces(
                              Field(description="Only namespaces with this policy.")] = None,
     member_only: Annotated[bool, Field(description="Only namespaces you are a member of.")] = False,
 ) -> dict[str, Any]:
-    namespaces = Namespace.objects.select_related("parent").filter(access.namespace_visibility_q(agent)).order_by("path")
-    if access_policy:
-        namespaces = namespaces.filter(access_policy=access_policy)
+    visible = Namespace.objects.select_related("parent").filter(access.namespace_visibility_q(agent)).order_by("path")
+    namespaces = filtered(NamespaceFilter, visible, access_policy=access_policy)
     member_ids, admin_ids = access.member_namespace_ids(agent), access.admin_namespace_ids(agent)
     if member_only:
         namespaces = namespaces.filter(pk__in=member_ids)

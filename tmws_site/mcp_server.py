@@ -40,7 +40,7 @@ from mcp_types import ToolAnnotations
 
 from . import limits
 from .db import agent_context
-from .errors import ServiceError, error_body
+from .errors import InvalidInput, ServiceError, error_body
 
 logger = logging.getLogger(__name__)
 # Each stateless HTTP exchange starts and stops a transport; those INFO lines would drown the log.
@@ -302,6 +302,19 @@ def mcp_http_view(request: HttpRequest) -> HttpResponse:
         if header.lower() not in ("content-length", "transfer-encoding", "connection"):
             response[header] = value.decode("latin-1")
     return response
+
+
+def filtered(filterset_class, queryset, **values):
+    """`queryset` narrowed by an app's list filters, as the REST API narrows it for the same parameters.
+
+    One declaration (the app's `filters.py`) serves both surfaces; None leaves a filter out.
+    """
+    filterset = filterset_class(data={name: value for name, value in values.items() if value is not None},
+                                queryset=queryset)
+    if not filterset.is_valid():
+        field, messages = next(iter(filterset.errors.items()))
+        raise InvalidInput(f"{field}: {' '.join(messages)}", field=field)
+    return filterset.qs
 
 
 def given(**arguments) -> dict:

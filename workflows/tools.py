@@ -14,9 +14,10 @@ from pydantic import Field
 
 from agents.models import Agent
 from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, given, render_json
+from tmws_site.mcp_server import agent_tool, filtered, given, render_json
 
 from . import services
+from .filters import TaskFilter
 from .models import Task
 
 StatusName = Literal["pending", "in_progress", "completed", "failed", "cancelled", "skipped"]
@@ -108,18 +109,8 @@ def list_tasks(
     assignee = _agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id")
     if assigned_to_me:
         tasks = tasks.filter(assigned_agent=agent)
-    if assignee:
-        tasks = tasks.filter(assigned_agent__agent_id=assignee)
-    if status:
-        tasks = tasks.filter(status=status)
-    if priority:
-        tasks = tasks.filter(priority=priority)
-    if namespace:
-        tasks = tasks.filter(namespace__namespace=namespace)
-    if task_type:
-        tasks = tasks.filter(task_type=task_type)
-    if tag:
-        tasks = tasks.filter(tags__contains=[tag])
+    tasks = filtered(TaskFilter, tasks, assigned_agent_id=assignee, status=status, priority=priority,
+                     namespace=namespace, task_type=task_type, tag=tag)
     found = render_tasks(tasks[: limit + 1])
     return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
 

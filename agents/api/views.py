@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -12,20 +11,9 @@ from tmws_site.errors import error_body
 from tmws_site.schema import errors
 
 from .. import services
+from ..filters import AgentFilter
 from ..models import Agent
 from .serializers import AgentCreateSerializer, AgentSerializer, AgentUpdateSerializer, AgentWithKeySerializer
-
-
-class AgentFilter(filters.FilterSet):
-    namespace = filters.CharFilter(field_name="namespace__namespace")
-    capability = filters.CharFilter(method="filter_capability", label="has this capability key")
-
-    class Meta:
-        model = Agent
-        fields = ["agent_type", "access_level", "is_active", "namespace"]
-
-    def filter_capability(self, queryset, name, value):
-        return queryset.filter(capabilities__has_key=value)
 
 
 def _with_key(agent: Agent, key: str) -> dict:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -12,6 +11,7 @@ from tmws_site.schema import errors
 
 from .. import contextual, learning, services
 from .. import search as memory_search
+from ..filters import MemoryFilter
 from ..models import Memory
 from .serializers import (
     CategoriseResultSerializer,
@@ -28,20 +28,6 @@ from .serializers import (
     ShareSerializer,
     search_response,
 )
-
-
-class MemoryFilter(filters.FilterSet):
-    namespace = filters.CharFilter(field_name="namespace__namespace")
-    agent_id = filters.CharFilter(field_name="agent__agent_id")
-    tag = filters.CharFilter(method="filter_tag")
-    parent = filters.UUIDFilter(field_name="parent_memory_id")
-
-    class Meta:
-        model = Memory
-        fields = ["namespace", "agent_id", "access_level", "memory_category", "embedding_status", "tag", "parent"]
-
-    def filter_tag(self, queryset, name, value):
-        return queryset.filter(context_tags__contains=[value])
 
 
 class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -12,16 +11,9 @@ from tmws_site.api import BaseViewSet
 from tmws_site.schema import errors
 
 from .. import access, services
+from ..filters import NamespaceFilter
 from ..models import Namespace
 from .serializers import MemberSerializer, NamespaceCreateSerializer, NamespaceSerializer, NamespaceUpdateSerializer
-
-
-class NamespaceFilter(filters.FilterSet):
-    parent_namespace = filters.CharFilter(field_name="parent__namespace")
-
-    class Meta:
-        model = Namespace
-        fields = ["access_policy", "parent_namespace"]
 
 
 class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):

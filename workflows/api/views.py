@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,6 +13,7 @@ from tmws_site.schema import errors
 
 from .. import runs as run_services
 from .. import services
+from ..filters import TaskFilter, WorkflowFilter
 from ..models import Task, Workflow
 from .serializers import (
     RunRequestSerializer,
@@ -31,19 +31,6 @@ from .serializers import (
 RUN_ID = r"runs/(?P<run_id>[^/.]+)"
 RUN_ID_PARAMETER = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 STATUS_CONFLICT = (409, "The status change is not allowed from the current status, or retries are used up.")
-
-
-class TaskFilter(filters.FilterSet):
-    namespace = filters.CharFilter(field_name="namespace__namespace")
-    assigned_agent_id = filters.CharFilter(field_name="assigned_agent__agent_id")
-    tag = filters.CharFilter(method="filter_tag")
-
-    class Meta:
-        model = Task
-        fields = ["status", "priority", "task_type", "assigned_agent_id", "namespace", "tag"]
-
-    def filter_tag(self, queryset, name, value):
-        return queryset.filter(tags__contains=[value])
 
 
 class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
@@ -101,19 +88,6 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         body = request.data if isinstance(request.data, dict) else {}
         task = services.complete_task(self.principal, self.get_object(), body.get("result"))
         return Response(TaskSerializer(task).data)
-
-
-class WorkflowFilter(filters.FilterSet):
-    namespace = filters.CharFilter(field_name="namespace__namespace")
-    created_by = filters.CharFilter(field_name="created_by__agent_id")
-    tag = filters.CharFilter(method="filter_tag")
-
-    class Meta:
-        model = Workflow
-        fields = ["status", "workflow_type", "namespace", "created_by", "tag"]
-
-    def filter_tag(self, queryset, name, value):
-        return queryset.filter(tags__contains=[value])
 
 
 class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
