@@ -15,7 +15,6 @@ does not depend on the values of its weights, only its vectors are meaningless.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.figures import emit
 
 # bge-small-en-v1.5's published architecture (its config.json): BERT, 12 layers, 384 wide, 12 heads.
 BGE_SMALL_SHAPE = {"num_hidden_layers": 12, "hidden_size": 384, "intermediate_size": 1536,
@@ -129,10 +130,7 @@ def main(argv=None) -> dict:
         "mean_query_characters": round(sum(map(len, queries)) / len(queries)),
         "results": results,
     }
-    text = json.dumps(document, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(document, args.out)
     return document
 
 

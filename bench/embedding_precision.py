@@ -20,7 +20,6 @@ Interleaved rounds, best of each: the machine is shared and its speed wanders.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.figures import emit
 
 DEFAULT_DATA = "../shared/data/locomo-dev/locomo-dev.json"
 
@@ -146,10 +147,7 @@ def main(argv=None) -> dict:
         },
         "batch_independence": independent,
     }
-    text = json.dumps(document, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(document, args.out)
     return document
 
 

@@ -19,8 +19,8 @@ never equalled its stored twin). Nothing is padded, and texts running side by si
 embed faster than padded batches did (docs/search.md, *Precision*).
 
 TMWS_EMBEDDING_PRECISION picks float32 (the model's own weights), int8 (the graph's matrix weights
-quantised once, with 7-bit weights so that no CPU's 8-bit kernels saturate: every x86 CPU computes
-the same integers) or auto, the default: int8 where this machine's measurement says it pays
+quantised once, with 7-bit weights so that no CPU's 8-bit kernels saturate: every x86 CPU should
+compute the same integers, measured on AVX2 only) or auto, the default: int8 where this machine's measurement says it pays
 (memories.precision). int8 vectors are within a cosine of 0.95 of float32's (0.99 on average over
 LoCoMo's turns), close enough to be compared with each other, so both are recorded under the model's
 one name. An int8 graph that cannot be made or fails its check at load leaves the process on the
@@ -38,7 +38,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -319,8 +319,8 @@ def _quantise(source: Path, target: Path) -> None:
     Per-channel scales keep the vectors at a cosine of 0.99 on average to float32 (per-tensor
     ones: 0.95). Weights use 7 bits (reduce_range): CPUs without VNNI multiply 8-bit pairs into
     16-bit sums that saturate for full-range weights, so the same text gave other vectors on AVX2
-    than on AVX-512 VNNI; with 7 bits every product sum fits and all compute the same integers,
-    at no measurable cost in speed or cosine. Activations are quantised per run from the text's
+    than on AVX-512 VNNI; with 7 bits every product sum fits, so all should compute the same
+    integers (by construction; measured on AVX2 only), at no measurable cost in speed or cosine. Activations are quantised per run from the text's
     own range, which is why each text runs alone (OnnxEncoder.embed).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -415,22 +415,27 @@ def _load_encoder(backend: str, wanted: str):
 
 
 def _onnx_encoder(model, spec: EmbeddingModel, wanted: str) -> OnnxEncoder:
-    """The float32 graph, or the int8 one where `wanted` asks for it (auto: where it pays on this CPU)."""
-    float32 = OnnxEncoder(model, spec, "float32")
+    """The float32 graph, or the int8 one where `wanted` asks for it (auto: where it pays on this CPU).
+
+    The float32 session is made only when it runs or must be measured: a process whose machine
+    already chose int8 loads one graph, not two.
+    """
+    float32 = cache(lambda: OnnxEncoder(model, spec, "float32"))
     if wanted == "float32":
-        return float32
+        return float32()
     try:
         int8 = OnnxEncoder(model, spec, "int8")
     except Exception as exc:  # e.g. a CPU whose 8-bit kernels lose too much: the float32 graph it is
-        float32.decision = precisions.Decision("float32", f"the int8 ONNX graph is unavailable: {exc}")
-        return float32
-    if wanted == "auto":
-        decision = precisions.decide(int8.graph.parent, int8.graph, lambda: (float32, int8))
-        if decision.precision == "float32":
-            float32.decision = decision
-            return float32
-        int8.decision = decision
-    return int8
+        return _decided(float32(), precisions.Decision("float32", f"the int8 ONNX graph is unavailable: {exc}"))
+    if wanted == "int8":
+        return int8
+    decision = precisions.decide(int8.graph, lambda: (float32(), int8))
+    return _decided(float32() if decision.precision == "float32" else int8, decision)
+
+
+def _decided(encoder: OnnxEncoder, decision) -> OnnxEncoder:
+    encoder.decision = decision
+    return encoder
 
 
 _threads_settled = False

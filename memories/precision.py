@@ -158,22 +158,22 @@ def measure(float32, int8, rounds: int = 3) -> dict:
     }
 
 
-def decision_file(models_dir: Path, graph: Path) -> Path:
-    """Where the decision for this graph on this CPU is kept: a new CPU, model or runtime decides anew."""
+def decision_file(graph: Path) -> Path:
+    """Where the decision for this graph on this CPU is kept (beside it): a new CPU, model or runtime decides anew."""
     import onnxruntime
 
     key = repr((graph.name, cpu_model(), cpu_flags(), onnxruntime.__version__, INT8_MIN_SPEEDUP,
                 INT8_MIN_COSINE, INT8_MIN_MEAN_COSINE))
-    return models_dir / f"precision-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return graph.parent / f"precision-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def decide(models_dir: Path, graph: Path, encoders) -> Decision:
+def decide(graph: Path, encoders) -> Decision:
     """The kept decision for this graph and CPU, or a new one measured with encoders() -> (float32, int8).
 
     Processes starting together (gunicorn or Celery workers) take turns: the first measures, the
     others wait for it and read what it kept, so no two processes of a machine disagree.
     """
-    path = decision_file(models_dir, graph)
+    path = decision_file(graph)
     try:
         lock = open(path.with_suffix(".lock"), "a")
     except OSError:  # a read-only data directory: nothing can be kept, so there is nothing to wait for

@@ -54,3 +54,21 @@ def test_a_value_the_filter_refuses_is_a_400_naming_the_field(team):
     # then
     assert refused.value.field == "status"
     assert refused.value.message.startswith("status: Select a valid choice. bogus is not one of the available choices.")
+
+
+@pytest.mark.django_db
+def test_an_outsider_naming_a_namespace_it_cannot_read_gets_nothing_through_either_surface(team):
+    # given: tasks in `team`, and an outsider that asks for them by name
+    add_tasks(team, 4)
+    outsider = team["outsider"]
+    before = list(Task.objects.order_by("pk").values_list("pk", "status", "updated_at"))
+    # when
+    api = outsider.client.get("/api/v2/tasks", {"namespace": "team"})
+    tool = _call_as_agent(task_tools.list_tasks, outsider.agent.pk, {"namespace": "team", "tag": "ops"})
+    agents = _call_as_agent(agent_tools.list_agents, outsider.agent.pk, {"namespace": "team"})
+    # then: a filter narrows what the caller may read, it never widens it; nothing changed
+    assert (api.status_code, api.json()["results"], tool["results"]) == (200, [], [])
+    assert [agent["agent_id"] for agent in agents["results"]] == [
+        agent["agent_id"] for agent in outsider.client.get("/api/v2/agents", {"namespace": "team"}).json()["results"]]
+    assert Task.objects.count() == 4
+    assert list(Task.objects.order_by("pk").values_list("pk", "status", "updated_at")) == before

@@ -399,15 +399,15 @@ def test_the_decision_is_measured_once_per_machine_and_kept(tmp_path):
     graph = tmp_path / "model-int8w7-ort1.onnx"
     Measured.calls = 0
     # when
-    first = precision.decide(tmp_path, graph, lambda: (Measured(vectors), Measured(vectors)))
+    first = precision.decide(graph, lambda: (Measured(vectors), Measured(vectors)))
     measured_calls = Measured.calls
-    second = precision.decide(tmp_path, graph, lambda: pytest.fail("measured twice"))
+    second = precision.decide(graph, lambda: pytest.fail("measured twice"))
     # then
     assert measured_calls == 2 + 2 * 3  # the cosines, then three interleaved rounds of each
     assert first == second
     assert first.measured["cosine_min"] == first.measured["cosine_mean"] == 1.0
     assert first.measured["texts"] == len(CALIBRATION_TEXTS) and first.measured["cpu_flags"] == precision.cpu_flags()
-    kept = precision.decision_file(tmp_path, graph)
+    kept = precision.decision_file(graph)
     assert json.loads(kept.read_text()) == first.as_dict()
     assert sorted(path.name for path in tmp_path.iterdir()) == [kept.name, kept.with_suffix(".lock").name]
 
@@ -426,9 +426,9 @@ def test_processes_starting_together_wait_for_one_measurement(tmp_path):
         return Measured(vectors), Measured(vectors)
 
     decisions = {}
-    first = threading.Thread(target=lambda: decisions.update(first=precision.decide(tmp_path, graph, slow_encoders)))
+    first = threading.Thread(target=lambda: decisions.update(first=precision.decide(graph, slow_encoders)))
     second = threading.Thread(target=lambda: decisions.update(
-        second=precision.decide(tmp_path, graph, lambda: pytest.fail("measured twice"))))
+        second=precision.decide(graph, lambda: pytest.fail("measured twice"))))
     # when
     first.start()
     assert measuring.wait(30)
@@ -444,12 +444,12 @@ def test_a_damaged_decision_file_is_measured_again(tmp_path):
     # given
     vectors = embeddings.embed_texts(CALIBRATION_TEXTS)
     graph = tmp_path / "model-int8w7-ort1.onnx"
-    precision.decision_file(tmp_path, graph).write_text("{not json")
+    precision.decision_file(graph).write_text("{not json")
     # when
-    decision = precision.decide(tmp_path, graph, lambda: (Measured(vectors), Measured(vectors)))
+    decision = precision.decide(graph, lambda: (Measured(vectors), Measured(vectors)))
     # then
     assert decision.precision in ("int8", "float32")
-    assert json.loads(precision.decision_file(tmp_path, graph).read_text())["precision"] == decision.precision
+    assert json.loads(precision.decision_file(graph).read_text())["precision"] == decision.precision
 
 
 def test_auto_measures_both_real_graphs_on_this_machine(settings, tmp_path, caplog, fresh_encoder):
@@ -470,7 +470,7 @@ def test_auto_measures_both_real_graphs_on_this_machine(settings, tmp_path, capl
     assert (f"Embedding model all-MiniLM-L6-v2: onnx backend at {encoder.precision} ({encoder.decision.reason})."
             in caplog.text)
     int8_graph = embeddings.onnx_graph(embeddings.get_model(), precision="int8")  # made already: returned
-    assert json.loads(precision.decision_file(int8_graph.parent, int8_graph).read_text()) == encoder.decision.as_dict()
+    assert json.loads(precision.decision_file(int8_graph).read_text()) == encoder.decision.as_dict()
 
 
 def test_auto_follows_the_kept_decision_and_warns_when_it_is_float32(settings, tmp_path, caplog, fresh_encoder):
@@ -479,7 +479,7 @@ def test_auto_follows_the_kept_decision_and_warns_when_it_is_float32(settings, t
     settings.TMWS_EMBEDDING_PRECISION = "auto"
     int8_graph = embeddings.onnx_graph(embeddings.get_model(), precision="int8")
     kept = precision.Decision("float32", "int8 is not faster enough on this CPU (kept)", {"cosine_min": 0.99})
-    precision.decision_file(int8_graph.parent, int8_graph).write_text(json.dumps(kept.as_dict()))
+    precision.decision_file(int8_graph).write_text(json.dumps(kept.as_dict()))
     # when
     with caplog.at_level(logging.WARNING, logger="memories.embeddings"):
         encoder = embeddings.get_encoder()
