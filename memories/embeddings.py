@@ -320,8 +320,9 @@ def _quantise(source: Path, target: Path) -> None:
     ones: 0.95). Weights use 7 bits (reduce_range): CPUs without VNNI multiply 8-bit pairs into
     16-bit sums that saturate for full-range weights, so the same text gave other vectors on AVX2
     than on AVX-512 VNNI; with 7 bits every product sum fits, so all should compute the same
-    integers (by construction; measured on AVX2 only), at no measurable cost in speed or cosine. Activations are quantised per run from the text's
-    own range, which is why each text runs alone (OnnxEncoder.embed).
+    integers (by construction; measured on AVX2 only), at no measurable cost in speed or cosine.
+    Activations are quantised per run from the text's own range, which is why each text runs
+    alone (OnnxEncoder.embed).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
