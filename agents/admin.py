@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
-from tmws_site.admin_base import OperatorScopedAdmin, ServiceModelAdmin
+from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
 
 from . import services
 from .models import Agent, ApiKey

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-from tmws_site.models import BaseModel, choices_check
+from core.models import BaseModel, choices_check
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 agent_id_validator = RegexValidator(
@@ -25,7 +25,7 @@ class AgentAccessLevel(models.TextChoices):
 class AgentQuerySet(models.QuerySet):
     def visible_to(self, actor) -> AgentQuerySet:
         """Only the agents `actor` (agent, operator user or Principal) may list and read."""
-        from namespaces.access import agent_visibility_q
+        from access import agent_visibility_q
 
         return self.filter(agent_visibility_q(actor))
 

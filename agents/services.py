@@ -6,25 +6,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from namespaces import access
-from namespaces.services import get_namespace, set_role
-from tmws_site import validation
-from tmws_site.db import as_service
-from tmws_site.errors import Conflict, Forbidden, InvalidInput
+import access
+from core import validation
+from core.db import as_service
+from core.errors import Conflict, Forbidden, InvalidInput
+from namespaces.services import get_agent, get_namespace, set_role  # noqa: F401  (get_agent: agents look agents up here too)
 
 from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
 
 USERNAME_PREFIX = "agent:"
-
-
-def get_agent(agent_id, *, field: str = "agent_id") -> Agent:
-    """Look an agent up by agent_id; a missing one is bad input naming the field."""
-    if not isinstance(agent_id, str) or not agent_id:
-        raise InvalidInput(f"{field} must be an agent id.", field=field)
-    agent = Agent.objects.select_related("user").filter(agent_id=agent_id).first()
-    if agent is None:
-        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field=field)
-    return agent
 
 
 def _require_registrar(actor, namespace) -> None:
@@ -61,7 +51,7 @@ def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
 
 
 # Configuration keys that operators and admin agents set for an agent, never the agent itself
-# (max_in_flight: tmws_site.limits).
+# (max_in_flight: core.limits).
 OPERATOR_CONFIGURATION_KEYS = ("max_in_flight",)
 
 

@@ -5,8 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, filtered, render_json
+from core.errors import InvalidInput
+from core.tools import agent_tool, filtered, render_json
 
 from . import services
 from .filters import AgentFilter

@@ -7,11 +7,11 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from access import Principal
 from bench import corpus
+from core.db import enter_agent_context, leave_agent_context
 from memories import search as memory_search
 from memories.search import SearchRequest, candidates, semantic_ranking
-from namespaces.access import Principal
-from tmws_site.db import enter_agent_context, leave_agent_context
 
 
 def scenarios(fixture) -> dict:

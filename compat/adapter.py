@@ -232,13 +232,13 @@ def legacy_persona_id(agent) -> str | None:
 def agent_for_persona(name_or_id):
     """The agent a persona reference names: the persona name (== agent_id), its legacy UUID or the agent's UUID.
 
-    A legacy UUID resolves only through what the import recorded (`namespaces.access.persona_identity_q`),
-    never through metadata an agent or operator can edit. Raises tmws_site.errors.NotFound when
-    nothing matches.
+    A legacy UUID resolves only through what the import recorded (its PersonaLink records),
+    never through metadata an agent or operator can edit (agents and whoever edits them write it).
+    Raises core.errors.NotFound when nothing matches. Plugged into v2 tools as the extension point
+    `persona_agent` (core.extensions).
     """
     from agents.models import Agent
-    from namespaces import access
-    from tmws_site.errors import NotFound
+    from core.errors import NotFound
 
     if isinstance(name_or_id, Agent):
         return name_or_id
@@ -257,7 +257,7 @@ def agent_for_persona(name_or_id):
         if agent is None:
             raise NotFound(f"Persona '{reference[:128]}' not found.") from None
         return agent
-    agent = agents.filter(access.persona_identity_q(as_uuid)).first()
+    agent = agents.filter(persona_link__persona_id=as_uuid).first()
     if agent is None:
         agent = agents.filter(pk=as_uuid).first()
     if agent is None:

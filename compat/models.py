@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from tmws_site.models import BaseModel, choices_check
+from core.models import BaseModel, choices_check
 
 from .adapter import PersonaRole, PersonaType
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from django.db.models import Avg, Count, Q
 
+from core.models import count_by
 from memories.models import Memory
-from tmws_site.models import count_by
 from workflows.models import Task, TaskStatus
 
 from . import adapter

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 
 from agents.models import AGENT_ID_PATTERN
+from core.validation import MAX_TAG_LENGTH, MAX_TAGS, is_storable
 from memories.models import EMBEDDING_DIMENSIONS
 from memories.services import MAX_CATEGORY_LENGTH
-from tmws_site.validation import MAX_TAG_LENGTH, MAX_TAGS, is_storable
 
 from .adapter import PersonaRole, PersonaType
 

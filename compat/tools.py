@@ -18,10 +18,10 @@ from django.db.models import Q
 from pydantic import Field
 
 from agents.models import Agent
+from core.tools import agent_tool, given, render_json
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.models import Memory
-from tmws_site.mcp_server import agent_tool, given, render_json
 
 from . import adapter, selectors
 

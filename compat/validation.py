@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 from django.db import connection
 
+import access
 from agents.models import Agent
 from memories.choices import AccessLevel
 from memories.models import Memory
-from namespaces import access
 from workflows.models import Task, Workflow
 
 from . import source as legacy

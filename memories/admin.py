@@ -7,8 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.search import SearchQuery
 
-from namespaces import access
-from tmws_site.admin_base import ServiceModelAdmin
+import access
+from access.admin_base import ServiceModelAdmin
 
 from . import services
 from .models import TEXT_SEARCH_CONFIG, Memory

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmws_site.errors import InvalidInput
+from core.errors import InvalidInput
 
 from .search import SearchRequest, SearchResult, clean_request, search
 

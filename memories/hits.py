@@ -11,7 +11,7 @@ from collections import Counter
 from django.db import connection
 from django.utils import timezone
 
-from tmws_site.redis_client import broker_redis
+from core.redis_client import broker_redis
 
 from .models import Memory, MemoryUsage
 

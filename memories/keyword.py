@@ -21,7 +21,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import JSONField, QuerySet
 
-from namespaces.access import Principal, operator_namespace_ids
+from access import Principal, operator_namespace_ids
 
 from .models import TEXT_SEARCH_CONFIG, Memory
 

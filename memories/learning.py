@@ -10,7 +10,7 @@
   embeddings to retry, categories to apply.
 
 Everything works on memories the agent owns. When someone else asks (an operator, an admin
-agent), `namespaces.access.learning_memories_q` narrows them further to what that caller may
+agent), `access.learning_memories_q` narrows them further to what that caller may
 read, and `apply` to what it may change. Each function takes the caller as `actor`; without one,
 the agent asks about itself.
 """
@@ -24,11 +24,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+import access
 from agents.models import Agent
 from agents.services import get_agent
-from namespaces import access
-from tmws_site.errors import Forbidden, InvalidInput
-from tmws_site.models import count_by
+from core.errors import Forbidden, InvalidInput
+from core.models import count_by
 
 from .choices import EmbeddingStatus
 from .models import Memory, MemoryUsage, preview

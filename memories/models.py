@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from pgvector.django import HnswIndex, VectorField
 
-from tmws_site.models import BaseModel, choices_check
+from core.models import BaseModel, choices_check
 
 from .choices import AccessLevel, EmbeddingStatus
 from .querysets import MemoryQuerySet

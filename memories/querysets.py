@@ -1,4 +1,4 @@
-"""Read-side queries on memories; visibility always comes from namespaces.access."""
+"""Read-side queries on memories; visibility always comes from access."""
 from __future__ import annotations
 
 from django.db import models
@@ -16,7 +16,7 @@ class MemoryQuerySet(models.QuerySet):
 
     def visible_to(self, actor) -> MemoryQuerySet:
         """Only the memories `actor` (agent, operator user or Principal) may read."""
-        from namespaces.access import memory_visibility_q
+        from access import memory_visibility_q
 
         return self.filter(memory_visibility_q(actor))
 

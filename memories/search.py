@@ -33,12 +33,12 @@ from django.utils import timezone
 from pgvector import Vector
 from pgvector.django import CosineDistance
 
+from access import Principal
 from agents.models import Agent
-from namespaces.access import Principal
+from core import validation
+from core.db import agent_search_context, current_agent_id, service_role
+from core.errors import InvalidInput
 from namespaces.models import Namespace
-from tmws_site import validation
-from tmws_site.db import agent_search_context, current_agent_id, service_role
-from tmws_site.errors import InvalidInput
 
 from .choices import AccessLevel
 from .keyword import KeywordQuery, bm25_ranking, keyword_query

@@ -1,4 +1,4 @@
-"""State changes on memories. Every write checks namespaces.access first and changes nothing on refusal."""
+"""State changes on memories. Every write checks access first and changes nothing on refusal."""
 from __future__ import annotations
 
 import unicodedata
@@ -10,14 +10,14 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
+import access
 from agents.models import Agent
 from agents.services import get_agent
-from namespaces import access
+from core import validation
+from core.db import as_service
+from core.errors import Forbidden, InvalidInput
+from core.models import find_visible
 from namespaces.services import get_namespace
-from tmws_site import validation
-from tmws_site.db import as_service
-from tmws_site.errors import Forbidden, InvalidInput
-from tmws_site.models import find_visible
 
 from .choices import AccessLevel, EmbeddingStatus
 from .models import Memory

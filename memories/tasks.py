@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
-from tmws_site.redis_client import broker_redis
+from core.redis_client import broker_redis
 
 from . import background, hits
 from .choices import EmbeddingStatus

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from agents.models import Agent
-from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, given, render_json
+from core import extensions
+from core.errors import InvalidInput
+from core.tools import agent_tool, given, render_json
 
 from . import contextual, learning, services
 from . import search as memory_search
@@ -169,9 +170,7 @@ def update_memory(
     if importance is not None:
         if learning_weight is not None:
             raise InvalidInput("Give learning_weight or the persona-era importance, not both.", field="importance")
-        from compat.adapter import importance_to_learning_weight
-
-        learning_weight = importance_to_learning_weight(importance)
+        learning_weight = extensions.call("importance_to_learning_weight", importance, field="importance")
     if tags is not None:
         if context_tags is not None:
             raise InvalidInput("Give context_tags or the persona-era tags, not both.", field="tags")

@@ -1,4 +1,4 @@
-"""Operator UI for namespaces: the tree, members and roles (who sees what: tmws_site.admin_base)."""
+"""Operator UI for namespaces: the tree, members and roles (who sees what: access.admin_base)."""
 from __future__ import annotations
 
 from django import forms
@@ -12,12 +12,21 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdminMixin
 
-from memories.models import Memory
-from tmws_site.admin_base import ServiceModelAdmin, count_of
-from tmws_site.errors import ServiceError
+import access
+from access.admin_base import ServiceModelAdmin
+from core.admin import count_of
+from core.errors import ServiceError
 
-from . import access, services
-from .models import ROLE_PERMISSIONS, TREE_ORDER, Namespace, NamespaceUserObjectPermission, Role
+from . import services
+from .models import (
+    ROLE_PERMISSIONS,
+    TREE_ORDER,
+    Namespace,
+    NamespaceUserObjectPermission,
+    Role,
+    agent_model,
+    memory_model,
+)
 
 # --- Namespaces -----------------------------------------------------------------------------
 
@@ -57,7 +66,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
                     NamespaceUserObjectPermission.objects.filter(permission__codename=ROLE_PERMISSIONS[Role.MEMBER]),
                     "content_object",
                 ),
-                memory_count=count_of(Memory.objects.all(), "namespace"),
+                memory_count=count_of(memory_model().objects.all(), "namespace"),
             )
         )
 
@@ -172,8 +181,6 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         return TemplateResponse(request, self.members_template, context)
 
     def _change_membership(self, request, namespace, form) -> bool:
-        from agents.services import get_agent
-
         if "remove" in request.POST:
             agent_id, role = request.POST["remove"], None
         elif form.is_valid():
@@ -181,7 +188,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         else:
             return False
         try:
-            agent = get_agent(agent_id)
+            agent = services.get_agent(agent_id)
             with transaction.atomic():
                 if role is None:
                     services.remove_member(request.user, namespace, agent)
@@ -196,8 +203,6 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
 
     @staticmethod
     def _members(namespace) -> list[dict]:
-        from agents.models import Agent
-
         grants = NamespaceUserObjectPermission.objects.filter(
             content_object=namespace, permission__codename__in=ROLE_PERMISSIONS.values()
         ).values_list("user_id", "permission__codename")
@@ -205,7 +210,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         for user_id, codename in grants:
             if codename == ROLE_PERMISSIONS[Role.ADMIN] or user_id not in roles:
                 roles[user_id] = Role.ADMIN if codename == ROLE_PERMISSIONS[Role.ADMIN] else Role.MEMBER
-        agents = Agent.objects.filter(Q(user_id__in=roles) | Q(namespace=namespace)).order_by("agent_id")
+        agents = agent_model().objects.filter(Q(user_id__in=roles) | Q(namespace=namespace)).order_by("agent_id")
         return [
             {"agent": agent, "role": roles.get(agent.user_id, Role.MEMBER), "home": agent.namespace_id == namespace.pk}
             for agent in agents

@@ -3,18 +3,14 @@ from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import F, Value
-from django.db.models.functions import Collate, Replace
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from tmws_site.models import BaseModel, choices_check
+from access.choices import ROLE_PERMISSIONS, AccessPolicy, Role  # noqa: F401  (namespaces name them here too)
+from core.models import TREE_ORDER, BaseModel, choices_check  # noqa: F401  (TREE_ORDER: namespaces' order)
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 MAX_DEPTH = 8
 PATH_SEPARATOR = "/"
-# Byte order of the path with "/" sorting before every slug character keeps each subtree right under
-# its root ("team/a" before "team-x"), whatever the database's collation.
-TREE_ORDER = Collate(Replace(F("path"), Value("/"), Value(" ")), "C")
 
 namespace_slug_validator = RegexValidator(
     NAMESPACE_PATTERN,
@@ -29,19 +25,6 @@ def validate_namespace_slug(value: str) -> None:
 
         raise ValidationError("A namespace may not contain '..'.")
 
-
-class AccessPolicy(models.TextChoices):
-    OPEN = "open", "Open: agents may join themselves"
-    INVITE_ONLY = "invite_only", "Invite only: namespace admins add members"
-    CLOSED = "closed", "Closed: only operators add members"
-
-
-class Role(models.TextChoices):
-    MEMBER = "member", "Member"
-    ADMIN = "admin", "Admin"
-
-
-ROLE_PERMISSIONS = {Role.MEMBER: "member_namespace", Role.ADMIN: "admin_namespace"}
 
 
 class Namespace(BaseModel):
@@ -85,3 +68,16 @@ class NamespaceUserObjectPermission(UserObjectPermissionBase):
 
 class NamespaceGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Namespace, on_delete=models.CASCADE)
+
+
+def agent_model():
+    """The agent model, reached through its foreign key to Namespace.
+
+    Namespaces sit below agents and import nothing of them; memberships name agents all the same.
+    """
+    return Namespace._meta.get_field("home_agents").related_model
+
+
+def memory_model():
+    """The memory model, reached through its foreign key to Namespace (memories sit above namespaces)."""
+    return Namespace._meta.get_field("memories").related_model

@@ -5,11 +5,20 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from tmws_site.db import as_service
-from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+import access
+from core.db import as_service
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-from . import access
-from .models import MAX_DEPTH, PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, Role, validate_namespace_slug
+from .models import (
+    MAX_DEPTH,
+    PATH_SEPARATOR,
+    ROLE_PERMISSIONS,
+    AccessPolicy,
+    Namespace,
+    Role,
+    agent_model,
+    validate_namespace_slug,
+)
 
 
 def get_namespace(slug, *, field: str = "namespace") -> Namespace:
@@ -20,6 +29,16 @@ def get_namespace(slug, *, field: str = "namespace") -> Namespace:
     if namespace is None:
         raise InvalidInput(f"Namespace '{slug[:64]}' does not exist.", field=field, code="unknown_namespace")
     return namespace
+
+
+def get_agent(agent_id, *, field: str = "agent_id"):
+    """Look an agent up by agent_id (to manage its memberships, or anywhere); a missing one is bad input naming the field."""
+    if not isinstance(agent_id, str) or not agent_id:
+        raise InvalidInput(f"{field} must be an agent id.", field=field)
+    agent = agent_model().objects.select_related("user").filter(agent_id=agent_id).first()
+    if agent is None:
+        raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field=field)
+    return agent
 
 
 def _clean_slug(slug) -> str:

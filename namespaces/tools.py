@@ -1,16 +1,19 @@
 """MCP tools for namespaces: see the ones you may use, and join open ones."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from agents.models import Agent
-from tmws_site.mcp_server import agent_tool, filtered, render_json
+import access
+from core.tools import agent_tool, filtered, render_json
 
-from . import access, services
+from . import services
 from .filters import NamespaceFilter
 from .models import Namespace
+
+if TYPE_CHECKING:
+    from agents.models import Agent
 
 
 def render_namespaces(namespaces, member_ids: set, admin_ids: set) -> list[dict]:

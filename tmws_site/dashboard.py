@@ -5,15 +5,14 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
+import access
 from agents.models import Agent
+from core.models import count_by
 from memories.choices import EmbeddingStatus
 from memories.models import Memory
-from namespaces import access
 from namespaces.models import Namespace
 from workflows.choices import TaskStatus
 from workflows.models import Task
-
-from .models import count_by
 
 
 def operator_dashboard(request) -> list[dict]:

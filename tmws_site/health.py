@@ -46,7 +46,7 @@ def _broker_ok() -> tuple[bool, str]:
 
 def _shows_details(request) -> bool:
     """Why a component fails (exception text names hosts and drivers) is for operators; others read "unavailable"."""
-    from namespaces import access
+    import access
 
     try:
         return access.can_read_probe_details(request.user)

@@ -5,7 +5,7 @@ first parameter receives the calling agent; the rest become the tool's input sch
 call:
 
 - reloads the agent (a retired agent loses access mid-session),
-- runs inside `tmws_site.db.agent_context(agent)`: one transaction under row-level security,
+- runs inside `core.db.agent_context(agent)`: one transaction under row-level security,
   rolled back when the tool refuses,
 - turns a `ServiceError` into the SDK's `ToolError`, so the client sees the message (a plain
   exception would reach it only as "Error executing tool <name>").
@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -38,9 +36,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import ToolAnnotations
 
-from . import limits
-from .db import agent_context
-from .errors import InvalidInput, ServiceError, error_body
+from core import limits
+from core.db import agent_context
+from core.errors import ServiceError, error_body
+from core.tools import AgentTool, registered, tool_error
 
 logger = logging.getLogger(__name__)
 # Each stateless HTTP exchange starts and stops a transport; those INFO lines would drown the log.
@@ -83,51 +82,18 @@ def agent_for_key(raw_key: str | None):
     return agent
 
 
-# --- Tool registry ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AgentTool:
-    fn: Callable[..., Any]
-    name: str
-    title: str
-    description: str
-    read_only: bool
-    destructive: bool
-
-
-_registry: dict[str, AgentTool] = {}
-
-
-def agent_tool(*, title: str, description: str, name: str | None = None, read_only: bool = False,
-               destructive: bool = False):
-    """Register `fn(agent, **arguments)` as an MCP tool; its other parameters form the input schema."""
-
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        tool_name = name or fn.__name__
-        if tool_name in _registry and _registry[tool_name].fn is not fn:
-            raise ValueError(f"Two MCP tools are named {tool_name!r}; keep one tool per name.")
-        _registry[tool_name] = AgentTool(fn, tool_name, title, description.strip(), read_only, destructive)
-        return fn
-
-    return register
-
+# --- Tools -------------------------------------------------------------------------------
 
 def registered_tools() -> list[AgentTool]:
     """Every tool of every installed app: each app's `tools` module is found like its `admin` module."""
     autodiscover_modules("tools")
-    return list(_registry.values())
-
-
-def tool_error(exc: ServiceError) -> ToolError:
-    """The client-facing form of a refusal: its code, message and the field at fault."""
-    field = f" (field: {exc.field})" if exc.field else ""
-    return ToolError(f"[{exc.code}] {exc.message}{field}")
+    return registered()
 
 
 def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
     """Run one tool body synchronously as the agent, inside its RLS transaction."""
+    import access
     from agents.models import Agent
-    from namespaces import access
 
     own_connection = not connection.in_atomic_block
     if own_connection:
@@ -147,8 +113,13 @@ def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
 
 def _as_mcp_function(spec: AgentTool) -> Callable[..., Any]:
     """An async function with the tool's signature minus the agent, running the body in Django's sync world."""
-    signature = inspect.signature(spec.fn, eval_str=True)
-    parameters = list(signature.parameters.values())[1:]
+    signature = inspect.signature(spec.fn)
+    # The agent parameter is the body's own; its annotation may name a model only for type checkers.
+    parameters = [
+        parameter.replace(annotation=eval(parameter.annotation, spec.fn.__globals__))
+        if isinstance(parameter.annotation, str) else parameter
+        for parameter in list(signature.parameters.values())[1:]
+    ]
 
     async def call(**arguments):
         agent_pk = _session_agent_pk.get()
@@ -304,26 +275,3 @@ def mcp_http_view(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def filtered(filterset_class, queryset, **values):
-    """`queryset` narrowed by an app's list filters, as the REST API narrows it for the same parameters.
-
-    One declaration (the app's `filters.py`) serves both surfaces; None leaves a filter out.
-    """
-    filterset = filterset_class(data={name: value for name, value in values.items() if value is not None},
-                                queryset=queryset)
-    if not filterset.is_valid():
-        field, messages = next(iter(filterset.errors.items()))
-        raise InvalidInput(f"{field}: {' '.join(messages)}", field=field)
-    return filterset.qs
-
-
-def given(**arguments) -> dict:
-    """The tool arguments the caller gave: those not left at None, for a service that applies its own defaults."""
-    return {name: value for name, value in arguments.items() if value is not None}
-
-
-def render_json(value: Any) -> Any:
-    """Plain JSON types only (UUIDs, datetimes and decimals as strings) for tool results."""
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))

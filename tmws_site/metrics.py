@@ -10,19 +10,18 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 
+import access
 from agents.models import Agent
+from core import limits
+from core.api import BaseAPIView
+from core.errors import Forbidden
+from core.models import count_by
+from core.redis_client import broker_redis
+from core.schema import errors
 from memories.choices import EmbeddingStatus
 from memories.models import Memory, MemoryUsage
-from namespaces import access
 from namespaces.models import Namespace
 from workflows.models import RunStatus, Task, TaskStatus, WorkflowRun
-
-from . import limits
-from .api import BaseAPIView
-from .errors import Forbidden
-from .models import count_by
-from .redis_client import broker_redis
-from .schema import errors
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

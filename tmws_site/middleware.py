@@ -1,7 +1,7 @@
 """Request-wide plumbing that every view shares."""
 from __future__ import annotations
 
-from namespaces import access
+import access
 
 
 def access_scope(get_response):

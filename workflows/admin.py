@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from namespaces import access
-from tmws_site.admin_base import OperatorScopedAdmin, ServiceModelAdmin, count_of
+import access
+from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
+from core.admin import count_of
 
 from . import services
 from .models import StepRun, Task, Workflow, WorkflowRun

@@ -17,11 +17,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from access import Principal
+from core.db import agent_context
+from core.errors import InvalidInput, ServiceError
 from memories import search as memory_search
 from memories import services as memory_services
-from namespaces.access import Principal
-from tmws_site.db import agent_context
-from tmws_site.errors import InvalidInput, ServiceError
 
 from . import services
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowType

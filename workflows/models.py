@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from tmws_site.models import BaseModel, choices_check
+from core.models import BaseModel, choices_check
 
 from .choices import RunStatus, TaskPriority, TaskStatus, WorkflowStatus, WorkflowType
 from .querysets import TaskQuerySet, WorkflowQuerySet, WorkflowRunQuerySet

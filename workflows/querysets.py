@@ -1,4 +1,4 @@
-"""Read-side queries on tasks, workflows and runs; visibility always comes from namespaces.access."""
+"""Read-side queries on tasks, workflows and runs; visibility always comes from access."""
 from __future__ import annotations
 
 from django.db import models
@@ -9,7 +9,7 @@ from .choices import RunStatus
 class TaskQuerySet(models.QuerySet):
     def visible_to(self, actor) -> TaskQuerySet:
         """Only the tasks `actor` (agent, operator user or Principal) may read."""
-        from namespaces.access import task_visibility_q
+        from access import task_visibility_q
 
         return self.filter(task_visibility_q(actor))
 
@@ -17,7 +17,7 @@ class TaskQuerySet(models.QuerySet):
 class WorkflowQuerySet(models.QuerySet):
     def visible_to(self, actor) -> WorkflowQuerySet:
         """Only the workflows `actor` may read."""
-        from namespaces.access import workflow_visibility_q
+        from access import workflow_visibility_q
 
         return self.filter(workflow_visibility_q(actor))
 
@@ -25,7 +25,7 @@ class WorkflowQuerySet(models.QuerySet):
 class WorkflowRunQuerySet(models.QuerySet):
     def visible_to(self, actor) -> WorkflowRunQuerySet:
         """Only the runs `actor` may read (its own, or all runs of workflows it manages)."""
-        from namespaces.access import workflow_run_visibility_q
+        from access import workflow_run_visibility_q
 
         return self.filter(workflow_run_visibility_q(actor))
 

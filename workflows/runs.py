@@ -8,10 +8,10 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from namespaces import access
-from tmws_site import validation
-from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
-from tmws_site.models import find_visible
+import access
+from core import validation
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.models import find_visible
 
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStatus
 from .steps import clean_steps

@@ -1,7 +1,7 @@
-"""State changes on tasks, workflows and workflow runs. Every write checks namespaces.access first.
+"""State changes on tasks, workflows and workflow runs. Every write checks access first.
 
 Callers: the REST API (workflows.api), the MCP tools and the v1 compatibility layer. Errors are
-tmws_site.errors exceptions naming the field at fault; a refused call changes nothing.
+core.errors exceptions naming the field at fault; a refused call changes nothing.
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
+import access
 from agents.models import Agent
 from agents.services import get_agent
+from core import validation
+from core.errors import Conflict, Forbidden, InvalidInput
+from core.models import find_visible
 from memories.services import clean_owned_metadata
-from namespaces import access
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
-from tmws_site import validation
-from tmws_site.errors import Conflict, Forbidden, InvalidInput
-from tmws_site.models import find_visible
 
 from .models import (
     Task,

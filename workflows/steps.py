@@ -12,8 +12,8 @@ import heapq
 import re
 from dataclasses import dataclass
 
-from tmws_site import validation
-from tmws_site.errors import InvalidInput
+from core import validation
+from core.errors import InvalidInput
 
 from .models import TaskStatus, WorkflowType
 

@@ -3,7 +3,7 @@
 These are also the persona-era task tools of the same names: `create_task` accepts
 `assigned_persona_id`, `assign_task` accepts `persona_id`, `list_tasks` accepts
 `assigned_persona_id`, and `update_task_status` accepts `error_message` (persona name ==
-agent_id; see compat.adapter).
+agent_id; compat provides the lookup through core.extensions).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from agents.models import Agent
-from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import agent_tool, filtered, given, render_json
+from core import extensions
+from core.errors import InvalidInput
+from core.tools import agent_tool, filtered, given, render_json
 
 from . import services
 from .filters import TaskFilter
@@ -47,9 +48,7 @@ def _agent_id_for(persona_id: str | None, agent_id: str | None, field: str) -> s
         return agent_id
     if agent_id not in (None, ""):
         raise InvalidInput(f"Give the agent id or the persona-era {field}, not both.", field=field)
-    from compat.adapter import agent_for_persona
-
-    return agent_for_persona(persona_id).agent_id
+    return extensions.call("persona_agent", persona_id, field=field).agent_id
 
 
 @agent_tool(

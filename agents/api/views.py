@@ -6,9 +6,9 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from tmws_site.api import BaseViewSet
-from tmws_site.errors import error_body
-from tmws_site.schema import errors
+from core.api import BaseViewSet
+from core.errors import error_body
+from core.schema import errors
 
 from .. import services
 from ..filters import AgentFilter

@@ -10,14 +10,14 @@ from django.db.models import Prefetch
 from rest_framework import status
 from rest_framework.response import Response
 
+import access
 from agents.models import Agent
+from core import validation
+from core.api import BaseAPIView, body_object
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.choices import AccessLevel
 from memories.models import Memory
-from namespaces import access
-from tmws_site import validation
-from tmws_site.api import BaseAPIView, body_object
 from workflows import runs as workflow_runs
 from workflows import services as workflow_services
 from workflows.models import Task, Workflow

@@ -6,8 +6,8 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from tmws_site.api import BaseViewSet, body_object
-from tmws_site.schema import errors
+from core.api import BaseViewSet, body_object
+from core.schema import errors
 
 from .. import contextual, learning, services
 from .. import search as memory_search

@@ -1,13 +1,13 @@
 """Row-level security covers writes with the write rule, the agent role keeps only what agent requests use,
 and the database, not Django, clears a deleted memory's children's parent link.
 
-Write rule (namespaces.access.can, repeated in SQL): a system memory is written by admin agents
+Write rule (access.can, repeated in SQL): a system memory is written by admin agents
 only; any other memory by its owner, and a shared one also by admins of its namespace. UPDATE and
 DELETE test it on the old row (USING) and UPDATE on the new row too (WITH CHECK); INSERT lets an
 agent store only as itself into namespaces it is a member of, and system memories only admin agents.
 
 Grants: migration namespaces/0002 gave the agent role every table. It now holds, per table, the
-privileges agent requests exercise (tmws_site/db.py's agent context: the REST and v1 views, MCP
+privileges agent requests exercise (core/db.py's agent context: the REST and v1 views, MCP
 tools and workflow runs) and nothing on credentials, sessions, the admin log or the import
 records. Tables created later get no grant by default: a migration adding a table that agent
 requests touch grants it explicitly (docs/access-control.md).
@@ -104,7 +104,7 @@ ALTER POLICY memories_agent_insert ON memories WITH CHECK {PREVIOUS_INSERT};
 # users, permissions) are read-only; credentials (api_keys), sessions, the admin log, group and
 # user-level Django permissions and the import records are not reachable at all. Writes on
 # principals and their rights (agents, users, keys, namespaces, memberships, share grants) run as
-# the service role inside the service that authorised them (tmws_site.db.as_service).
+# the service role inside the service that authorised them (core.db.as_service).
 AGENT_GRANTS = {
     "memories": "SELECT, INSERT, UPDATE, DELETE",
     "memory_usage": "SELECT, DELETE",

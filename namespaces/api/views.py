@@ -6,11 +6,11 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from agents.services import get_agent
-from tmws_site.api import BaseViewSet
-from tmws_site.schema import errors
+import access
+from core.api import BaseViewSet
+from core.schema import errors
 
-from .. import access, services
+from .. import services
 from ..filters import NamespaceFilter
 from ..models import Namespace
 from .serializers import MemberSerializer, NamespaceCreateSerializer, NamespaceSerializer, NamespaceUpdateSerializer
@@ -59,7 +59,7 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         target = self.get_object()
         serializer = MemberSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        agent = get_agent(serializer.validated_data["agent_id"])
+        agent = services.get_agent(serializer.validated_data["agent_id"])
         services.add_member(self.principal, target, agent, serializer.validated_data["role"])
         return Response(serializer.validated_data, status=status.HTTP_201_CREATED)
 
@@ -67,7 +67,7 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<agent_id>[^/]+)")
     def remove_member(self, request, namespace=None, agent_id=None):
         target = self.get_object()
-        services.remove_member(self.principal, target, get_agent(agent_id))
+        services.remove_member(self.principal, target, services.get_agent(agent_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: NamespaceSerializer})

@@ -1,6 +1,6 @@
 """Row-level security on `memories`: the access module's read rule, repeated in SQL.
 
-Agent requests run as the role `tmws_agent` with `app.current_agent_id` set (tmws_site/db.py).
+Agent requests run as the role `tmws_agent` with `app.current_agent_id` set (core/db.py).
 The role the project connects as keeps full access through its own policy, so operators,
 migrations and background jobs are unaffected. Superusers bypass RLS regardless.
 """

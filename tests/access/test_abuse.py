@@ -20,15 +20,15 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
+import access
 from agents.models import Agent, ApiKey
 from compat import tools as persona_tools
 from compat.adapter import learning_weight_to_importance
+from core.db import agent_context
 from memories.models import Memory
 from memories.services import create_memory
-from namespaces import access
 from namespaces.models import Namespace
 from namespaces.services import add_member, create_namespace
-from tmws_site.db import agent_context
 from workflows.models import Workflow, WorkflowRun
 
 from .conftest import KEYWORD, LEVELS
@@ -471,7 +471,7 @@ def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
     )
     changed = owner.client.patch(f"/api/v2/memories/{planted.pk}", {"metadata": hostile}, format="json")
     v1 = owner.client.post("/api/v1/memory", {"content": "Fake v1 import.", "metadata": hostile}, format="json")
-    from tmws_site.errors import Forbidden
+    from core.errors import Forbidden
 
     with pytest.raises(Forbidden):
         store_memory(owner.agent, content="Fake MCP import.", metadata=hostile)
@@ -499,7 +499,7 @@ def test_case06_the_legacy_key_survives_an_agents_metadata_edit(team):
 def test_case06_a_persona_id_planted_in_metadata_names_no_persona(team):
     # given: a hostile agent whose metadata claims a persona-era id (planted past the API)
     from compat.adapter import agent_for_persona
-    from tmws_site.errors import NotFound
+    from core.errors import NotFound
 
     claimed = str(uuid.uuid4())
     hostile = team["outsider"].agent

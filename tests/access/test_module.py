@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+import access
 from compat import adapter
-from namespaces import access
 
 PROJECT_APPS = ("agents", "memories", "namespaces", "workflows", "compat", "tmws_site")
 

@@ -6,9 +6,9 @@ from django.contrib.auth import get_user_model
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
+import access
 from memories.models import Memory
 from memories.services import create_memory
-from namespaces import access
 from namespaces.models import MAX_DEPTH, Namespace
 from namespaces.services import set_role
 

@@ -1,7 +1,7 @@
 """Row-level security on `memories`: the SQL policy agrees with the access module, row for row.
 
 Each test enters an agent's database context exactly as an API request does
-(`tmws_site.db.enter_agent_context` inside a transaction) and then queries the table with raw
+(`core.db.enter_agent_context` inside a transaction) and then queries the table with raw
 SQL or an unfiltered ORM query, i.e. without the access module's filter.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
+from core.db import agent_role, enter_agent_context
 from memories.models import Memory
 from memories.services import create_memory, unshare_memory
-from tmws_site.db import agent_role, enter_agent_context
 
 from .conftest import PRINCIPALS
 
@@ -219,9 +219,9 @@ def test_api_requests_run_under_the_policy_even_if_the_filter_is_dropped(world, 
     # given: the access module's read filter lets everything through, as a buggy read path would
     from django.db.models import Q
 
-    import namespaces.access
+    import access
 
-    monkeypatch.setattr(namespaces.access, "memory_visibility_q", lambda actor: Q())
+    monkeypatch.setattr(access, "memory_visibility_q", lambda actor: Q())
     client = world.clients[principal]
     # when
     listed = client.get("/api/v2/memories", {"page_size": 100})

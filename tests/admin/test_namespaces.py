@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from namespaces import access
+import access
 from namespaces.models import Namespace
 
 NAMESPACE_FORM = {"access_policy": "invite_only", "description": "", "display_name": "", "metadata": "{}"}

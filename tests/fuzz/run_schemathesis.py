@@ -5,7 +5,7 @@ operator and an agent with keys, then runs `schemathesis run` over /api/schema/ 
 and once as the operator, every operation, with three checks (CHECKS): `not_a_server_error` (no
 5xx), `status_code_conformance` (every status answered is documented for the operation) and
 `response_schema_conformance` (every body matches the schema documented for its status, errors
-included: tmws_site.schema). Exits non-zero on any failure. Run by `.ci/run` after the test suite:
+included: core.schema). Exits non-zero on any failure. Run by `.ci/run` after the test suite:
 
     .venv/bin/python tests/fuzz/run_schemathesis.py [--examples N] [--phases coverage,fuzzing] [--keep]
 

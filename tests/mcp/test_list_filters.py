@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from agents import tools as agent_tools
+from core.errors import InvalidInput
+from core.tools import filtered
 from tests.query_rows import add_tasks
-from tmws_site.errors import InvalidInput
-from tmws_site.mcp_server import _call_as_agent, filtered
+from tmws_site.mcp_server import _call_as_agent
 from workflows import tools as task_tools
 from workflows.filters import TaskFilter
 from workflows.models import Task

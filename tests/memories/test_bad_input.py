@@ -144,8 +144,8 @@ def test_agent_may_not_store_memories_as_another_agent(writer, make_agent):
 @pytest.mark.parametrize("content", ["before \x00 after", "lone \ud800 surrogate"])
 def test_the_service_refuses_text_the_database_cannot_store_whoever_calls_it(writer, content):
     # given: a caller that skips the REST layer's check (MCP tools, workflows, the admin call the service)
+    from core.errors import InvalidInput
     from memories.services import create_memory
-    from tmws_site.errors import InvalidInput
 
     before = Memory.objects.count()
     # when

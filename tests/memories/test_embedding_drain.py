@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
+from core.redis_client import client_for
 from memories import embeddings
 from memories.models import Memory
 from memories.services import bulk_create_memories, create_memory
 from memories.tasks import EMBEDDING_DRAIN_KEY, drain_pending_embeddings, sweep_pending_embeddings
-from tmws_site.redis_client import client_for
 
 
 @pytest.fixture

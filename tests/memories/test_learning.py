@@ -7,12 +7,12 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent
+from core.errors import Forbidden, InvalidInput
 from memories import learning
 from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
 from memories.tasks import AUTO_CATEGORISE_KEY, categorise_opted_in_agents, record_memory_hits
-from tmws_site.errors import Forbidden, InvalidInput
 
 # Similarities meet thresholds and decide orders here: every test runs at both precisions.
 pytestmark = pytest.mark.usefixtures("precision")

@@ -45,7 +45,7 @@ def test_a_namespace_cannot_move_under_its_own_descendant(make_namespace, operat
     team = make_namespace("team")
     make_namespace("squad", parent="team")
     # when / then
-    from tmws_site.errors import InvalidInput
+    from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="under itself or its descendants"):
         update_namespace(operator_user, team, parent_namespace="squad")

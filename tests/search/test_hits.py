@@ -6,12 +6,12 @@ import logging
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from core.db import enter_agent_context
+from core.redis_client import client_for
 from memories.hits import HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY
 from memories.models import Memory, MemoryUsage
 from memories.services import create_memory
 from memories.tasks import flush_memory_hits, queue_hits, record_memory_hits
-from tmws_site.db import enter_agent_context
-from tmws_site.redis_client import client_for
 
 
 @pytest.fixture

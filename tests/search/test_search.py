@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
+from core.db import enter_agent_context, leave_agent_context
+from core.errors import InvalidInput
 from memories import search as memory_search
 from memories.search import clean_request, search
-from tmws_site.db import enter_agent_context, leave_agent_context
-from tmws_site.errors import InvalidInput
 
 from .conftest import ids
 

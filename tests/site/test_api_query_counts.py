@@ -12,7 +12,7 @@ What an agent's GET /api/v2/agents costs, for example (7; the other lists differ
   6  set_config back to the connection's own role and no agent, before the response is written;
   7  RELEASE SAVEPOINT: the request's transaction commits.
 Lists filtered by the caller's namespaces add one query for its readable namespaces and shares,
-computed once per request (namespaces.access.request_scope).
+computed once per request (access.request_scope).
 """
 from __future__ import annotations
 

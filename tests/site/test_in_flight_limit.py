@@ -17,9 +17,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from agents.models import ApiKey
+from core import limits
 from memories.services import create_memory
 from tests.web_process import Response, database_url, request, web_process
-from tmws_site import limits
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,8 @@ import redis
 
 from agents.models import Agent
 from agents.tools import update_configuration
-from tmws_site import limits
-from tmws_site.errors import Forbidden
+from core import limits
+from core.errors import Forbidden
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ from rest_framework.test import APIClient
 
 from agents.models import Agent
 from agents.services import issue_operator_key
+from core.redis_client import client_for
 from memories.hits import HIT_BUFFER_KEY
 from memories.models import Memory, MemoryUsage
 from memories.tasks import EMBEDDING_DRAIN_KEY
-from tmws_site.redis_client import client_for
 from workflows.models import Task
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.test import Client, RequestFactory
 
-from tmws_site.rest import csrf_failure
+from core.rest import csrf_failure
 
 UNKNOWN = ["/api/v2/memories/0.5/", "/api/v2/nothing-here/", "/api/v1/zzz", "/api/"]
 

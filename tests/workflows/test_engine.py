@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import Conflict, InvalidInput
 from memories import services as memory_services
 from memories.models import Memory
-from tmws_site.errors import Conflict, InvalidInput
 from workflows import engine, runs, services
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tmws_site.errors import InvalidInput
+from core.errors import InvalidInput
 from workflows import services
 from workflows.models import Workflow
 from workflows.steps import clean_steps, condition_holds, execution_order, resolve

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tmws_site.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from workflows import services
 from workflows.models import Task
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from namespaces import access
+import access
 
 from ..models import RunStatus, StepRun, Task, TaskPriority, TaskStatus, Workflow, WorkflowRun, WorkflowType
 from ..services import WORKFLOW_DEFINITION_STATUSES

@@ -1,4 +1,4 @@
-from tmws_site.rest import OptionalSlashRouter
+from core.rest import OptionalSlashRouter
 
 from .views import TaskViewSet, WorkflowViewSet
 

@@ -7,9 +7,9 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from tmws_site.api import BaseViewSet, body_object
-from tmws_site.errors import InvalidInput
-from tmws_site.schema import errors
+from core.api import BaseViewSet, body_object
+from core.errors import InvalidInput
+from core.schema import errors
 
 from .. import runs as run_services
 from .. import services

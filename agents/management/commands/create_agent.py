@@ -6,9 +6,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.services import register_agent
+from core.errors import ServiceError
 from namespaces.models import AccessPolicy, Namespace
 from namespaces.services import create_namespace
-from tmws_site.errors import ServiceError
 
 
 class Command(BaseCommand):

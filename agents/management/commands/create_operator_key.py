@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.services import issue_operator_key
-from tmws_site.errors import ServiceError
+from core.errors import ServiceError
 
 
 class Command(BaseCommand):

@@ -10,13 +10,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
+from access import Principal
 from agents.models import Agent
+from core.errors import ServiceError
 from memories.choices import EmbeddingStatus
 from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
-from namespaces.access import Principal
-from tmws_site.errors import ServiceError
 
 
 class DryRunRollback(Exception):

@@ -1,6 +1,6 @@
 """What /api/schema/ says about errors: the one error body, and which statuses each operation can answer.
 
-Every operation documents, in the `Error` shape (tmws_site.errors.error_body), the refusals any request
+Every operation documents, in the `Error` shape (core.errors.error_body), the refusals any request
 can meet, added here so that views only name what is particular to them:
 
 - 400 bad input (a body or query parameter of the wrong type, out of range, unknown, malformed JSON),

@@ -8,20 +8,23 @@ database function `tmws_readable_namespace_ids`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.db import connection
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
-from memories.choices import AccessLevel
+from core.principal import Principal, forget_namespace_sets
+from core.principal import request_scope as request_scope  # callers open the scope through access
 
-from .models import ROLE_PERMISSIONS, AccessPolicy, Namespace, NamespaceUserObjectPermission, Role
+from .choices import ROLE_PERMISSIONS, AccessLevel, AccessPolicy, Role
+
+if TYPE_CHECKING:
+    from namespaces.models import Namespace
+
+
 
 # This module sits below the apps it rules on: it imports none of their models (it names them by
 # label through `apps.get_model`) and takes agents, memories, runs and users as plain objects.
@@ -42,106 +45,10 @@ def _model(label: str):
     return apps.get_model(label)
 
 
-def _label(obj) -> str | None:
-    meta = getattr(obj, "_meta", None)
-    return getattr(meta, "label", None)
-
-
-def _is_agent(obj) -> bool:
-    return _label(obj) == "agents.Agent"
-
-
-# --- Who is asking, resolved once per request ----------------------------------------------
-# A principal's namespace sets (member, admin, readable, operator scope) cost a query each. They
-# are computed once per principal and request: `request_scope` opens a registry of the request's
-# principals, `Principal.of` hands out the one registered for an actor, and the registry dies with
-# the request. Any write to memberships, operator rights, memory shares or the tree bumps a
-# generation number, so sets computed before it are computed again (in this request too).
-
-_REQUEST_PRINCIPALS: ContextVar[dict | None] = ContextVar("tmws_request_principals", default=None)
-_GENERATION = [0]
-
-
-@contextmanager
-def request_scope() -> Iterator[None]:
-    """Principals resolved inside share their namespace sets; nothing outlives the block."""
-    token = _REQUEST_PRINCIPALS.set({})
-    try:
-        yield
-    finally:
-        _REQUEST_PRINCIPALS.reset(token)
-
-
-def forget_namespace_sets(*args, **kwargs) -> None:
-    """Memberships, operator rights, shares or the tree changed: every cached set is stale."""
-    _GENERATION[0] += 1
-
-
-for _sender in (NamespaceUserObjectPermission, Namespace, "memories.MemoryUserObjectPermission"):
-    _name = _sender if isinstance(_sender, str) else _sender.__name__
+for _sender in ("namespaces.NamespaceUserObjectPermission", "namespaces.Namespace", "memories.MemoryUserObjectPermission"):
+    _name = _sender.rsplit(".", 1)[1]
     post_save.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_name}-save")
     post_delete.connect(forget_namespace_sets, sender=_sender, dispatch_uid=f"access-forget-{_name}-del")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: an agent (with its user) or an operator user."""
-
-    user: object
-    agent: object | None = None
-    _sets: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
-
-    @classmethod
-    def of(cls, actor) -> Principal:
-        if isinstance(actor, Principal):
-            return actor
-        registry = _REQUEST_PRINCIPALS.get()
-        key = (_label(actor), getattr(actor, "pk", None))
-        if registry is not None and key[1] is not None and key in registry:
-            return registry[key]
-        if _is_agent(actor):
-            principal = cls(user=actor.user, agent=actor)
-        else:
-            agent = getattr(actor, "agent", None) if actor is not None else None
-            principal = cls(user=actor, agent=agent)
-        if registry is not None and key[1] is not None:
-            registry[key] = principal
-            if principal.agent is not None:  # the agent and its user are one principal
-                registry[(_label(principal.agent), principal.agent.pk)] = principal
-                registry[(_label(principal.user), principal.user_id)] = principal
-        return principal
-
-    def namespace_set(self, name: str, compute: Callable[[], set]) -> frozenset:
-        """`compute()` as a frozenset, remembered for this principal until memberships or the tree change."""
-        return self.remember(name, lambda: frozenset(compute()))
-
-    def remember(self, name: str, compute: Callable[[], object]):
-        """`compute()`, remembered for this principal until memberships, shares or the tree change."""
-        entry = self._sets.get(name)
-        if entry is None or entry[0] != _GENERATION[0]:
-            generation = _GENERATION[0]
-            entry = (generation, compute())
-            self._sets[name] = entry
-        return entry[1]
-
-    @property
-    def is_superuser(self) -> bool:
-        return bool(getattr(self.user, "is_superuser", False)) and self.agent is None
-
-    @property
-    def is_operator(self) -> bool:
-        return self.agent is None and bool(getattr(self.user, "is_staff", False) or self.is_superuser)
-
-    @property
-    def is_admin_agent(self) -> bool:
-        return self.agent is not None and self.agent.is_admin
-
-    @property
-    def user_id(self):
-        return getattr(self.user, "pk", None)
-
-    def is_agent(self, agent) -> bool:
-        return self.agent is not None and agent is not None and self.agent.pk == agent.pk
 
 
 def can_read_metrics(actor) -> bool:
@@ -158,7 +65,7 @@ def can_read_metrics(actor) -> bool:
 
 def _namespace_ids_with(user_id, codenames) -> set:
     return set(
-        NamespaceUserObjectPermission.objects.filter(
+        _model("namespaces.NamespaceUserObjectPermission").objects.filter(
             user_id=user_id, permission__codename__in=codenames
         ).values_list("content_object_id", flat=True)
     )
@@ -242,13 +149,12 @@ def operator_namespace_ids(actor, codenames=OPERATOR_NAMESPACE_PERMISSIONS) -> f
     codenames = tuple(sorted(codenames))
 
     def compute() -> set:
-        roots = Namespace.objects.filter(id__in=_namespace_ids_with(principal.user_id, codenames)).values_list(
-            "path", flat=True
-        )
+        granted = _namespace_ids_with(principal.user_id, codenames)
+        roots = _model("namespaces.Namespace").objects.filter(id__in=granted).values_list("path", flat=True)
         query = Q(pk__in=[])
         for path in roots:
             query |= Q(path=path) | Q(path__startswith=path + "/")
-        return set(Namespace.objects.filter(query).values_list("id", flat=True))
+        return set(_model("namespaces.Namespace").objects.filter(query).values_list("id", flat=True))
 
     return principal.namespace_set("operator:" + ",".join(codenames), compute)
 
@@ -305,7 +211,8 @@ def closest_closed_ancestor(namespace: Namespace | None) -> Namespace | None:
     paths = namespace.ancestor_paths()
     if not paths:
         return None
-    return Namespace.objects.filter(path__in=paths, access_policy=AccessPolicy.CLOSED).order_by("-depth").first()
+    closed = _model("namespaces.Namespace").objects.filter(path__in=paths, access_policy=AccessPolicy.CLOSED)
+    return closed.order_by("-depth").first()
 
 
 def effective_policy(namespace: Namespace) -> str:
@@ -417,14 +324,6 @@ def agent_visibility_q(actor) -> Q:
     if principal.agent is not None or getattr(principal.user, "is_authenticated", False):
         return Q()
     return Q(pk__in=[])
-
-
-def persona_identity_q(legacy_id) -> Q:
-    """Agents that a persona-era UUID names: only through the importer's PersonaLink records.
-
-    Metadata on the agent never names a persona: agents and whoever edits them write it.
-    """
-    return Q(persona_link__persona_id=legacy_id)
 
 
 # --- Reserved metadata ------------------------------------------------------------------------

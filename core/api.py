@@ -7,11 +7,10 @@ from rest_framework.exceptions import ParseError
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
-from namespaces.access import Principal
-
 from . import limits, validation
 from .db import enter_agent_context, leave_agent_context
 from .errors import InvalidInput, NotFound
+from .principal import Principal
 
 MAX_BODY_DEPTH = 32
 

@@ -108,7 +108,7 @@ def as_service(function):
 
     For writes the agent role holds no grant for (agents, their users and keys) or that RLS's write
     rule would refuse on purpose (a reader's feedback on an owner's memory): the service has already
-    decided, through namespaces.access, that the caller may make them. Needs an open transaction.
+    decided, through access, that the caller may make them. Needs an open transaction.
     """
 
     @functools.wraps(function)

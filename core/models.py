@@ -4,8 +4,15 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Collate, Replace
 
 from .errors import NotFound
+
+# The order of a tree held as materialised paths ("team/a"): byte order with "/" sorting before every
+# slug character keeps each subtree right under its root ("team/a" before "team-x"), whatever the
+# database's collation.
+TREE_ORDER = Collate(Replace(F("path"), Value("/"), Value(" ")), "C")
 
 
 class BaseModel(models.Model):

@@ -2,7 +2,7 @@
 
 The id comes from a sane incoming `X-Request-Id` (so a proxy's id follows the request through)
 or is generated; it is answered in the `X-Request-Id` header and in every error body
-(`tmws_site.errors.error_body`). The log line goes to the `tmws.requests` logger:
+(`core.errors.error_body`). The log line goes to the `tmws.requests` logger:
 
     {"request_id": ..., "agent": ..., "operator": ..., "method": ..., "route": ..., "status": ..., "duration_ms": ...}
 """
