@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from agents.models import Agent, ApiKey
 from memories.choices import AccessLevel, EmbeddingStatus
+from memories.contracts import StoreMemory
 from memories.embeddings import LEGACY_MODEL_NAME, configured_model
 from memories.models import EMBEDDING_DIMENSIONS, Memory, MemoryUsage
-from memories.services import clean_access_level, clean_category, clean_content, clean_metadata, clean_tags
 from memories.tasks import enqueue_embedding
 from namespaces.models import Namespace
 from workflows.models import Task, Workflow
@@ -114,9 +114,7 @@ def _check_target(conn, options: ImportOptions) -> None:
         persona_names = {row[0] for row in conn.execute("SELECT name FROM personas")}
         if options.unowned_agent not in persona_names:
             problems.append(f"--unowned-agent '{options.unowned_agent}' is neither an agent nor a source persona")
-    try:
-        clean_access_level(options.access_level)
-    except Exception:
+    if options.access_level not in AccessLevel.values:
         problems.append(f"--access-level must be one of {', '.join(AccessLevel.values)}")
     if options.access_level == AccessLevel.SYSTEM:
         problems.append("--access-level system is refused: system memories have no owner; pick shared or public")
@@ -257,7 +255,7 @@ class _Writer:
 
     # --- memories -------------------------------------------------------------------------
     def memories(self, conn, schema, skip: set, progress: Progress) -> None:
-        level = clean_access_level(self.options.access_level)
+        level = self.options.access_level
         copy = self.options.copies_embeddings
         bar = progress.bar("memories", self.report.source_counts["memories"] - len(skip))
         for batch in legacy.fetch(conn, schema, "memories", batch_size=self.options.batch_size, skip_ids=skip):
@@ -276,20 +274,25 @@ class _Writer:
                         "related_memories": [str(x) for x in (row.get("related_memories") or [])],
                         "context_type": row.get("context_type"),
                     }
-                    metadata = clean_metadata({**(row.get("metadata") or {}), MEMORY_LEGACY_KEY: extra})
+                    data = StoreMemory.parse({
+                        "content": row["content"], "access_level": level, "context_tags": row.get("tags"),
+                        "memory_category": row.get("context_type") or None,
+                        "learning_weight": importance_to_learning_weight(row.get("importance")),
+                        "metadata": {**(row.get("metadata") or {}), MEMORY_LEGACY_KEY: extra},
+                    }, path=f"memories.{row['id']}")
                     memory = Memory(
                         id=row["id"],
-                        content=clean_content(row["content"]),
+                        content=data.content,
                         embedding=vector if ready else None,
                         embedding_model=LEGACY_MODEL_NAME if ready else "",
                         embedding_status=EmbeddingStatus.READY if ready else EmbeddingStatus.PENDING,
                         agent=self._owner(row.get("persona_id")),
                         namespace=self.namespace,
-                        access_level=level,
-                        context_tags=clean_tags(row.get("tags")),
-                        learning_weight=importance_to_learning_weight(row.get("importance")),
-                        memory_category=clean_category(row.get("context_type") or None),
-                        metadata=metadata,
+                        access_level=data.access_level,
+                        context_tags=data.context_tags,
+                        learning_weight=data.learning_weight,
+                        memory_category=data.memory_category,
+                        metadata=data.metadata,
                     )
                     memory.created_at = row["created_at"]
                     memory.updated_at = row.get("updated_at") or row["created_at"]

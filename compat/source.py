@@ -13,8 +13,8 @@ from django.conf import settings
 
 from agents.models import AGENT_ID_PATTERN
 from core.validation import MAX_TAG_LENGTH, MAX_TAGS, is_storable
+from memories.contracts import MAX_CATEGORY_LENGTH
 from memories.models import EMBEDDING_DIMENSIONS
-from memories.services import MAX_CATEGORY_LENGTH
 
 from .adapter import PersonaRole, PersonaType
 

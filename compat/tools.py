@@ -21,6 +21,7 @@ from agents.models import Agent
 from core.tools import agent_tool, given, render_json
 from memories import search as memory_search
 from memories import services as memory_services
+from memories.contracts import StoreMemory
 from memories.models import Memory
 
 from . import adapter, selectors
@@ -71,7 +72,7 @@ def create_memory(
     namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
 ) -> dict[str, Any]:
     owner = adapter.agent_for_persona(persona_id).agent_id if persona_id else None
-    memory = memory_services.create_memory(agent, given(
+    memory = memory_services.create_memory(agent, StoreMemory.parse(given(
         content=content,
         access_level=access_level,
         namespace=namespace,
@@ -80,7 +81,7 @@ def create_memory(
         learning_weight=adapter.importance_to_learning_weight(importance),
         metadata=metadata,
         agent_id=owner,
-    ))
+    )))
     return render_persona_memory(memory)
 
 

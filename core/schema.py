@@ -18,9 +18,16 @@ still answer it (`GET /agents/me` for an operator). 405, 406 and 415 are not lis
 """
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+import functools
+import inspect
+
+from django.db.models import Choices
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import ResolvedComponent, deep_import_string, list_hash
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from pydantic.json_schema import GenerateJsonSchema
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS
 
@@ -104,3 +111,68 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`."}
+
+
+@functools.cache
+def _named_choice_sets() -> dict[frozenset, list[tuple]]:
+    """The labelled choices of each TextChoices named in ENUM_NAME_OVERRIDES, by their set of values."""
+    sets = {}
+    for choices in spectacular_settings.ENUM_NAME_OVERRIDES.values():
+        choices = deep_import_string(choices) if isinstance(choices, str) else choices
+        if inspect.isclass(choices) and issubclass(choices, Choices):
+            sets[frozenset(choices.values)] = [(value, label) for value, label in choices.choices]
+    return sets
+
+
+class OpenApi30JsonSchema(GenerateJsonSchema):
+    """Pydantic's JSON schema in OpenAPI 3.0's dialect: `nullable: true` where JSON Schema says `type: null`.
+
+    A contract's choice of the values of a TextChoices named in ENUM_NAME_OVERRIDES is marked as that
+    enumeration, so requests and responses share one enum component (`AccessLevelEnum`).
+    """
+
+    def literal_schema(self, schema):
+        result = super().literal_schema(schema)
+        labelled = _named_choice_sets().get(frozenset(result.get("enum", ())))
+        if labelled:
+            result["x-spec-enum-id"] = list_hash(labelled)
+        return result
+
+    def nullable_schema(self, schema):
+        inner = self.generate_inner(schema["schema"])
+        if "$ref" in inner:
+            return {"allOf": [inner], "nullable": True}
+        return {**inner, "nullable": True}
+
+
+class ContractExtension(OpenApiSerializerExtension):
+    """Request bodies declared as contracts (core.contracts) appear as components named after the class."""
+
+    target_class = "core.contracts.Contract"
+    match_subclasses = True
+    priority = 1  # before drf-spectacular's generic pydantic extension
+
+    def get_name(self, auto_schema, direction):
+        return self.target.__name__
+
+    def map_serializer(self, auto_schema, direction):
+        schema = self.target.model_json_schema(ref_template="#/components/schemas/{model}",
+                                               schema_generator=OpenApi30JsonSchema)
+        contracts = _contract_classes()
+        for name, definition in schema.pop("$defs", {}).items():
+            auto_schema.registry.register_on_missing(ResolvedComponent(
+                name=name, type=ResolvedComponent.SCHEMA, object=contracts.get(name, name), schema=definition,
+            ))
+        return schema
+
+
+def _contract_classes() -> dict[str, type]:
+    """Every contract class by name (nested contracts appear as components of their own)."""
+    from .contracts import Contract
+
+    found, pending = {}, [Contract]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found

@@ -11,6 +11,7 @@ import access
 from access.admin_base import ServiceModelAdmin
 
 from . import services
+from .contracts import StoreMemory, UpdateMemory
 from .models import TEXT_SEARCH_CONFIG, Memory
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
@@ -118,7 +119,7 @@ class MemoryAdmin(ServiceModelAdmin):
             agent, parent = data.get("agent"), data.get("parent_memory_id")
             return services.create_memory(
                 request.user,
-                {
+                StoreMemory.parse({
                     "content": data["content"],
                     "namespace": data["namespace"].namespace,
                     "access_level": data["access_level"],
@@ -128,7 +129,7 @@ class MemoryAdmin(ServiceModelAdmin):
                     "context_tags": data.get("context_tags") or [],
                     "learning_weight": data["learning_weight"],
                     "metadata": data.get("metadata") or {},
-                },
+                }),
             )
         changes = self.changes_from(form, EDITABLE_FIELDS)
         if "namespace" in changes:
@@ -137,7 +138,7 @@ class MemoryAdmin(ServiceModelAdmin):
             if field in changes and changes[field] is None:
                 changes[field] = empty
         memory = Memory.objects.select_for_update().defer("embedding", "search_vector").get(pk=form.instance.pk)
-        return services.update_memory(request.user, memory, changes)
+        return services.update_memory(request.user, memory, UpdateMemory.parse(changes))
 
     def delete_via_service(self, request, obj):
         services.delete_memory(request.user, obj)

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InvalidInput
+from .contracts import ContextualSearch
+from .search import SearchRequest, SearchResult, search, search_request
 
-from .search import SearchRequest, SearchResult, clean_request, search
-
-MAX_TURNS = 20
-MAX_TURN_LENGTH = 10_000
 USED_TURNS = 6  # only the most recent turns take part in the blend
 QUERY_WEIGHT = 0.6
 CONVERSATION_WEIGHT = 0.25
@@ -29,69 +26,21 @@ TASK_WEIGHT = 0.15
 TURN_DECAY = 0.5
 TAG_BOOST = 0.25
 NAMESPACE_BOOST = 0.1
-TASK_FIELDS = {"title", "description", "tags", "namespace", "task_type", "memory_category"}
 
 
-def _clean_turns(value) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_TURNS:
-        raise InvalidInput(
-            f"conversation_context must be a list of at most {MAX_TURNS} turns.", field="conversation_context"
-        )
-    turns = []
-    for index, turn in enumerate(value):
-        if isinstance(turn, str):
-            content = turn
-        elif isinstance(turn, dict) and isinstance(turn.get("content"), str) and isinstance(turn.get("role", ""), str):
-            content = turn["content"]
-        else:
-            raise InvalidInput(
-                f"conversation_context[{index}] must be an object with a string 'content' (and 'role').",
-                field="conversation_context",
-            )
-        if len(content) > MAX_TURN_LENGTH or "\x00" in content:
-            raise InvalidInput(
-                f"conversation_context[{index}] is limited to {MAX_TURN_LENGTH} characters.",
-                field="conversation_context",
-            )
-        if content.strip():
-            turns.append(content.strip())
-    return turns
+def contextual_request(data: ContextualSearch) -> tuple[SearchRequest, list[str], dict]:
+    """The search, the conversation's non-blank turns and the task's given fields a validated body asks for."""
+    turns = [turn.content for turn in data.conversation_context or () if turn.content]
+    task = data.task_context.given() if data.task_context else {}
+    if task.get("tags"):
+        task["tags"] = [tag.strip() for tag in task["tags"] if tag.strip()]
+    task = {name: value for name, value in task.items() if value}
+    return search_request(data), turns, task
 
 
-def _clean_task(value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput("task_context must be an object.", field="task_context")
-    unknown = sorted(set(value) - TASK_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            f"task_context has unknown field '{unknown[0][:64]}'; allowed: {', '.join(sorted(TASK_FIELDS))}.",
-            field="task_context",
-        )
-    task = {}
-    for name in ("title", "description", "namespace", "task_type", "memory_category"):
-        text = value.get(name)
-        if text is not None and (not isinstance(text, str) or len(text) > MAX_TURN_LENGTH):
-            raise InvalidInput(f"task_context.{name} must be a string.", field="task_context")
-        if text:
-            task[name] = text.strip()
-    tags = value.get("tags")
-    if tags is not None:
-        if not isinstance(tags, list) or len(tags) > 50 or not all(isinstance(t, str) and len(t) <= 128 for t in tags):
-            raise InvalidInput("task_context.tags must be a list of at most 50 strings.", field="task_context")
-        task["tags"] = [t.strip() for t in tags if t.strip()]
-    return task
-
-
-def clean_contextual_request(data: dict) -> tuple[SearchRequest, list[str], dict]:
-    """Validate a contextual-search body: the search fields plus conversation_context and task_context."""
-    request = clean_request(data)
-    turns = _clean_turns(data.get("conversation_context"))
-    task = _clean_task(data.get("task_context"))
-    return request, turns, task
+def clean_contextual_request(data) -> tuple[SearchRequest, list[str], dict]:
+    """A contextual-search body (parsed JSON) checked by its contract."""
+    return contextual_request(ContextualSearch.parse(data))
 
 
 def blend(query_vector, turn_vectors, task_vector=None):

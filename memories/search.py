@@ -35,19 +35,14 @@ from pgvector.django import CosineDistance
 
 from access import Principal
 from agents.models import Agent
-from core import validation
 from core.db import agent_search_context, current_agent_id, service_role
-from core.errors import InvalidInput
 from namespaces.models import Namespace
 
-from .choices import AccessLevel
+from .contracts import SearchMemories
 from .keyword import KeywordQuery, bm25_ranking, keyword_query
 from .models import Memory
 from .neighbours import adjacency, neighbour_windows
 
-MODES = ("hybrid", "semantic", "keyword")
-MAX_LIMIT = 100
-MAX_QUERY_LENGTH = 10_000
 # Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
 HNSW_EF_SEARCH = 60
@@ -97,32 +92,19 @@ class SearchResult:
     plan: dict = field(default_factory=dict)
 
 
-def clean_request(data: dict) -> SearchRequest:
-    """Validate a search body into a SearchRequest, naming the field at fault."""
-    if not isinstance(data, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInput("query must be a non-empty string.", field="query")
-    query = validation.text(query, "query", max_length=MAX_QUERY_LENGTH)
-    limit = validation.integer(data.get("limit", 10), "limit", 1, MAX_LIMIT)
-    mode = validation.choice(data.get("mode") or "hybrid", MODES, "mode")
-    levels = validation.string_list(data.get("access_levels"), "access_levels", max_items=len(AccessLevel.values))
-    if levels and not all(level in AccessLevel.values for level in levels):
-        raise InvalidInput(f"access_levels must be a list of {', '.join(AccessLevel.values)}.", field="access_levels")
-    tags = validation.string_list(data.get("context_tags"), "context_tags")
-    names = {name: validation.optional_text(data.get(name), name, max_length=128)
-             for name in ("namespace", "agent_id", "memory_category")}
-    min_similarity = validation.optional_number(data.get("min_similarity"), "min_similarity", -1.0, 1.0)
+def search_request(data: SearchMemories) -> SearchRequest:
+    """The search a validated request body asks for."""
     return SearchRequest(
-        query=query,
-        limit=limit,
-        mode=mode,
-        access_levels=levels,
-        context_tags=tags,
-        min_similarity=min_similarity,
-        **names,
+        query=data.query, limit=data.limit, mode=data.mode, namespace=data.namespace, agent_id=data.agent_id,
+        access_levels=list(data.access_levels) if data.access_levels else None,
+        context_tags=list(data.context_tags) if data.context_tags else None,
+        memory_category=data.memory_category, min_similarity=data.min_similarity,
     )
+
+
+def clean_request(data) -> SearchRequest:
+    """A search body (parsed JSON, e.g. a workflow step's parameters) checked by its contract."""
+    return search_request(SearchMemories.parse(data))
 
 
 def namespace_key(slug: str):

@@ -5,23 +5,30 @@ tool accepts the old `importance`, `tags` and `context_type` parameters next to 
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agents.models import Agent
 from core import extensions
 from core.errors import InvalidInput
-from core.tools import agent_tool, given, render_json
+from core.tools import agent_tool, render_json
 
 from . import contextual, learning, services
 from . import search as memory_search
+from .contracts import (
+    Categorise,
+    ContextualSearch,
+    Feedback,
+    PersonaEraChanges,
+    SearchMemories,
+    ShareMemory,
+    StoreMemory,
+    UpdateMemory,
+)
 from .models import Memory
 
-AccessLevelName = Literal["private", "shared", "public", "system"]
-SearchMode = Literal["hybrid", "semantic", "keyword"]
 MemoryId = Annotated[str, Field(description="The memory's UUID, as returned by store_memory or search_memories.")]
-Tags = Annotated[list[str] | None, Field(max_length=50, description="Context tags (strings of 1-64 characters).")]
 
 
 def render_memory(memory: Memory) -> dict:
@@ -46,22 +53,7 @@ def render_search(result: memory_search.SearchResult) -> dict:
     'Example: {"content": "Staging deploys need the team lead\'s approval.", "access_level": "shared", '
     '"namespace": "team-alpha", "context_tags": ["deploy"]}.',
 )
-def store_memory(
-    agent: Agent,
-    content: Annotated[str, Field(description="The text to remember (not empty; at most 50,000 characters).")],
-    access_level: Annotated[AccessLevelName, Field(description="Who may read it.")] = "private",
-    namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
-    context_tags: Tags = None,
-    memory_category: Annotated[str | None, Field(description="Category, 1-64 characters; default 'general'.")] = None,
-    learning_weight: Annotated[float | None, Field(ge=0, le=10, description="Importance weight 0-10 (default 1).")] = None,
-    parent_memory_id: Annotated[str | None, Field(description="UUID of a memory this one refines or answers.")] = None,
-    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
-) -> dict[str, Any]:
-    data = given(
-        content=content, access_level=access_level, namespace=namespace, context_tags=context_tags,
-        memory_category=memory_category, learning_weight=learning_weight, parent_memory_id=parent_memory_id,
-        metadata=metadata,
-    )
+def store_memory(agent: Agent, data: StoreMemory) -> dict[str, Any]:
     return render_memory(services.create_memory(agent, data))
 
 
@@ -72,37 +64,8 @@ def store_memory(
     "default), semantic (meaning only) or keyword (words only). Filters narrow the candidates before ranking. "
     'Example: {"query": "who approves staging deploys?", "limit": 5, "namespace": "team-alpha"}.',
 )
-def search_memories(
-    agent: Agent,
-    query: Annotated[str, Field(description="What to look for, in natural language.")],
-    limit: Annotated[int, Field(ge=1, le=100, description="Number of results, 1-100.")] = 10,
-    mode: Annotated[SearchMode, Field(description="Ranking: hybrid, semantic or keyword.")] = "hybrid",
-    namespace: Annotated[str | None, Field(description="Only memories in this namespace.")] = None,
-    agent_id: Annotated[str | None, Field(description="Only memories owned by this agent.")] = None,
-    access_levels: Annotated[list[AccessLevelName] | None, Field(description="Only these access levels.")] = None,
-    context_tags: Annotated[list[str] | None, Field(description="Only memories carrying all of these tags.")] = None,
-    memory_category: Annotated[str | None, Field(description="Only memories of this category.")] = None,
-    min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop results less similar than this.")] = None,
-) -> dict[str, Any]:
-    request = memory_search.clean_request(given(
-        query=query, limit=limit, mode=mode, namespace=namespace, agent_id=agent_id, access_levels=access_levels,
-        context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
-    ))
-    return render_search(memory_search.search(agent, request))
-
-
-class ConversationTurn(BaseModel):
-    role: Annotated[str, Field(max_length=32, description="Who spoke: user, assistant, system or tool.")] = "user"
-    content: Annotated[str, Field(max_length=10_000, description="What was said.")]
-
-
-class TaskContext(BaseModel):
-    title: Annotated[str | None, Field(description="The task's title.")] = None
-    description: Annotated[str | None, Field(description="What the task is about.")] = None
-    tags: Annotated[list[str] | None, Field(max_length=50, description="Memories with these tags rank higher.")] = None
-    namespace: Annotated[str | None, Field(description="Memories in this namespace rank higher.")] = None
-    task_type: Annotated[str | None, Field(description="The kind of task.")] = None
-    memory_category: Annotated[str | None, Field(description="The category of memory wanted.")] = None
+def search_memories(agent: Agent, data: SearchMemories) -> dict[str, Any]:
+    return render_search(memory_search.search(agent, memory_search.search_request(data)))
 
 
 @agent_tool(
@@ -113,28 +76,8 @@ class TaskContext(BaseModel):
     'Example: {"query": "what did we decide?", "conversation_context": [{"role": "user", "content": "About the EU '
     'rollout..."}], "task_context": {"title": "Plan the rollout", "tags": ["deploy"]}}.',
 )
-def contextual_search(
-    agent: Agent,
-    query: Annotated[str, Field(description="What to look for, in natural language.")],
-    conversation_context: Annotated[list[ConversationTurn] | None,
-                                    Field(max_length=20, description="Recent turns, oldest first.")] = None,
-    task_context: Annotated[TaskContext | None, Field(description="The task at hand.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Number of results, 1-100.")] = 10,
-    mode: Annotated[SearchMode, Field(description="Ranking: hybrid, semantic or keyword.")] = "hybrid",
-    namespace: Annotated[str | None, Field(description="Only memories in this namespace.")] = None,
-    agent_id: Annotated[str | None, Field(description="Only memories owned by this agent.")] = None,
-    access_levels: Annotated[list[AccessLevelName] | None, Field(description="Only these access levels.")] = None,
-    context_tags: Annotated[list[str] | None, Field(description="Only memories carrying all of these tags.")] = None,
-    memory_category: Annotated[str | None, Field(description="Only memories of this category.")] = None,
-    min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop results less similar than this.")] = None,
-) -> dict[str, Any]:
-    request, turns, task = contextual.clean_contextual_request(given(
-        query=query, limit=limit, mode=mode, namespace=namespace, agent_id=agent_id, access_levels=access_levels,
-        context_tags=context_tags, memory_category=memory_category, min_similarity=min_similarity,
-        conversation_context=[turn.model_dump() for turn in conversation_context] if conversation_context else None,
-        task_context=task_context.model_dump(exclude_none=True) if task_context else None,
-    ))
-    return render_search(contextual.contextual_search(agent, request, turns, task))
+def contextual_search(agent: Agent, data: ContextualSearch) -> dict[str, Any]:
+    return render_search(contextual.contextual_search(agent, *contextual.contextual_request(data)))
 
 
 @agent_tool(
@@ -153,37 +96,11 @@ def get_memory(agent: Agent, memory_id: MemoryId) -> dict[str, Any]:
     "learning_weight), tags (= context_tags) and context_type (= memory_category). "
     'Example: {"memory_id": "<uuid>", "content": "Staging deploys need two approvals.", "context_tags": ["deploy"]}.',
 )
-def update_memory(
-    agent: Agent,
-    memory_id: MemoryId,
-    content: Annotated[str | None, Field(description="New text.")] = None,
-    access_level: Annotated[AccessLevelName | None, Field(description="New access level.")] = None,
-    namespace: Annotated[str | None, Field(description="Move to this namespace (you must be a member).")] = None,
-    context_tags: Tags = None,
-    memory_category: Annotated[str | None, Field(description="New category.")] = None,
-    learning_weight: Annotated[float | None, Field(ge=0, le=10, description="New weight 0-10.")] = None,
-    metadata: Annotated[dict[str, Any] | None, Field(description="Replaces the metadata object.")] = None,
-    importance: Annotated[float | None, Field(ge=0, le=1, description="Persona-era: importance 0-1.")] = None,
-    tags: Annotated[list[str] | None, Field(description="Persona-era name of context_tags.")] = None,
-    context_type: Annotated[str | None, Field(description="Persona-era name of memory_category.")] = None,
-) -> dict[str, Any]:
-    if importance is not None:
-        if learning_weight is not None:
-            raise InvalidInput("Give learning_weight or the persona-era importance, not both.", field="importance")
-        learning_weight = extensions.call("importance_to_learning_weight", importance, field="importance")
-    if tags is not None:
-        if context_tags is not None:
-            raise InvalidInput("Give context_tags or the persona-era tags, not both.", field="tags")
-        context_tags = tags
-    if context_type is not None:
-        if memory_category is not None:
-            raise InvalidInput("Give memory_category or the persona-era context_type, not both.", field="context_type")
-        memory_category = context_type
-    changes = given(
-        content=content, access_level=access_level, namespace=namespace, context_tags=context_tags,
-        memory_category=memory_category, learning_weight=learning_weight, metadata=metadata,
-    )
-    if not changes:
+def update_memory(agent: Agent, memory_id: MemoryId, changes: UpdateMemory, persona_era: PersonaEraChanges
+                  ) -> dict[str, Any]:
+    changes = persona_era.merged_into(changes, lambda importance: extensions.call(
+        "importance_to_learning_weight", importance, field="importance"))
+    if not changes.given():
         raise InvalidInput("Nothing to change: give at least one field besides memory_id.")
     memory = services.get_visible_memory(agent, memory_id)
     return render_memory(services.update_memory(agent, memory, changes))
@@ -208,14 +125,14 @@ def delete_memory(agent: Agent, memory_id: MemoryId) -> dict[str, Any]:
 def share_memory(
     agent: Agent,
     memory_id: MemoryId,
-    agent_ids: Annotated[list[str], Field(min_length=1, max_length=100, description="The agents to share with.")],
+    data: ShareMemory,
     unshare: Annotated[bool, Field(description="Remove these agents' access instead of granting it.")] = False,
 ) -> dict[str, Any]:
     memory = services.get_visible_memory(agent, memory_id)
     if unshare:
-        shared = services.unshare_memory(agent, memory, agent_ids)
+        shared = services.unshare_memory(agent, memory, data)
     else:
-        shared = services.share_memory(agent, memory, agent_ids)
+        shared = services.share_memory(agent, memory, data)
     return {"id": str(memory.pk), "agent_ids": shared}
 
 
@@ -224,13 +141,9 @@ def share_memory(
     description="Say whether a memory you read was useful; it nudges the memory's learning_weight (and so its rank) "
     'up or down. Example: {"memory_id": "<uuid>", "useful": true}.',
 )
-def memory_feedback(
-    agent: Agent,
-    memory_id: MemoryId,
-    useful: Annotated[bool, Field(description="true if the memory helped, false if it did not.")],
-) -> dict[str, Any]:
+def memory_feedback(agent: Agent, memory_id: MemoryId, data: Feedback) -> dict[str, Any]:
     memory = services.get_visible_memory(agent, memory_id)
-    return render_memory(services.record_feedback(agent, memory, useful))
+    return render_memory(services.record_feedback(agent, memory, data))
 
 
 @agent_tool(
@@ -251,8 +164,6 @@ def memory_insights(agent: Agent) -> dict[str, Any]:
     "nearest categorised memories (yours) carry. Proposes only, unless apply is true. "
     'Example: {"apply": true}.',
 )
-def categorise_memories(
-    agent: Agent,
-    apply: Annotated[bool, Field(description="Store the proposed categories (false: only propose).")] = False,
-) -> dict[str, Any]:
-    return render_json(learning.categorise(agent, apply=apply))
+def categorise_memories(agent: Agent, data: Categorise) -> dict[str, Any]:
+    subject = learning.subject(agent, data.agent_id)
+    return render_json(learning.categorise(subject, apply=data.apply, actor=agent))

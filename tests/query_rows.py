@@ -5,6 +5,7 @@ The rows differ in owner, namespace, assignee, parent and share, so a relation r
 """
 from __future__ import annotations
 
+from memories.contracts import ShareMemory, StoreMemory
 from memories.services import create_memory, share_memory
 from workflows import services as workflow_services
 from workflows.models import StepRun, WorkflowRun
@@ -13,16 +14,16 @@ from workflows.models import StepRun, WorkflowRun
 def add_memories(team, count: int, word: str = "harbour") -> None:
     """Memories of several owners and levels the owner can read, some shared with it, some with parents."""
     owner, member, outsider = team["owner"].agent, team["member"].agent, team["outsider"].agent
-    parent = create_memory(owner, {"content": f"The {word} plan, parent note.", "access_level": "public"})
+    parent = create_memory(owner, StoreMemory.parse({"content": f"The {word} plan, parent note.", "access_level": "public"}))
     created = 1
     while created < count:
         writer, level = [(owner, "private"), (member, "shared"), (outsider, "public")][created % 3]
-        memory = create_memory(writer, {
+        memory = create_memory(writer, StoreMemory.parse({
             "content": f"The {word} note number {created}.", "access_level": level,
             "context_tags": ["ops", f"n{created}"], "parent_memory_id": str(parent.pk),
-        })
+        }))
         if writer is member:
-            share_memory(member, memory, ["owner-agent"])
+            share_memory(member, memory, ShareMemory.parse({"agent_ids": ["owner-agent"]}))
         created += 1
 
 

@@ -39,7 +39,7 @@ from mcp_types import ToolAnnotations
 from core import limits
 from core.db import agent_context
 from core.errors import ServiceError, error_body
-from core.tools import AgentTool, registered, tool_error
+from core.tools import AgentTool, registered, tool_error, tool_for
 
 logger = logging.getLogger(__name__)
 # Each stateless HTTP exchange starts and stops a transport; those INFO lines would drown the log.
@@ -90,8 +90,9 @@ def registered_tools() -> list[AgentTool]:
     return registered()
 
 
-def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
-    """Run one tool body synchronously as the agent, inside its RLS transaction."""
+def _call_as_agent(tool: AgentTool | Callable[..., Any], agent_pk, arguments: dict) -> Any:
+    """Run one tool (its registration or its body) synchronously as the agent, inside its RLS transaction."""
+    spec = tool if isinstance(tool, AgentTool) else tool_for(tool)
     import access
     from agents.models import Agent
 
@@ -103,7 +104,7 @@ def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
         if agent is None or not agent.is_active or not agent.user.is_active:
             raise ToolError("This agent is inactive or no longer exists; open a new session with an active key.")
         with access.request_scope(), agent_context(agent):
-            return fn(agent, **arguments)
+            return spec.fn(agent, **spec.bind(arguments))
     except ServiceError as exc:
         raise tool_error(exc) from exc
     finally:
@@ -112,25 +113,17 @@ def _call_as_agent(fn: Callable[..., Any], agent_pk, arguments: dict) -> Any:
 
 
 def _as_mcp_function(spec: AgentTool) -> Callable[..., Any]:
-    """An async function with the tool's signature minus the agent, running the body in Django's sync world."""
-    signature = inspect.signature(spec.fn)
-    # The agent parameter is the body's own; its annotation may name a model only for type checkers.
-    parameters = [
-        parameter.replace(annotation=eval(parameter.annotation, spec.fn.__globals__))
-        if isinstance(parameter.annotation, str) else parameter
-        for parameter in list(signature.parameters.values())[1:]
-    ]
-
+    """An async function taking the tool's arguments (AgentTool.arguments), running the body in Django's sync world."""
     async def call(**arguments):
         agent_pk = _session_agent_pk.get()
         if agent_pk is None:
             raise ToolError("No authenticated agent for this session.")
         # thread_sensitive keeps every ORM call on one thread: the request's own thread under HTTP.
-        return await sync_to_async(_call_as_agent, thread_sensitive=True)(spec.fn, agent_pk, arguments)
+        return await sync_to_async(_call_as_agent, thread_sensitive=True)(spec, agent_pk, arguments)
 
     call.__name__ = spec.fn.__name__
     call.__doc__ = spec.description
-    call.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    call.__signature__ = inspect.Signature(spec.arguments())  # type: ignore[attr-defined]
     return call
 
 

@@ -183,7 +183,7 @@ SPECTACULAR_SETTINGS = {
     # One name per choice set, so generated clients get AccessLevelEnum rather than AccessLevel495Enum
     # where two choice sets share a field name (access_level, status).
     "ENUM_NAME_OVERRIDES": {
-        "AccessLevelEnum": "memories.choices.AccessLevel",
+        "AccessLevelEnum": "access.choices.AccessLevel",
         "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
         "TaskStatusEnum": "workflows.choices.TaskStatus",
         "RunStatusEnum": "workflows.choices.RunStatus",

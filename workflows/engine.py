@@ -22,6 +22,7 @@ from core.db import agent_context
 from core.errors import InvalidInput, ServiceError
 from memories import search as memory_search
 from memories import services as memory_services
+from memories.contracts import StoreMemory
 
 from . import services
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowType
@@ -58,7 +59,7 @@ def update_task_status_action(principal: Principal, params: dict) -> dict:
 
 
 def store_memory_action(principal: Principal, params: dict) -> dict:
-    memory = memory_services.create_memory(principal, params)
+    memory = memory_services.create_memory(principal, StoreMemory.parse(params))
     return {"id": str(memory.pk), "namespace": memory.namespace.namespace, "access_level": memory.access_level}
 
 

@@ -17,6 +17,7 @@ from core.api import BaseAPIView, body_object
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.choices import AccessLevel
+from memories.contracts import StoreMemory, UpdateMemory
 from memories.models import Memory
 from workflows import runs as workflow_runs
 from workflows import services as workflow_services
@@ -174,7 +175,7 @@ class MemoryListView(V1View):
             fields["agent_id"] = agent_id
             if self.principal.agent is None and "namespace" not in fields:
                 fields["namespace"] = agent_for_persona(agent_id).namespace.namespace
-        memory = memory_services.create_memory(self.principal, fields)
+        memory = memory_services.create_memory(self.principal, StoreMemory.parse(fields))
         return Response(memory_to_dict(memory), status=status.HTTP_201_CREATED)
 
 
@@ -192,7 +193,7 @@ class MemoryDetailView(V1View):
             legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY)
             if legacy is not None and isinstance(changes["metadata"], dict):
                 changes["metadata"] = {**changes["metadata"], MEMORY_LEGACY_KEY: legacy}
-        memory = memory_services.update_memory(self.principal, memory, changes)
+        memory = memory_services.update_memory(self.principal, memory, UpdateMemory.parse(changes))
         return Response(memory_to_dict(memory))
 
     patch = put

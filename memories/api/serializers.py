@@ -1,9 +1,8 @@
-"""Output shapes of memories, and request shapes for the schema (values are validated by memories.services)."""
+"""Output shapes of memory operations (their inputs are memories.contracts)."""
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..choices import AccessLevel
 from ..models import Memory
 
 
@@ -26,22 +25,6 @@ class MemorySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MemoryWriteSerializer(serializers.Serializer):
-    content = serializers.CharField()
-    access_level = serializers.ChoiceField(choices=AccessLevel.choices, default=AccessLevel.PRIVATE)
-    namespace = serializers.CharField(required=False, help_text="Defaults to the agent's home namespace.")
-    context_tags = serializers.ListField(child=serializers.CharField(), required=False)
-    memory_category = serializers.CharField(required=False, default="general")
-    learning_weight = serializers.FloatField(required=False, default=1.0)
-    parent_memory_id = serializers.UUIDField(required=False, allow_null=True)
-    metadata = serializers.DictField(required=False)
-    agent_id = serializers.CharField(required=False, help_text="Operators only: the owning agent.")
-
-
-class MemoryBulkSerializer(serializers.Serializer):
-    memories = MemoryWriteSerializer(many=True)
-
-
 class MemoryBulkCreatedSerializer(serializers.Serializer):
     """What a bulk write answers: how many memories were stored and their ids, in the order given."""
 
@@ -51,41 +34,6 @@ class MemoryBulkCreatedSerializer(serializers.Serializer):
 
 class ShareSerializer(serializers.Serializer):
     agent_ids = serializers.ListField(child=serializers.CharField())
-
-
-class FeedbackSerializer(serializers.Serializer):
-    useful = serializers.BooleanField()
-
-
-class SearchRequestSerializer(serializers.Serializer):
-    query = serializers.CharField()
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
-    mode = serializers.ChoiceField(choices=["hybrid", "semantic", "keyword"], default="hybrid")
-    namespace = serializers.CharField(required=False)
-    agent_id = serializers.CharField(required=False)
-    access_levels = serializers.ListField(child=serializers.ChoiceField(choices=AccessLevel.choices), required=False)
-    context_tags = serializers.ListField(child=serializers.CharField(), required=False)
-    memory_category = serializers.CharField(required=False)
-    min_similarity = serializers.FloatField(required=False, min_value=-1, max_value=1)
-
-
-class ConversationTurnSerializer(serializers.Serializer):
-    role = serializers.CharField(required=False, help_text="user, assistant, system, ...")
-    content = serializers.CharField()
-
-
-class TaskContextSerializer(serializers.Serializer):
-    title = serializers.CharField(required=False)
-    description = serializers.CharField(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    namespace = serializers.CharField(required=False)
-    task_type = serializers.CharField(required=False)
-    memory_category = serializers.CharField(required=False)
-
-
-class ContextualSearchRequestSerializer(SearchRequestSerializer):
-    conversation_context = ConversationTurnSerializer(many=True, required=False, help_text="Recent turns, oldest first.")
-    task_context = TaskContextSerializer(required=False)
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -114,11 +62,6 @@ class SearchResponseSerializer(serializers.Serializer):
     mode = serializers.CharField()
     count = serializers.IntegerField()
     took_ms = serializers.FloatField()
-
-
-class CategoriseSerializer(serializers.Serializer):
-    apply = serializers.BooleanField(default=False, help_text="Store the proposed categories (default: only propose).")
-    agent_id = serializers.CharField(required=False, help_text="Operators: the agent whose memories to file.")
 
 
 class CategoryProposalSerializer(serializers.Serializer):

@@ -6,24 +6,28 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from core.api import BaseViewSet, body_object
+from core.api import BaseViewSet
 from core.schema import errors
 
 from .. import contextual, learning, services
 from .. import search as memory_search
+from ..contracts import (
+    Categorise,
+    ContextualSearch,
+    Feedback,
+    SearchMemories,
+    ShareMemory,
+    StoreMemories,
+    StoreMemory,
+    UpdateMemory,
+)
 from ..filters import MemoryFilter
 from ..models import Memory
 from .serializers import (
     CategoriseResultSerializer,
-    CategoriseSerializer,
-    ContextualSearchRequestSerializer,
-    FeedbackSerializer,
     InsightsSerializer,
     MemoryBulkCreatedSerializer,
-    MemoryBulkSerializer,
     MemorySerializer,
-    MemoryWriteSerializer,
-    SearchRequestSerializer,
     SearchResponseSerializer,
     ShareSerializer,
     search_response,
@@ -43,14 +47,15 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def get_object(self):
         return services.get_visible_memory(self.principal, self.kwargs["pk"])
 
-    @extend_schema(request=MemoryWriteSerializer, responses={201: MemorySerializer})
+    @extend_schema(request=StoreMemory, responses={201: MemorySerializer})
     def create(self, request):
-        memory = services.create_memory(self.principal, body_object(request))
+        memory = services.create_memory(self.principal, StoreMemory.parse(request.data))
         return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=MemoryWriteSerializer, responses=MemorySerializer)
+    @extend_schema(request=UpdateMemory, responses=MemorySerializer)
     def partial_update(self, request, pk=None):
-        memory = services.update_memory(self.principal, self.get_object(), body_object(request))
+        changes = UpdateMemory.parse(request.data)
+        memory = services.update_memory(self.principal, self.get_object(), changes)
         return Response(MemorySerializer(memory).data)
 
     @extend_schema(responses={204: None})
@@ -58,26 +63,26 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         services.delete_memory(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=MemoryBulkSerializer, responses={201: MemoryBulkCreatedSerializer})
+    @extend_schema(request=StoreMemories, responses={201: MemoryBulkCreatedSerializer})
     @action(detail=False, methods=["post"])
     def bulk(self, request):
-        body = request.data
-        items = body.get("memories") if isinstance(body, dict) else body
-        memories = services.bulk_create_memories(self.principal, items)
+        # A bare list is taken as the `memories` list.
+        body = {"memories": request.data} if isinstance(request.data, list) else request.data
+        memories = services.bulk_create_memories(self.principal, StoreMemories.parse(body))
         return Response(
             {"count": len(memories), "ids": [str(m.pk) for m in memories]}, status=status.HTTP_201_CREATED
         )
 
-    @extend_schema(request=SearchRequestSerializer, responses=SearchResponseSerializer)
+    @extend_schema(request=SearchMemories, responses=SearchResponseSerializer)
     @action(detail=False, methods=["post"])
     def search(self, request):
-        search_request = memory_search.clean_request(body_object(request))
+        search_request = memory_search.search_request(SearchMemories.parse(request.data))
         return Response(search_response(memory_search.search(self.principal, search_request)))
 
-    @extend_schema(request=ContextualSearchRequestSerializer, responses=SearchResponseSerializer)
+    @extend_schema(request=ContextualSearch, responses=SearchResponseSerializer)
     @action(detail=False, methods=["post"], url_path="contextual-search")
     def contextual_search(self, request):
-        search_request, turns, task = contextual.clean_contextual_request(body_object(request))
+        search_request, turns, task = contextual.contextual_request(ContextualSearch.parse(request.data))
         return Response(search_response(contextual.contextual_search(self.principal, search_request, turns, task)))
 
     @extend_schema(
@@ -89,26 +94,26 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         agent = learning.subject(self.principal, request.query_params.get("agent_id"))
         return Response(learning.insights(agent, actor=self.principal))
 
-    @extend_schema(request=CategoriseSerializer, responses=CategoriseResultSerializer)
+    @extend_schema(request=Categorise, responses=CategoriseResultSerializer)
     @action(detail=False, methods=["post"])
     def categorise(self, request):
-        body = body_object(request)
-        agent = learning.subject(self.principal, body.get("agent_id"))
-        return Response(learning.categorise(agent, apply=body.get("apply", False), actor=self.principal))
+        data = Categorise.parse(request.data)
+        agent = learning.subject(self.principal, data.agent_id)
+        return Response(learning.categorise(agent, apply=data.apply, actor=self.principal))
 
-    @extend_schema(request=ShareSerializer, responses={200: ShareSerializer})
+    @extend_schema(request=ShareMemory, responses={200: ShareSerializer})
     @action(detail=True, methods=["post", "delete"])
     def share(self, request, pk=None):
         memory = self.get_object()
-        agent_ids = body_object(request).get("agent_ids")
+        data = ShareMemory.parse(request.data)
         if request.method == "DELETE":
-            shared = services.unshare_memory(self.principal, memory, agent_ids)
+            shared = services.unshare_memory(self.principal, memory, data)
         else:
-            shared = services.share_memory(self.principal, memory, agent_ids)
+            shared = services.share_memory(self.principal, memory, data)
         return Response({"agent_ids": shared})
 
-    @extend_schema(request=FeedbackSerializer, responses=MemorySerializer)
+    @extend_schema(request=Feedback, responses=MemorySerializer)
     @action(detail=True, methods=["post"])
     def feedback(self, request, pk=None):
-        memory = services.record_feedback(self.principal, self.get_object(), body_object(request).get("useful"))
+        memory = services.record_feedback(self.principal, self.get_object(), Feedback.parse(request.data))
         return Response(MemorySerializer(memory).data)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from memories.contracts import ShareMemory, StoreMemories, StoreMemory
 from memories.models import Memory, MemoryUserObjectPermission
 from memories.services import bulk_create_memories, create_memory, share_memory
 
@@ -88,11 +89,13 @@ def world(team, operator_client, django_capture_on_commit_callbacks) -> World:
     with django_capture_on_commit_callbacks() as callbacks:
         owned = bulk_create_memories(
             owner,
-            [{"content": CONTENT[level], "access_level": level, "namespace": "team"} for level in LEVELS[:3]],
+            StoreMemories.parse(
+                {"memories": [{"content": CONTENT[level], "access_level": level, "namespace": "team"} for level in LEVELS[:3]]}),
         )
-        system = create_memory(admin, {"content": CONTENT["system"], "access_level": "system", "namespace": "team"})
+        system = create_memory(admin, StoreMemory.parse(
+            {"content": CONTENT["system"], "access_level": "system", "namespace": "team"}))
     memories = dict(zip(LEVELS, [*owned, system], strict=True))
-    share_memory(owner, memories["shared"], ["sharee-agent"])
+    share_memory(owner, memories["shared"], ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
     clients = {name: handle.client for name, handle in team.items()}
     clients["operator"] = operator_client
     world = World(cast=team, clients=clients, memories=memories, queued=list(callbacks))

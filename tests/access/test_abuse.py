@@ -25,6 +25,7 @@ from agents.models import Agent, ApiKey
 from compat import tools as persona_tools
 from compat.adapter import learning_weight_to_importance
 from core.db import agent_context
+from memories.contracts import StoreMemory
 from memories.models import Memory
 from memories.services import create_memory
 from namespaces.models import Namespace
@@ -166,7 +167,8 @@ def vault(team, make_namespace, make_agent):
     make_namespace("lobby", policy="open")
     keeper = make_agent("keeper-agent", "vault")
     add_member(_root(), Namespace.objects.get(namespace="vault"), keeper.agent, "admin")
-    secret = create_memory(keeper.agent, {"content": "Vault combination is 31-4-15.", "access_level": "shared"})
+    secret = create_memory(keeper.agent, StoreMemory.parse(
+        {"content": "Vault combination is 31-4-15.", "access_level": "shared"}))
     return {"keeper": keeper, "secret": secret}
 
 
@@ -286,9 +288,9 @@ def learning_world(team, django_capture_on_commit_callbacks):
         ("The user likes dark mode in the editor.", "general"),
     ]
     with django_capture_on_commit_callbacks(execute=True):
-        inside = create_memory(owner, {"content": "Team lunch is on Fridays.", "namespace": "team"})
+        inside = create_memory(owner, StoreMemory.parse({"content": "Team lunch is on Fridays.", "namespace": "team"}))
         created = [
-            create_memory(owner, {"content": text, "namespace": "other", "memory_category": category})
+            create_memory(owner, StoreMemory.parse({"content": text, "namespace": "other", "memory_category": category}))
             for text, category in outside
         ]
     return {"inside": inside, "outside": created}
@@ -343,7 +345,7 @@ def searched_run(team, django_capture_on_commit_callbacks):
     """owner-agent's workflow searches memories; member-agent runs it and finds its own private memory."""
     owner, member = team["owner"], team["member"]
     with django_capture_on_commit_callbacks(execute=True):
-        secret = create_memory(member.agent, {"content": "My private passphrase is marigold-seventeen."})
+        secret = create_memory(member.agent, StoreMemory.parse({"content": "My private passphrase is marigold-seventeen."}))
         workflow = owner.client.post(
             "/api/v2/workflows",
             {"name": "Find", "namespace": "team",
@@ -459,7 +461,7 @@ def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
     from memories.tools import store_memory
 
     owner = team["owner"]
-    planted = create_memory(owner.agent, {"content": "Imported fact.", "metadata": {"note": "x"}})
+    planted = create_memory(owner.agent, StoreMemory.parse({"content": "Imported fact.", "metadata": {"note": "x"}}))
     Memory.objects.filter(pk=planted.pk).update(metadata={"note": "x", "legacy": {"importance": 0.9}})
     before_count, before_planted = Memory.objects.count(), Memory.objects.values("metadata").get(pk=planted.pk)
     hostile = {"legacy": {"importance": 1.0, "persona_id": str(uuid.uuid4())}}
@@ -474,7 +476,7 @@ def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
     from core.errors import Forbidden
 
     with pytest.raises(Forbidden):
-        store_memory(owner.agent, content="Fake MCP import.", metadata=hostile)
+        store_memory(owner.agent, StoreMemory.parse({"content": "Fake MCP import.", "metadata": hostile}))
     # then
     assert [r.status_code for r in (created, bulk, changed, v1)] == [403, 403, 403, 403]
     assert {r.json()["error"]["code"] for r in (created, bulk, changed, v1)} == {"reserved_metadata"}
@@ -487,7 +489,7 @@ def test_case06_agents_cannot_write_the_legacy_key_of_memories(team):
 def test_case06_the_legacy_key_survives_an_agents_metadata_edit(team):
     # given
     owner = team["owner"]
-    planted = create_memory(owner.agent, {"content": "Imported fact."})
+    planted = create_memory(owner.agent, StoreMemory.parse({"content": "Imported fact."}))
     Memory.objects.filter(pk=planted.pk).update(metadata={"legacy": {"importance": 0.9}})
     # when
     response = owner.client.patch(f"/api/v2/memories/{planted.pk}", {"metadata": {"note": "mine"}}, format="json")
@@ -527,8 +529,9 @@ def admin_tree(make_namespace, make_agent):
     make_namespace("alpha")
     make_namespace("beta")
     alpha, beta = make_agent("alpha-agent", "alpha"), make_agent("beta-agent", "beta")
-    parent = create_memory(beta.agent, {"content": "Beta roadmap: ship the orchid feature.", "access_level": "public"})
-    child = create_memory(alpha.agent, {"content": "Alpha note on that.", "parent_memory_id": str(parent.pk)})
+    parent = create_memory(beta.agent, StoreMemory.parse(
+        {"content": "Beta roadmap: ship the orchid feature.", "access_level": "public"}))
+    child = create_memory(alpha.agent, StoreMemory.parse({"content": "Alpha note on that.", "parent_memory_id": str(parent.pk)}))
     return {"alpha": alpha, "beta": beta, "parent": parent, "child": child}
 
 
@@ -630,7 +633,8 @@ def test_case11_one_feedback_vote_per_reader_per_memory(team):
     from memories.models import MemoryFeedback
 
     owner, member, outsider = team["owner"], team["member"], team["outsider"]
-    memory = create_memory(owner.agent, {"content": "Public tip.", "access_level": "public", "learning_weight": 2.0})
+    memory = create_memory(owner.agent, StoreMemory.parse(
+        {"content": "Public tip.", "access_level": "public", "learning_weight": 2.0}))
     url = f"/api/v2/memories/{memory.pk}/feedback"
 
     def weight() -> float:
@@ -794,8 +798,8 @@ def test_case08_owner_deletes_a_memory_whose_child_it_cannot_see(world, api):
     # given: Bob (member) hangs a private memory under Alice's (owner's) public one
     alice, bob = world.cast["owner"], world.cast["member"]
     parent = world.memories["public"]
-    child = create_memory(bob.agent, {"content": "Bob's private follow-up.", "access_level": "private",
-                                      "namespace": "team", "parent_memory_id": str(parent.pk)})
+    child = create_memory(bob.agent, StoreMemory.parse({"content": "Bob's private follow-up.", "access_level": "private",
+                                      "namespace": "team", "parent_memory_id": str(parent.pk)}))
     others = [row for row in all_memories() if row["pk"] not in (parent.pk, child.pk)]
     path = f"/api/v2/memories/{parent.pk}" if api == "v2" else f"/api/v1/memory/{parent.pk}"
     # when
@@ -824,7 +828,8 @@ def test_case08_deleting_a_namespace_that_holds_only_a_hidden_memory_answers_409
     make_namespace("scratch", policy="open")
     member = world.cast["member"]
     assert member.client.post("/api/v2/namespaces/scratch/join").status_code == 200
-    hidden = create_memory(member.agent, {"content": "Only mine.", "access_level": "private", "namespace": "scratch"})
+    hidden = create_memory(member.agent, StoreMemory.parse(
+        {"content": "Only mine.", "access_level": "private", "namespace": "scratch"}))
     before_counts, before = stored_counts(), all_memories()
     # when
     response = world.clients["admin"].delete("/api/v2/namespaces/scratch")
@@ -1061,8 +1066,8 @@ def test_case10_agent_requests_that_change_rights_and_keys_still_work(world, mak
 def test_case11_keyword_scores_do_not_reveal_words_in_memories_the_caller_cannot_read(team):
     # given: the owner's own memories and its keyword scores for a query with a rare word
     owner, outsider, member = team["owner"], team["outsider"], team["member"]
-    create_memory(owner.agent, {"content": "The launch plan names the falcon project.", "namespace": "team"})
-    create_memory(owner.agent, {"content": "Lunch is at noon on Fridays.", "namespace": "team"})
+    create_memory(owner.agent, StoreMemory.parse({"content": "The launch plan names the falcon project.", "namespace": "team"}))
+    create_memory(owner.agent, StoreMemory.parse({"content": "Lunch is at noon on Fridays.", "namespace": "team"}))
     body = {"query": "falcon project codename", "mode": "keyword"}
 
     def scores() -> dict:
@@ -1073,9 +1078,10 @@ def test_case11_keyword_scores_do_not_reveal_words_in_memories_the_caller_cannot
     before = scores()
     visible_before = Memory.objects.count()
     # when: other agents write the query's words where the owner cannot read them
-    create_memory(outsider.agent, {"content": "codename falcon codename", "namespace": "other"})
-    create_memory(outsider.agent, {"content": "codename project", "namespace": "other", "access_level": "shared"})
-    create_memory(member.agent, {"content": "the codename is falcon", "namespace": "team"})
+    create_memory(outsider.agent, StoreMemory.parse({"content": "codename falcon codename", "namespace": "other"}))
+    create_memory(outsider.agent, StoreMemory.parse(
+        {"content": "codename project", "namespace": "other", "access_level": "shared"}))
+    create_memory(member.agent, StoreMemory.parse({"content": "the codename is falcon", "namespace": "team"}))
     with connection.cursor() as cursor:  # fresh planner statistics too: they span every row
         cursor.execute("ANALYZE memories")
     after = scores()

@@ -1,4 +1,4 @@
-"""The access module sits below the apps it rules on: it imports no other app's models."""
+"""The access package sits below the apps it rules on: it imports none of them."""
 from __future__ import annotations
 
 import ast
@@ -9,26 +9,29 @@ from django.contrib.auth import get_user_model
 
 import access
 from compat import adapter
+from memories.contracts import ShareMemory, StoreMemories
 
 PROJECT_APPS = ("agents", "memories", "namespaces", "workflows", "compat", "tmws_site")
 
 
-def _project_imports(path: Path) -> set[str]:
+def _project_imports(package: Path) -> set[str]:
+    """Every app module imported anywhere in `package` (at module level, inside functions, for type checkers)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            module = ("namespaces." if node.level else "") + (node.module or "")
-            found.add(module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                found.add(node.module or "")
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
     return {name for name in found if name.split(".")[0] in PROJECT_APPS}
 
 
-def test_access_imports_only_namespace_models_and_plain_values():
-    # when: every import, at module level or inside functions
-    imports = _project_imports(Path(access.__file__))
-    # then
-    assert imports == {"namespaces.models", "memories.choices"}
+def test_access_imports_no_app_but_for_type_checkers():
+    # when: every import of the access package
+    imports = _project_imports(Path(access.__file__).parent)
+    # then: the one app module it names is for annotations only (models are looked up by label)
+    assert imports == {"namespaces.models"}
+    assert "if TYPE_CHECKING:\n    from namespaces.models import Namespace" in Path(access.__file__).read_text()
 
 
 def test_the_reserved_metadata_keys_are_the_importers_keys():
@@ -66,8 +69,9 @@ def test_namespace_sets_are_computed_once_per_request_and_again_after_a_membersh
 def _shared_memories(owner, count: int) -> list:
     from memories.services import bulk_create_memories
 
-    return bulk_create_memories(owner, [{"content": f"Shared note {i}.", "access_level": "shared", "namespace": "team"}
-                                        for i in range(count)])
+    return bulk_create_memories(owner, StoreMemories.parse(
+        {"memories": [{"content": f"Shared note {i}.", "access_level": "shared", "namespace": "team"}
+                                        for i in range(count)]}))
 
 
 @pytest.mark.django_db
@@ -78,15 +82,15 @@ def test_an_agents_shares_are_named_in_its_read_rule_and_read_again_after_a_shar
 
     owner, sharee = team["owner"].agent, team["sharee"].agent
     first, second = _shared_memories(owner, 2)
-    share_memory(owner, first, ["sharee-agent"])
+    share_memory(owner, first, ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
     with access.request_scope():
         # when: the sharee reads, then gets the second one, then loses the first, in one request
         visible = Memory.objects.visible_to(sharee)
         sql = str(visible.query)
         before = set(visible.values_list("pk", flat=True))
-        share_memory(owner, second, ["sharee-agent"])
+        share_memory(owner, second, ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
         during = set(Memory.objects.visible_to(sharee).values_list("pk", flat=True))
-        unshare_memory(owner, first, ["sharee-agent"])
+        unshare_memory(owner, first, ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
         after = set(Memory.objects.visible_to(sharee).values_list("pk", flat=True))
     # then: the share is named (every arm of the rule can come from an index), never stale
     assert "memoryuserobjectpermission" not in sql and str(first.pk).replace("-", "") in sql.replace("-", "")
@@ -105,7 +109,7 @@ def test_past_the_named_limit_an_agents_shares_come_from_a_subquery_and_all_stay
     owner, sharee = team["owner"].agent, team["sharee"].agent
     memories = _shared_memories(owner, 4)
     for memory in memories[:3]:
-        share_memory(owner, memory, ["sharee-agent"])
+        share_memory(owner, memory, ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
     # when
     visible = Memory.objects.visible_to(sharee)
     # then

@@ -7,6 +7,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 import access
+from memories.contracts import StoreMemory
 from memories.models import Memory
 from memories.services import create_memory
 from namespaces.models import MAX_DEPTH, Namespace
@@ -94,10 +95,10 @@ def test_moving_a_namespace_rewrites_the_paths_of_its_subtree(team, make_namespa
 def test_after_a_move_shared_memories_flow_down_the_new_tree(team, operator_client):
     # given
     company_note = create_memory(
-        team["ancestor"].agent, {"content": "Company note.", "access_level": "shared", "namespace": "company"}
+        team["ancestor"].agent, StoreMemory.parse({"content": "Company note.", "access_level": "shared", "namespace": "company"})
     )
     other_note = create_memory(
-        team["outsider"].agent, {"content": "Other note.", "access_level": "shared", "namespace": "other"}
+        team["outsider"].agent, StoreMemory.parse({"content": "Other note.", "access_level": "shared", "namespace": "other"})
     )
     squad = team["descendant"].agent
     assert set(Memory.objects.visible_to(squad)) == {company_note}

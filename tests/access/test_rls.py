@@ -14,6 +14,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from core.db import agent_role, enter_agent_context
+from memories.contracts import ShareMemory, StoreMemory
 from memories.models import Memory
 from memories.services import create_memory, unshare_memory
 
@@ -60,8 +61,8 @@ def test_raw_select_returns_exactly_what_the_access_module_allows(world, princip
     agent = world.cast[principal].agent
     # A shared memory one level up: it flows down to team and squad, not sideways.
     company_note = create_memory(
-        world.cast["ancestor"].agent, {"content": "Company-wide holiday list.", "access_level": "shared",
-                                       "namespace": "company"},
+        world.cast["ancestor"].agent, StoreMemory.parse({"content": "Company-wide holiday list.", "access_level": "shared",
+                                       "namespace": "company"}),
     )
     allowed = {str(pk) for pk in Memory.objects.visible_to(agent).values_list("pk", flat=True)}
     expected = world.visible_ids(principal)
@@ -79,7 +80,7 @@ def test_raw_select_returns_exactly_what_the_access_module_allows(world, princip
 def test_policy_follows_an_unshare_at_once(world):
     # given
     sharee = world.cast["sharee"].agent
-    unshare_memory(world.cast["owner"].agent, world.memories["shared"], ["sharee-agent"])
+    unshare_memory(world.cast["owner"].agent, world.memories["shared"], ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
     # when
     with inside_agent_context(sharee) as cursor:
         seen = raw_visible_ids(cursor)

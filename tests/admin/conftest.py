@@ -8,6 +8,7 @@ from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from agents.models import ApiKey
+from memories.contracts import StoreMemory
 from memories.services import create_memory
 from namespaces.models import Namespace
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
@@ -28,7 +29,8 @@ def scoped_tree(make_namespace, make_agent):
     make_namespace("beta")
     agents = {slug: make_agent(f"{slug}-agent", slug) for slug in ("alpha", "alpha-sub", "beta")}
     memories = {
-        slug: create_memory(handle.agent, {"content": f"Fact kept in {slug} namespace.", "access_level": "shared"})
+        slug: create_memory(handle.agent, StoreMemory.parse(
+            {"content": f"Fact kept in {slug} namespace.", "access_level": "shared"}))
         for slug, handle in agents.items()
     }
     return {"agents": agents, "memories": memories, "namespaces": {ns.namespace: ns for ns in Namespace.objects.all()}}
@@ -59,7 +61,8 @@ def make_operator(db):
 def one_of_each(team):
     """At least one row of every model the admin shows."""
     owner = team["owner"].agent
-    memory = create_memory(owner, {"content": "The release train leaves on Thursdays.", "access_level": "shared"})
+    memory = create_memory(owner, StoreMemory.parse(
+        {"content": "The release train leaves on Thursdays.", "access_level": "shared"}))
     task = Task.objects.create(title="Write the release notes", namespace=owner.namespace, assigned_agent=owner)
     workflow = Workflow.objects.create(
         name="Release", namespace=owner.namespace, steps=[{"name": "notes", "action": "noop"}], created_by=owner

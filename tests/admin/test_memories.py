@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from memories.contracts import StoreMemory
 from memories.models import Memory
 from memories.services import create_memory
 
@@ -13,7 +14,7 @@ CHANGE_FORM = {"memory_category": "general", "access_level": "shared", "context_
 def test_re_embed_action_resets_to_pending_and_enqueues(superuser_client, team, django_capture_on_commit_callbacks):
     # given: one memory whose embedding failed, one never embedded
     owner = team["owner"].agent
-    failed = create_memory(owner, {"content": "Deploys freeze on Fridays.", "access_level": "shared"})
+    failed = create_memory(owner, StoreMemory.parse({"content": "Deploys freeze on Fridays.", "access_level": "shared"}))
     Memory.objects.filter(pk=failed.pk).update(embedding_status="failed", embedding_error="RuntimeError: boom",
                                                embedding_attempts=3)
     # when
@@ -68,7 +69,7 @@ def test_a_refused_memory_shows_on_the_form_and_stores_nothing(superuser_client,
 def test_changing_content_resets_the_embedding(superuser_client, team, django_capture_on_commit_callbacks):
     # given
     owner = team["owner"].agent
-    memory = create_memory(owner, {"content": "Old text.", "access_level": "shared"})
+    memory = create_memory(owner, StoreMemory.parse({"content": "Old text.", "access_level": "shared"}))
     Memory.objects.filter(pk=memory.pk).update(
         embedding_status="ready", embedding=[0.1] * 384, embedding_model="all-MiniLM-L6-v2"
     )
@@ -88,7 +89,7 @@ def test_changing_content_resets_the_embedding(superuser_client, team, django_ca
 
 def test_deleting_a_memory(superuser_client, team):
     # given
-    memory = create_memory(team["owner"].agent, {"content": "Forget me.", "access_level": "private"})
+    memory = create_memory(team["owner"].agent, StoreMemory.parse({"content": "Forget me.", "access_level": "private"}))
     # when
     response = superuser_client.post(reverse("admin:memories_memory_delete", args=[memory.pk]), {"post": "yes"})
     # then
@@ -99,8 +100,8 @@ def test_deleting_a_memory(superuser_client, team):
 def test_search_uses_the_text_search_vector_and_ids(superuser_client, team):
     # given
     owner = team["owner"].agent
-    deploy = create_memory(owner, {"content": "Deployments need two approvals.", "access_level": "shared"})
-    create_memory(owner, {"content": "Lunch is at noon.", "access_level": "shared"})
+    deploy = create_memory(owner, StoreMemory.parse({"content": "Deployments need two approvals.", "access_level": "shared"}))
+    create_memory(owner, StoreMemory.parse({"content": "Lunch is at noon.", "access_level": "shared"}))
     url = reverse("admin:memories_memory_changelist")
     # when
     by_word = superuser_client.get(url, {"q": "deployment approval"})

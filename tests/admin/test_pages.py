@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from memories.contracts import StoreMemory
 from memories.models import Memory
 
 MODELS = [
@@ -124,7 +125,8 @@ def test_memory_pages_never_contain_the_vector(superuser_client, team, django_ca
     from memories.services import create_memory
 
     with django_capture_on_commit_callbacks(execute=True):
-        memory = create_memory(team["owner"].agent, {"content": "Backups run nightly at two.", "access_level": "shared"})
+        memory = create_memory(team["owner"].agent, StoreMemory.parse(
+            {"content": "Backups run nightly at two.", "access_level": "shared"}))
     stored = Memory.objects.get(pk=memory.pk)
     assert stored.embedding_status == "ready"
     fragments = [repr(float(value))[:8] for value in stored.embedding[:8] if abs(value) > 0.001]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from memories.contracts import StoreMemory
 from memories.services import create_memory
 from workflows.services import create_task, create_workflow
 
@@ -84,8 +85,8 @@ def v1_world(team, make_agent, operator_client):
                metadata={"persona": {"id": "7d4f7a60-5c1e-4e59-9b59-0d6f3b8a1c01", "total_tasks": 3}})
     owner = team["owner"].agent
     ids = {
-        "memory": str(create_memory(owner, {"content": "A v1 note.", "access_level": "public",
-                                            "namespace": "team"}).pk),
+        "memory": str(create_memory(owner, StoreMemory.parse({"content": "A v1 note.", "access_level": "public",
+                                            "namespace": "team"})).pk),
         "task": str(create_task(owner, {"title": "A v1 task.", "namespace": "team"}).pk),
         "workflow": str(create_workflow(owner, {"name": "A v1 workflow.", "namespace": "team", "steps": [
             {"name": "pause", "action": "wait", "params": {"seconds": 0}}]}).pk),

@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from memories.contracts import StoreMemory
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SCHEMATHESIS = str(Path(PYTHON).with_name("schemathesis"))
@@ -56,7 +58,7 @@ def seed() -> None:
     agent, agent_key = register_agent(None, agent_id="fuzz-agent", namespace="fuzz")
     operator = get_user_model().objects.create_superuser("fuzz-operator", "fuzz@example.com", None)
     for level in ("private", "shared", "public"):
-        create_memory(agent, {"content": f"A {level} note for the fuzzer.", "access_level": level})
+        create_memory(agent, StoreMemory.parse({"content": f"A {level} note for the fuzzer.", "access_level": level}))
     print(json.dumps({"agent": agent_key, "operator": issue_operator_key(operator)}))
 
 

@@ -20,6 +20,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from memories.contracts import StoreMemory
 from memories.services import create_memory
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -110,8 +111,8 @@ def mcp_team(transactional_db, make_namespace, make_agent):
 @pytest.fixture
 def private_memory_of_a(mcp_team):
     """A private memory of agent A, already embedded."""
-    return create_memory(mcp_team["a"].agent, {
+    return create_memory(mcp_team["a"].agent, StoreMemory.parse({
         "content": "The secret rollout plan starts with the EU region.",
         "access_level": "private",
         "namespace": "team-alpha",
-    })
+    }))

@@ -10,6 +10,7 @@ import pytest
 
 from agents.models import Agent
 from agents.services import retire_agent
+from memories.contracts import ShareMemory, StoreMemory
 from memories.models import Memory
 from memories.services import create_memory, share_memory
 from workflows.models import Task
@@ -132,9 +133,10 @@ def test_other_agent_sees_no_private_memory_in_statistics(live_server, mcp_team,
 
 def test_reader_of_a_shared_memory_may_not_change_it(live_server, mcp_team):
     # given
-    memory = create_memory(mcp_team["a"].agent, {"content": "Release notes live in the wiki.", "access_level": "shared",
-                                                 "namespace": "team-alpha"})
-    share_memory(mcp_team["a"].agent, memory, ["mcp-agent-b"])
+    memory = create_memory(mcp_team["a"].agent, StoreMemory.parse(
+        {"content": "Release notes live in the wiki.", "access_level": "shared",
+                                                 "namespace": "team-alpha"}))
+    share_memory(mcp_team["a"].agent, memory, ShareMemory.parse({"agent_ids": ["mcp-agent-b"]}))
     # when
     got, changed, deleted = run_http(live_server.url, mcp_team["b"].key, [
         ("get_memory", {"memory_id": str(memory.pk)}),
@@ -156,7 +158,7 @@ BAD_INPUT = [
     ("store_memory", {"content": "x", "access_level": "system"}, "[permission_denied] Only operators and admin agents"),
     ("store_memory", {"content": "x", "learning_weight": 11}, "learning_weight"),
     ("store_memory", {}, "content"),
-    ("search_memories", {"query": "   "}, "[invalid] query must be a non-empty string. (field: query)"),
+    ("search_memories", {"query": "   "}, "[invalid] query may not be empty. (field: query)"),
     ("search_memories", {"query": "x", "limit": 0}, "limit"),
     ("search_memories", {"query": "x", "mode": "psychic"}, "mode"),
     ("get_memory", {"memory_id": "not-a-uuid"}, "[not_found] Memory not found."),

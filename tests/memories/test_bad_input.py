@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from memories.contracts import StoreMemory
 from memories.models import Memory
 
 MEMORIES = "/api/v2/memories"
@@ -150,7 +151,7 @@ def test_the_service_refuses_text_the_database_cannot_store_whoever_calls_it(wri
     before = Memory.objects.count()
     # when
     with pytest.raises(InvalidInput) as refused:
-        create_memory(writer.agent, {"content": content, "namespace": "team"})
+        create_memory(writer.agent, StoreMemory.parse({"content": content, "namespace": "team"}))
     # then: one rule, one message, nothing stored
     assert (refused.value.field, refused.value.message) == (
         "content", "content may not contain NUL characters or unpaired surrogates.")

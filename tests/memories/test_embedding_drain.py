@@ -6,6 +6,7 @@ from django.db import connections
 
 from core.redis_client import client_for
 from memories import embeddings
+from memories.contracts import StoreMemories, StoreMemory
 from memories.models import Memory
 from memories.services import bulk_create_memories, create_memory
 from memories.tasks import EMBEDDING_DRAIN_KEY, drain_pending_embeddings, sweep_pending_embeddings
@@ -44,7 +45,7 @@ def test_a_create_sends_a_drain_that_embeds_every_pending_memory_and_releases_th
     stranded = _left_over(owner, "Left pending by a crashed worker.")
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        memory = create_memory(owner, {"content": "The drain embeds this one."})
+        memory = create_memory(owner, StoreMemory.parse({"content": "The drain embeds this one."}))
     # then
     assert _statuses(memory, stranded) == ["ready", "ready"]
     assert len(Memory.objects.get(pk=memory.pk).embedding) == 384
@@ -57,7 +58,7 @@ def test_a_create_while_a_drain_is_on_its_way_sends_nothing(owner, drain_flag, d
     drain_flag.set(EMBEDDING_DRAIN_KEY, "1", ex=60)
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        memory = create_memory(owner, {"content": "Left for the scheduled drain."})
+        memory = create_memory(owner, StoreMemory.parse({"content": "Left for the scheduled drain."}))
     # then: the scheduled drain will take it
     assert _statuses(memory) == ["pending"]
     assert drain_flag.get(EMBEDDING_DRAIN_KEY) == b"1"
@@ -77,8 +78,8 @@ def test_a_write_of_a_whole_batch_gets_tasks_of_its_own(
     items = [{"content": f"Bulk note {n}."} for n in range(4)]
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        small = create_memory(owner, {"content": "Waits for the drain."})
-        batch = bulk_create_memories(owner, items)
+        small = create_memory(owner, StoreMemory.parse({"content": "Waits for the drain."}))
+        batch = bulk_create_memories(owner, StoreMemories.parse({"memories": items}))
     # then
     assert _statuses(small, *batch) == ["pending", "ready", "ready", "ready", "ready"]
 
@@ -109,7 +110,7 @@ def test_without_a_redis_broker_a_create_sends_its_own_task(owner, settings, dja
     stranded = _left_over(owner, "Not this write's row.")
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        memory = create_memory(owner, {"content": "Embedded by a task for its own id."})
+        memory = create_memory(owner, StoreMemory.parse({"content": "Embedded by a task for its own id."}))
     # then
     assert _statuses(memory, stranded) == ["ready", "pending"]
 

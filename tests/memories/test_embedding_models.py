@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from memories import embeddings
+from memories.contracts import StoreMemory, UpdateMemory
 from memories.models import Memory
 from memories.search import SearchRequest, search
 from memories.services import create_memory, update_memory
@@ -136,7 +137,8 @@ def test_every_embedding_records_its_model_and_an_edit_clears_it(
     second = _remember(owner, TEXTS[1:2])[0]
     # when
     with django_capture_on_commit_callbacks(execute=False):
-        update_memory(owner, Memory.objects.get(pk=first.pk), {"content": "The release train leaves on Wednesdays."})
+        update_memory(owner, Memory.objects.get(pk=first.pk), UpdateMemory.parse(
+            {"content": "The release train leaves on Wednesdays."}))
     cleared = Memory.objects.get(pk=first.pk)
     embed_memories.apply(args=[[str(first.pk)]]).get()
     # then
@@ -154,7 +156,7 @@ def test_created_memories_are_embedded_by_the_configured_model(
     use_model(second_model_folder)
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        memory = create_memory(owner, {"content": TEXTS[2]})
+        memory = create_memory(owner, StoreMemory.parse({"content": TEXTS[2]}))
     # then
     stored = Memory.objects.get(pk=memory.pk)
     assert (stored.embedding_status, stored.embedding_model) == ("ready", "minilm-cls")

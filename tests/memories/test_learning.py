@@ -9,6 +9,7 @@ from django.utils import timezone
 from agents.models import Agent
 from core.errors import Forbidden, InvalidInput
 from memories import learning
+from memories.contracts import StoreMemories
 from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
@@ -35,7 +36,7 @@ UNFILED = {
 
 
 def store(agent, items: list[dict]) -> list[Memory]:
-    memories = bulk_create_memories(agent, items)
+    memories = bulk_create_memories(agent, StoreMemories.parse({"memories": items}))
     embed_batch([m.pk for m in memories])
     return list(Memory.objects.filter(pk__in=[m.pk for m in memories]).order_by("created_at"))
 

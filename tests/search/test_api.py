@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from memories.contracts import ShareMemory
 from memories.models import Memory
 
 READERS = {
@@ -27,7 +28,7 @@ def visibility_cast(team, store):
     }
     from memories.services import share_memory
 
-    share_memory(owner, memories["shared"], ["sharee-agent"])
+    share_memory(owner, memories["shared"], ShareMemory.parse({"agent_ids": ["sharee-agent"]}))
     return team, memories
 
 
@@ -106,10 +107,10 @@ def test_search_hits_are_counted_after_the_request(visibility_cast, django_captu
         ({"query": "x", "limit": 500}, "limit"),
         ({"query": "x", "mode": "fuzzy"}, "mode"),
         ({"query": "x", "conversation_context": "hello"}, "conversation_context"),
-        ({"query": "x", "conversation_context": [{"role": "user"}]}, "conversation_context"),
+        ({"query": "x", "conversation_context": [{"role": "user"}]}, "conversation_context[0]"),
         ({"query": "x", "task_context": ["title"]}, "task_context"),
-        ({"query": "x", "task_context": {"colour": "red"}}, "task_context"),
-        ({"query": "x", "task_context": {"tags": "ops"}}, "task_context"),
+        ({"query": "x", "task_context": {"colour": "red"}}, "task_context.colour"),
+        ({"query": "x", "task_context": {"tags": "ops"}}, "task_context.tags"),
     ],
 )
 def test_contextual_search_rejects_bad_input_naming_the_field(team, body, field):

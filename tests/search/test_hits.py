@@ -8,6 +8,7 @@ from django.db import DatabaseError, connection, transaction
 
 from core.db import enter_agent_context
 from core.redis_client import client_for
+from memories.contracts import StoreMemory
 from memories.hits import HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY
 from memories.models import Memory, MemoryUsage
 from memories.services import create_memory
@@ -177,7 +178,7 @@ def test_agents_see_the_counters_of_memories_they_may_read_only(notes, reader, s
 def test_agents_cannot_write_counters_even_on_their_own_memories(notes, statement):
     # given
     team, private, _ = notes
-    other = create_memory(team["owner"].agent, {"content": "A second note.", "namespace": "team"})
+    other = create_memory(team["owner"].agent, StoreMemory.parse({"content": "A second note.", "namespace": "team"}))
     record_memory_hits([str(private.pk)])
     target = other if statement.startswith("INSERT") else private
     # when

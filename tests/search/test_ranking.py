@@ -7,6 +7,7 @@ import math
 import pytest
 
 from memories import search as memory_search
+from memories.contracts import ShareMemory
 from memories.keyword import BM25_B, BM25_K1
 from memories.models import Memory
 from memories.neighbours import adjacency, neighbour_windows
@@ -215,7 +216,7 @@ def test_keyword_mode_finds_what_no_bucket_holds_and_scores_it_once(team, store)
     before = keyword_scores(ns_admin, "walrus")
     assert keyword_scores(sharee, "walrus") == {}
     # when it is shared one by one with an outsider and with that reader
-    share_memory(owner, note, [sharee.agent_id, ns_admin.agent_id])
+    share_memory(owner, note, ShareMemory.parse({"agent_ids": [sharee.agent_id, ns_admin.agent_id]}))
     # then the outsider finds it, and the reader's score is counted once, as before
     assert list(keyword_scores(sharee, "walrus")) == [str(note.pk)]
     assert keyword_scores(ns_admin, "walrus") == before

@@ -18,6 +18,7 @@ from django.contrib.auth.models import Permission
 
 from agents.models import ApiKey
 from core import limits
+from memories.contracts import StoreMemory
 from memories.services import create_memory
 from tests.web_process import Response, database_url, request, web_process
 
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def cast(make_namespace, make_agent):
     make_namespace("team")
     busy, calm = make_agent("busy-agent", "team"), make_agent("calm-agent", "team")
-    memories = {handle.agent_id: create_memory(handle.agent, {"content": f"note of {handle.agent_id}",
-                                                                "namespace": "team"})
+    memories = {handle.agent_id: create_memory(handle.agent, StoreMemory.parse({"content": f"note of {handle.agent_id}",
+                                                                "namespace": "team"}))
                 for handle in (busy, calm)}
     operator = get_user_model().objects.create_user("metrics-reader", is_staff=True)
     operator.user_permissions.add(Permission.objects.get(codename="view_metrics"))

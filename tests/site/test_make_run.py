@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from memories.contracts import StoreMemory
 from memories.services import create_memory
 from tests.site.test_in_flight_limit import RowLock, bearer, patch, wait_for
 from tests.web_process import request, web_process
@@ -32,7 +33,7 @@ def test_a_burst_of_100_from_one_agent_gets_only_200_and_429_and_the_embedder_ru
     # given: make run's server, with its default limit of five requests in flight per agent
     make_namespace("team")
     agent = make_agent("bursty-agent", "team")
-    memory = create_memory(agent.agent, {"content": "the deploy checklist", "namespace": "team"})
+    memory = create_memory(agent.agent, StoreMemory.parse({"content": "the deploy checklist", "namespace": "team"}))
     with web_process(tmp_path / "run.log", make_run=True) as server:
         assert request("GET", f"{server.url}/api/v2/agents/me", headers=bearer(agent)).status_code == 200
         lock = RowLock(memory.pk)

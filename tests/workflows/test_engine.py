@@ -5,6 +5,7 @@ import pytest
 
 from core.errors import Conflict, InvalidInput
 from memories import services as memory_services
+from memories.contracts import StoreMemory
 from memories.models import Memory
 from workflows import engine, runs, services
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
@@ -95,7 +96,7 @@ def test_conditional_steps_are_skipped_when_their_condition_fails(
     # given
     owner = team["owner"]
     memory_services.create_memory(
-        owner.agent, {"content": "Overdue invoices go to finance on Fridays.", "access_level": "private"}
+        owner.agent, StoreMemory.parse({"content": "Overdue invoices go to finance on Fridays.", "access_level": "private"})
     )
     workflow = make_workflow(owner, CONDITIONAL_STEPS, workflow_type="conditional")
     # when

@@ -14,6 +14,7 @@ from access import Principal
 from agents.models import Agent
 from core.errors import ServiceError
 from memories.choices import EmbeddingStatus
+from memories.contracts import StoreMemories
 from memories.embedding_jobs import embed_batch
 from memories.models import Memory
 from memories.services import bulk_create_memories
@@ -100,7 +101,7 @@ class Command(BaseCommand):
     def _store(self, actor, batch, dry_run: bool) -> list:
         try:
             with transaction.atomic():
-                memories = bulk_create_memories(actor, [item for _, item in batch])
+                memories = bulk_create_memories(actor, StoreMemories.parse({"memories": [item for _, item in batch]}))
                 if dry_run:
                     raise DryRunRollback
         except DryRunRollback:

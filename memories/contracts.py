@@ -1,0 +1,200 @@
+"""The input of every memory operation, declared once (core.contracts).
+
+REST views parse request bodies with these, MCP tools take them as their argument schema, the
+OpenAPI document shows them, and the admin builds them from its forms; memories.services and
+memories.search receive the parsed instances.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Literal
+
+from django.conf import settings
+from pydantic import BeforeValidator, Field
+
+from access.choices import AccessLevel
+from core import fields, validation
+from core.contracts import FIELD, Contract, FieldError
+from core.errors import InvalidInput
+
+MAX_CATEGORY_LENGTH = 64
+MAX_METADATA_DEPTH = 8
+MAX_NAMESPACE_LENGTH = 128
+MAX_AGENT_ID_LENGTH = 128
+LEARNING_WEIGHT_RANGE = (0.0, 10.0)
+MAX_QUERY_LENGTH = 10_000
+MAX_LIMIT = 100
+MAX_TURNS = 20
+MAX_TURN_LENGTH = 10_000
+MAX_SHARE_AGENTS = 100
+SEARCH_MODES = ("hybrid", "semantic", "keyword")
+
+
+def clean_content(value, field: str) -> str:
+    """Memory text: a string with something visible in it, storable, within TMWS_MAX_CONTENT_LENGTH."""
+    if not isinstance(value, str):
+        raise FieldError(f"{field} must be a string.")
+    if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value):
+        raise FieldError(f"{field} may not be empty.")
+    if not validation.is_storable(value):
+        raise FieldError(f"{field} {validation.UNSTORABLE_MESSAGE}")
+    limit = settings.TMWS_MAX_CONTENT_LENGTH
+    if len(value) > limit:
+        raise FieldError(f"{field} is {len(value)} characters; the limit is {limit}.")
+    return value
+
+
+def clean_category(value, field: str) -> str:
+    if value is None:
+        return "general"
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_CATEGORY_LENGTH
+            or not validation.is_storable(value)):
+        raise FieldError(f"{field} must be 1-{MAX_CATEGORY_LENGTH} characters.")
+    return value.strip()
+
+
+def _checked(cleaner):
+    return BeforeValidator(lambda value: cleaner(value, FIELD))
+
+
+Content = Annotated[str, _checked(clean_content), Field(
+    description="The text to remember (not blank; at most TMWS_MAX_CONTENT_LENGTH characters, 50,000 by default).")]
+Category = Annotated[Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH)], _checked(clean_category), Field(
+    description="Category, 1-64 characters; default 'general'.")]
+LearningWeight = fields.number(*LEARNING_WEIGHT_RANGE, description="Importance weight 0-10 (default 1).")
+Metadata = fields.json_object(max_depth=MAX_METADATA_DEPTH, description="Free JSON object (at most 8 levels deep).")
+NamespaceSlug = fields.optional_text(MAX_NAMESPACE_LENGTH, description="Namespace slug; defaults to your home namespace.")
+AgentId = fields.optional_text(MAX_AGENT_ID_LENGTH, description="Operators only: the owning agent.")
+
+
+class StoreMemory(Contract):
+    """A new memory. Agents store as themselves; operators name the owner (none for a system memory)."""
+
+    content: Content
+    access_level: fields.choice(AccessLevel.values, description=(
+        "Who may read it: private (the owner), shared (the namespace's members and named agents), "
+        "public (every agent), system (every agent; admin agents and operators write).")) = AccessLevel.PRIVATE
+    namespace: NamespaceSlug = None
+    context_tags: fields.tags(description="Context tags (1-64 characters each, at most 50).") = []
+    memory_category: Category = "general"
+    learning_weight: LearningWeight = 1.0
+    parent_memory_id: fields.optional_uuid(description="A memory this one refines or answers.") = None
+    metadata: Metadata = {}
+    agent_id: AgentId = None
+
+
+class StoreMemories(Contract):
+    """Several memories at once, all or nothing (at most TMWS_MAX_BULK_MEMORIES)."""
+
+    memories: Annotated[list[StoreMemory], Field(min_length=1, description="The memories, stored in this order.")]
+
+
+class UpdateMemory(Contract):
+    """The fields to change; those left out keep their value."""
+
+    model_config = {**Contract.model_config, "extra": "forbid"}
+    unknown_field_message = "{field} cannot be changed."
+
+    # Not given: left as it is. A null resets tags, category, weight and metadata to their defaults.
+    content: Content = None
+    access_level: fields.optional_choice(AccessLevel.values, description="New access level (the owner only).") = None
+    namespace: fields.optional_text(MAX_NAMESPACE_LENGTH, description="Move to this namespace (the owner only).") = None
+    context_tags: fields.tags(description="Replaces the tags.") = None
+    memory_category: Category = None
+    learning_weight: LearningWeight = None
+    metadata: Annotated[Metadata, Field(description="Replaces the metadata object.")] = None
+
+
+class ShareMemory(Contract):
+    agent_ids: Annotated[
+        list[Annotated[str, Field(max_length=MAX_AGENT_ID_LENGTH)]],
+        Field(min_length=1, max_length=MAX_SHARE_AGENTS, description="The agents to let read (or stop letting read) it."),
+    ]
+
+
+class Feedback(Contract):
+    useful: fields.flag(description="Whether the memory helped.")
+
+
+class Categorise(Contract):
+    apply: fields.flag(description="Store the proposed categories (default: only propose).") = False
+    agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description="Operators: the agent whose memories to file.") = None
+
+
+class SearchMemories(Contract):
+    """A search: the query, how to rank, and filters that narrow the candidates first."""
+
+    query: fields.text(MAX_QUERY_LENGTH, required=True, description="What to look for, in natural language.")
+    limit: fields.integer(1, MAX_LIMIT, description="Number of results, 1-100.") = 10
+    mode: Annotated[Literal["hybrid", "semantic", "keyword"], fields.cleaned_by(
+        lambda value, field: validation.choice(value or "hybrid", SEARCH_MODES, field)),
+        Field(description="Ranking: hybrid (meaning and words), semantic or keyword.")] = "hybrid"
+    namespace: fields.optional_text(MAX_NAMESPACE_LENGTH, description="Only memories in this namespace.") = None
+    agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description="Only memories owned by this agent.") = None
+    access_levels: Annotated[list[Literal[tuple(AccessLevel.values)]] | None, fields.cleaned_by(
+        lambda value, field: _access_levels(value, field)), Field(description="Only these access levels.")] = None
+    context_tags: fields.string_list(description="Only memories carrying all of these tags.") = None
+    memory_category: fields.optional_text(MAX_CATEGORY_LENGTH * 2, description="Only memories of this category.") = None
+    min_similarity: fields.optional_number(-1.0, 1.0, description="Drop results less similar than this.") = None
+
+
+def _access_levels(value, field: str):
+    levels = validation.string_list(value, field, max_items=len(AccessLevel.values))
+    if levels and not all(level in AccessLevel.values for level in levels):
+        raise FieldError(f"{field} must be a list of {', '.join(AccessLevel.values)}.")
+    return levels
+
+
+def _turn(value, field: str):
+    """A turn: a string, or an object with a string `content` (and `role`)."""
+    if isinstance(value, str):
+        value = {"content": value}
+    if not (isinstance(value, dict) and isinstance(value.get("content"), str)
+            and isinstance(value.get("role", "user"), str)):
+        raise FieldError(f"{field} must be an object with a string 'content' (and 'role').")
+    return value
+
+
+class ConversationTurn(Contract):
+    role: fields.text(32, description="Who spoke: user, assistant, system or tool.") = "user"
+    content: fields.text(MAX_TURN_LENGTH, description="What was said.")
+
+
+class TaskContext(Contract):
+    model_config = {**Contract.model_config, "extra": "forbid"}
+
+    title: fields.optional_text(MAX_TURN_LENGTH, description="The task's title.") = None
+    description: fields.optional_text(MAX_TURN_LENGTH, description="What the task is about.") = None
+    tags: fields.string_list(description="Memories with these tags rank higher.") = None
+    namespace: fields.optional_text(MAX_TURN_LENGTH, description="Memories in this namespace rank higher.") = None
+    task_type: fields.optional_text(MAX_TURN_LENGTH, description="The kind of task.") = None
+    memory_category: fields.optional_text(MAX_TURN_LENGTH, description="The category of memory wanted.") = None
+
+
+class ContextualSearch(SearchMemories):
+    """A search that the recent conversation and the task at hand shape."""
+
+    conversation_context: Annotated[
+        list[Annotated[ConversationTurn, _checked(_turn)]] | None,
+        Field(max_length=MAX_TURNS, description="Recent turns, oldest first (strings or {role, content}).")] = None
+    task_context: Annotated[TaskContext | None, Field(description="The task at hand.")] = None
+
+
+class PersonaEraChanges(Contract):
+    """The persona-era names update_memory still accepts (the MCP tool of the same name)."""
+
+    importance: fields.optional_number(0.0, 1.0, description="Persona-era: importance 0-1 (mapped to learning_weight).") = None
+    tags: fields.string_list(max_items=validation.MAX_TAGS, description="Persona-era name of context_tags.") = None
+    context_type: fields.optional_text(MAX_CATEGORY_LENGTH, description="Persona-era name of memory_category.") = None
+
+    def merged_into(self, changes: UpdateMemory, convert_importance) -> UpdateMemory:
+        """`changes` with these given under their v2 names (naming a field both ways is refused)."""
+        merged = changes.given()
+        for old, new, value in (("importance", "learning_weight", self.importance), ("tags", "context_tags", self.tags),
+                                ("context_type", "memory_category", self.context_type)):
+            if value is None:
+                continue
+            if new in merged:
+                raise InvalidInput(f"Give {new} or the persona-era {old}, not both.", field=old)
+            merged[new] = convert_importance(value) if old == "importance" else value
+        return UpdateMemory.parse(merged)
