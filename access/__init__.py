@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
+from core.principal import SYSTEM as SYSTEM  # callers name the system principal through access
 from core.principal import Principal, forget_namespace_sets
 from core.principal import request_scope as request_scope  # callers open the scope through access
 
@@ -58,7 +59,7 @@ def can_read_metrics(actor) -> bool:
     the permission implicitly. Agents never read them.
     """
     principal = Principal.of(actor)
-    return principal.is_operator and principal.user.has_perm("memories.view_metrics")
+    return principal.system or (principal.is_operator and principal.user.has_perm("memories.view_metrics"))
 
 
 # --- Namespaces ---------------------------------------------------------------------------
@@ -227,8 +228,6 @@ def policy_allowed_below(parent: Namespace | None, policy: str) -> bool:
 
 def can_create_namespace(actor, parent: Namespace | None) -> bool:
     """Who creates a namespace under `parent` (or moves one there); None is the root."""
-    if actor is None:  # management commands act as the system
-        return True
     principal = Principal.of(actor)
     if principal.is_superuser:
         return True
@@ -247,6 +246,17 @@ def can_add_member(actor, namespace: Namespace) -> bool:
     if closed is not None:
         return _operator_changes(principal, closed.pk) if principal.agent is None else False
     return is_namespace_admin(principal, namespace)
+
+
+def can_remove_member(actor, namespace: Namespace, agent) -> bool:
+    """An agent leaves a namespace itself; otherwise whoever may add members removes them."""
+    return Principal.of(actor).is_agent(agent) or can_add_member(actor, namespace)
+
+
+def administers_what_it_creates(actor):
+    """The agent that becomes admin of a namespace it creates (admin agents hold every right already), or None."""
+    principal = Principal.of(actor)
+    return principal.agent if principal.agent is not None and not principal.agent.is_admin else None
 
 
 def can_grant_operator_rights(user) -> bool:
@@ -285,6 +295,12 @@ def can_manage_agent(actor, agent) -> bool:
     if agent.is_admin:
         return False
     return can_manage_agents_in(principal, agent.namespace)
+
+
+def can_make_admin_agents(actor) -> bool:
+    """Who grants an agent the 'admin' access level: superusers and admin agents."""
+    principal = Principal.of(actor)
+    return principal.is_superuser or principal.is_admin_agent
 
 
 def can_rotate_key(actor, agent) -> bool:
@@ -341,7 +357,7 @@ def reserved_metadata(actor, kind: str, stored: dict | None, given: dict) -> tup
     the reserved keys back, and a refusal when they try to set a different one.
     """
     principal = Principal.of(actor)
-    if actor is None or principal.agent is None:
+    if principal.agent is None:
         return given, None
     stored = stored if isinstance(stored, dict) else {}
     result = dict(given)
@@ -604,3 +620,22 @@ def can_cancel_workflow_run(actor, run) -> bool:
     """Whoever started a run, and whoever manages its workflow, may cancel it."""
     principal = Principal.of(actor)
     return started_run(principal, run) or can_change_workflow(principal, run.workflow)
+
+
+def can_run_workflows(actor) -> bool:
+    """Agents and operators start workflow runs (of workflows they can see)."""
+    principal = Principal.of(actor)
+    return principal.agent is not None or principal.is_operator
+
+
+# --- Statistics -------------------------------------------------------------------------------
+
+def statistics_namespace_ids(actor) -> list | None:
+    """The namespaces whose keyword statistics an operator's search sums: None for all (superusers, and agents,
+    whose statistics the database narrows itself), the operator's scope otherwise, none for anyone else."""
+    principal = Principal.of(actor)
+    if principal.agent is not None or principal.is_superuser:
+        return None
+    if principal.is_operator:
+        return list(operator_namespace_ids(principal.user))
+    return []

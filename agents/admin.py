@@ -173,7 +173,7 @@ class ApiKeyAdmin(OperatorScopedAdmin):
         return False
 
     def has_revoke_permission(self, request):
-        return request.user.is_superuser or self.has_view_permission(request)
+        return self.has_view_permission(request)
 
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request, queryset):

@@ -25,8 +25,7 @@ def _require_registrar(actor, namespace) -> None:
 
 
 def _require_admin_granter(actor) -> None:
-    principal = access.Principal.of(actor)
-    if not (principal.is_superuser or principal.is_admin_agent):
+    if not access.can_make_admin_agents(actor):
         raise Forbidden("Only superusers and admin agents grant the 'admin' access level.", field="access_level")
 
 
@@ -99,10 +98,9 @@ def register_agent(
     if access_level not in AgentAccessLevel.values:
         raise InvalidInput(f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level")
     home = get_namespace(namespace)
-    if actor is not None:
-        _require_registrar(actor, home)
-        if access_level == AgentAccessLevel.ADMIN:
-            _require_admin_granter(actor)
+    _require_registrar(actor, home)
+    if access_level == AgentAccessLevel.ADMIN:
+        _require_admin_granter(actor)
     if Agent.objects.filter(agent_id=agent_id).exists():
         raise Conflict(f"Agent '{agent_id}' already exists.", field="agent_id", code="duplicate")
     user = get_user_model().objects.create(username=f"{USERNAME_PREFIX}{agent_id}"[:150])

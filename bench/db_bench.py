@@ -4,10 +4,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from access import Principal
+from access import SYSTEM, Principal
 from bench import corpus
 from core.db import enter_agent_context, leave_agent_context
 from memories import search as memory_search
@@ -16,7 +15,7 @@ from memories.search import SearchRequest, candidates, semantic_ranking
 
 def scenarios(fixture) -> dict:
     """Filters keeping ~0.1%, 1%, 10% and 100% of the rows, named by their nominal selectivity."""
-    operator = Principal(user=get_user_model()(username="bench-operator", is_staff=True, is_superuser=True))
+    operator = SYSTEM  # every right, as a superuser has
     agent = fixture.agents[0]
     return {
         # an agent's visible set (public + system + own + shared in its namespace) narrowed to one project tag

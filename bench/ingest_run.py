@@ -18,6 +18,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+from access import SYSTEM
+
 CHUNK = 500
 
 
@@ -53,8 +55,8 @@ def main(argv=None) -> dict:
     from namespaces.services import create_namespace
 
     suffix = uuid.uuid4().hex[:8]
-    create_namespace(None, namespace=f"ingest-{suffix}")
-    _, key = register_agent(None, agent_id=f"ingest-{suffix}", namespace=f"ingest-{suffix}")
+    create_namespace(SYSTEM, namespace=f"ingest-{suffix}")
+    _, key = register_agent(SYSTEM, agent_id=f"ingest-{suffix}", namespace=f"ingest-{suffix}")
     texts = texts_from(args.data, args.count)
     parts = urlsplit(args.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=args.timeout)

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from access import SYSTEM
 from bench import corpus
 
 MARKER_NAMESPACE = "bench-00"
@@ -75,7 +76,7 @@ def _principals(log):
         agent_id = f"bench-agent-{index:03d}"
         agent = Agent.objects.select_related("user", "namespace").filter(agent_id=agent_id).first()
         if agent is None:
-            agent, _ = register_agent(None, agent_id=agent_id, namespace=namespaces[corpus.agent_namespace(index)].namespace)
+            agent, _ = register_agent(SYSTEM, agent_id=agent_id, namespace=namespaces[corpus.agent_namespace(index)].namespace)
         agents.append(agent)
     return agents, namespaces
 

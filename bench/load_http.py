@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from access import SYSTEM
 from bench.figures import percentile
 from bench.search import ROOT, calibration, describe_machine, log, setup_django
 
@@ -99,13 +100,13 @@ def prepare_agents(count: int) -> list[dict]:
     operator = _operator()
     for team in range(TEAMS):
         if not Namespace.objects.filter(namespace=f"load-team-{team}").exists():
-            create_namespace(None, namespace=f"load-team-{team}", access_policy="invite_only")
+            create_namespace(SYSTEM, namespace=f"load-team-{team}", access_policy="invite_only")
     agents = []
     for index in range(count):
         agent_id, namespace = f"load-agent-{index:02d}", f"load-team-{index % TEAMS}"
         agent = Agent.objects.filter(agent_id=agent_id).first()
         if agent is None:
-            agent, key = register_agent(None, agent_id=agent_id, namespace=namespace)
+            agent, key = register_agent(SYSTEM, agent_id=agent_id, namespace=namespace)
         else:
             key = rotate_key(operator, agent)
         agents.append({"agent_id": agent_id, "namespace": namespace, "key": key, "ids": []})

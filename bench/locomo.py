@@ -19,6 +19,8 @@ import re
 import time
 from pathlib import Path
 
+from access import SYSTEM
+
 MODES = ("keyword", "semantic", "hybrid")
 KS = (5, 10, 20)
 CHUNK = 500
@@ -65,10 +67,10 @@ def client_for(conversation_id: str, log):
 
     slug = f"locomo-{conversation_id}"
     if not Namespace.objects.filter(namespace=slug).exists():
-        create_namespace(None, namespace=slug)
+        create_namespace(SYSTEM, namespace=slug)
     agent = Agent.objects.select_related("user").filter(agent_id=slug).first()
     if agent is None:
-        agent, key = register_agent(None, agent_id=slug, namespace=slug)
+        agent, key = register_agent(SYSTEM, agent_id=slug, namespace=slug)
     else:
         _, key = ApiKey.issue(agent.user, name="bench")  # a key for this run (set-up, not the protocol)
     client = APIClient()

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from access import SYSTEM
+
 ROOT = Path(__file__).resolve().parent.parent
 PERSONAS = 40
 
@@ -51,12 +53,12 @@ def load(turns, log=log) -> tuple[list, dict]:
 
     call_command("migrate", verbosity=0, interactive=False)
     if not Namespace.objects.filter(namespace="quality").exists():
-        create_namespace(None, namespace="quality")
+        create_namespace(SYSTEM, namespace="quality")
     agents = []
     for persona in range(PERSONAS):
         agent_id = f"persona-{persona:02d}"
         agent = Agent.objects.select_related("user", "namespace").filter(agent_id=agent_id).first()
-        agents.append(agent or register_agent(None, agent_id=agent_id, namespace="quality")[0])
+        agents.append(agent or register_agent(SYSTEM, agent_id=agent_id, namespace="quality")[0])
     if Memory.objects.count() != len(turns) or not Memory.objects.filter(metadata__turn=turns[-1].id).exists():
         unique = sorted({turn.content for turn in turns})
         vectors = dict(zip(unique, embed_cached(f"conversations-{len(unique)}", unique, log=log), strict=True))

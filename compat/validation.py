@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from types import SimpleNamespace
 
 from django.db import connection
 
@@ -194,7 +193,7 @@ def access_check(options: dict, memory_ids: list) -> Check:
             hidden_from_owner.append(agent.agent_id)
     # An agent with no memberships and no shares: it must see exactly the public and system ones.
     outsider_agent = Agent(agent_id="validation-outsider", user_id=-1, namespace_id=None)
-    outsider = access.Principal(user=SimpleNamespace(pk=-1, is_staff=False, is_superuser=False), agent=outsider_agent)
+    outsider = access.Principal(user=None, agent=outsider_agent)
     leaked = memories.filter(access.memory_visibility_q(outsider)).exclude(
         access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM]
     ).count()

@@ -45,10 +45,11 @@ def forget_namespace_sets(*args, **kwargs) -> None:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: an agent (with its user) or an operator user."""
+    """Who is asking: an agent (with its user), an operator user, or SYSTEM (the deployment itself)."""
 
     user: object
     agent: object | None = None
+    system: bool = False
     _sets: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
@@ -86,7 +87,8 @@ class Principal:
 
     @property
     def is_superuser(self) -> bool:
-        return bool(getattr(self.user, "is_superuser", False)) and self.agent is None
+        """Every right: superusers, and SYSTEM."""
+        return self.system or (bool(getattr(self.user, "is_superuser", False)) and self.agent is None)
 
     @property
     def is_operator(self) -> bool:
@@ -102,3 +104,8 @@ class Principal:
 
     def is_agent(self, agent) -> bool:
         return self.agent is not None and agent is not None and self.agent.pk == agent.pk
+
+
+# The deployment itself: management commands, imports and validations act as it, with every right.
+# It is named, never implied: a missing actor (None) is a principal without any right.
+SYSTEM = Principal(user=None, system=True)

@@ -21,7 +21,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import JSONField, QuerySet
 
-from access import Principal, operator_namespace_ids
+import access
 
 from .models import TEXT_SEARCH_CONFIG, Memory
 
@@ -50,12 +50,7 @@ class KeywordQuery:
 
 def statistics_scope(actor) -> list | None:
     """The namespaces whose buckets an operator's statistics sum (None: all; agents: ignored by the database)."""
-    principal = Principal.of(actor)
-    if principal.agent is not None or principal.is_superuser:
-        return None
-    if principal.is_operator:
-        return list(operator_namespace_ids(principal.user))
-    return []
+    return access.statistics_namespace_ids(actor)
 
 
 def idf(documents: int, frequency: int) -> float:

@@ -96,12 +96,12 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         return obj.pk
 
     def has_change_permission(self, request, obj=None):
-        if obj is None or request.user.is_superuser:
+        if obj is None:
             return super().has_change_permission(request, obj)
         return self.has_view_permission(request) and access.is_namespace_admin(request.user, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is None or request.user.is_superuser:
+        if obj is None:
             return super().has_delete_permission(request, obj)
         return self.has_view_permission(request) and access.can_delete_namespace(request.user, obj)
 

@@ -106,9 +106,9 @@ def create_namespace(
     )
     _place(created, parent)
     created.save()
-    principal = access.Principal.of(actor)
-    if principal.agent is not None and not principal.agent.is_admin:
-        set_role(principal.agent, created, Role.ADMIN)
+    creator = access.administers_what_it_creates(actor)
+    if creator is not None:
+        set_role(creator, created, Role.ADMIN)
     return created
 
 
@@ -201,9 +201,7 @@ def add_member(actor, namespace: Namespace, agent, role: str = Role.MEMBER) -> N
 @transaction.atomic
 @as_service
 def remove_member(actor, namespace: Namespace, agent) -> None:
-    principal = access.Principal.of(actor)
-    leaving_self = principal.agent is not None and principal.agent.pk == agent.pk
-    if not leaving_self and not access.can_add_member(actor, namespace):
+    if not access.can_remove_member(actor, namespace, agent):
         raise Forbidden("Only admins of this namespace and operators remove members.")
     if agent.namespace_id == namespace.pk:
         raise InvalidInput("An agent cannot leave its home namespace; change its home namespace first.")

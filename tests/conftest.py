@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from access import SYSTEM
 from agents.services import register_agent
 from namespaces.services import add_member, create_namespace
 
@@ -102,7 +103,7 @@ def require_redis():
 @pytest.fixture
 def make_namespace(db):
     def make(slug: str, parent: str | None = None, policy: str = "invite_only"):
-        return create_namespace(None, namespace=slug, parent_namespace=parent, access_policy=policy)
+        return create_namespace(SYSTEM, namespace=slug, parent_namespace=parent, access_policy=policy)
 
     return make
 
@@ -124,7 +125,7 @@ class AgentHandle:
 @pytest.fixture
 def make_agent(db):
     def make(agent_id: str, namespace: str, access_level: str = "standard", **extra) -> AgentHandle:
-        agent, key = register_agent(None, agent_id=agent_id, namespace=namespace, access_level=access_level, **extra)
+        agent, key = register_agent(SYSTEM, agent_id=agent_id, namespace=namespace, access_level=access_level, **extra)
         return AgentHandle(agent, key)
 
     return make

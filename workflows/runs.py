@@ -38,7 +38,7 @@ def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> 
     principal = access.Principal.of(actor)
     if not Workflow.objects.visible_to(principal).filter(pk=workflow.pk).exists():
         raise NotFound("Workflow not found.")
-    if principal.agent is None and not principal.is_operator:
+    if not access.can_run_workflows(principal):
         raise Forbidden("Only agents and operators run workflows.")
     if workflow.status == WorkflowStatus.INACTIVE:
         raise Conflict("The workflow is inactive; set its status to active or draft to run it.",

@@ -21,6 +21,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 import access
+from access import SYSTEM
 from agents.models import Agent, ApiKey
 from compat import tools as persona_tools
 from compat.adapter import learning_weight_to_importance
@@ -38,7 +39,7 @@ from .test_rls import inside_agent_context, raw_visible_ids
 
 pytestmark = pytest.mark.django_db
 
-SYSTEM = None  # services called with no actor act as the system (fixtures only)
+
 
 
 def _root():

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 import access
 from compat import adapter
+from core.errors import Forbidden
 from memories.contracts import ShareMemory, StoreMemories
 
 PROJECT_APPS = ("agents", "memories", "namespaces", "workflows", "compat", "tmws_site")
@@ -116,3 +117,21 @@ def test_past_the_named_limit_an_agents_shares_come_from_a_subquery_and_all_stay
     assert access.shared_memory_ids(sharee) is None
     assert "memoryuserobjectpermission" in str(visible.query)
     assert set(visible.values_list("pk", flat=True)) == {memory.pk for memory in memories[:3]}
+
+
+@pytest.mark.django_db
+def test_the_system_is_named_and_a_missing_actor_holds_no_right(team):
+    # given
+    from namespaces.models import Namespace
+    from namespaces.services import create_namespace
+
+    before = set(Namespace.objects.values_list("namespace", flat=True))
+    # when: no actor, then the system
+    with pytest.raises(Forbidden):
+        create_namespace(None, namespace="nobodys")
+    created = create_namespace(access.SYSTEM, namespace="systems")
+    # then
+    assert not access.can_create_namespace(None, None) and access.can_create_namespace(access.SYSTEM, None)
+    assert access.Principal.of(access.SYSTEM) is access.SYSTEM and access.SYSTEM.is_superuser
+    assert not access.Principal.of(None).is_operator
+    assert set(Namespace.objects.values_list("namespace", flat=True)) == before | {created.namespace}

@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from access import SYSTEM
 from memories.contracts import StoreMemory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +55,8 @@ def seed() -> None:
     from memories.services import create_memory
     from namespaces.services import create_namespace
 
-    create_namespace(None, namespace="fuzz", access_policy="open")
-    agent, agent_key = register_agent(None, agent_id="fuzz-agent", namespace="fuzz")
+    create_namespace(SYSTEM, namespace="fuzz", access_policy="open")
+    agent, agent_key = register_agent(SYSTEM, agent_id="fuzz-agent", namespace="fuzz")
     operator = get_user_model().objects.create_superuser("fuzz-operator", "fuzz@example.com", None)
     for level in ("private", "shared", "public"):
         create_memory(agent, StoreMemory.parse({"content": f"A {level} note for the fuzzer.", "access_level": level}))

@@ -5,6 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from access import SYSTEM
 from agents.services import register_agent
 from core.errors import ServiceError
 from namespaces.models import AccessPolicy, Namespace
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError(f"--capabilities is not valid JSON: {exc}") from exc
         try:
             if not Namespace.objects.filter(namespace=options["namespace"]).exists():
-                create_namespace(None, namespace=options["namespace"], access_policy=AccessPolicy.INVITE_ONLY)
+                create_namespace(SYSTEM, namespace=options["namespace"], access_policy=AccessPolicy.INVITE_ONLY)
                 self.stderr.write(f"Created namespace '{options['namespace']}'.")
             agent, key = register_agent(
                 None,

@@ -5,12 +5,11 @@ import json
 import sys
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from access import Principal
+from access import SYSTEM
 from agents.models import Agent
 from core.errors import ServiceError
 from memories.choices import EmbeddingStatus
@@ -95,8 +94,8 @@ class Command(BaseCommand):
             if agent is None:
                 raise CommandError(f"Agent '{agent_id}' does not exist.")
             return agent
-        # The command runs with the operator's full rights, as `manage.py` always does.
-        return Principal(user=get_user_model()(username="import_memories", is_staff=True, is_superuser=True))
+        # The command runs with every right, as `manage.py` always does: as the system itself.
+        return SYSTEM
 
     def _store(self, actor, batch, dry_run: bool) -> list:
         try:
