@@ -156,7 +156,7 @@ class MemoryListView(V1View):
     successor = "/api/v2/memories"
 
     def get(self, request):
-        memories = Memory.objects.visible_to(self.principal).select_related("agent", "namespace", "usage")
+        memories = Memory.objects.for_display().visible_to(self.principal)
         persona = request.query_params.get("persona_id")
         if persona:
             memories = memories.filter(agent=agent_for_persona(persona))
