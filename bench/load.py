@@ -68,7 +68,7 @@ def _principals(log):
     for index in range(corpus.NAMESPACES):
         slug = f"bench-{index:02d}"
         namespace = Namespace.objects.filter(namespace=slug).first() or create_namespace(
-            None, namespace=slug, access_policy="invite_only"
+            SYSTEM, namespace=slug, access_policy="invite_only"
         )
         namespaces.append(namespace)
     agents = []

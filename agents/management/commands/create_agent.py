@@ -34,7 +34,7 @@ class Command(BaseCommand):
                 create_namespace(SYSTEM, namespace=options["namespace"], access_policy=AccessPolicy.INVITE_ONLY)
                 self.stderr.write(f"Created namespace '{options['namespace']}'.")
             agent, key = register_agent(
-                None,
+                SYSTEM,
                 agent_id=options["agent_id"],
                 namespace=options["namespace"],
                 display_name=options["display_name"],
