@@ -215,3 +215,23 @@ def use_model(settings):
 
     yield switch
     embeddings.unload()
+
+
+@pytest.fixture
+def counted(django_assert_num_queries, monkeypatch):
+    """Send a request under an exact query count and answer its JSON body (status 200 asserted).
+
+    `counted(client, url, queries)` GETs; with `body=` it POSTs. Searches start without the planner
+    estimates earlier searches kept (memories.search keeps one a minute per candidate query), so each
+    costs what a first search of its kind does, however the test's earlier searches went.
+    """
+    from memories import search as memory_search
+
+    def request(client, url: str, queries: int, body: dict | None = None) -> dict:
+        monkeypatch.setattr(memory_search, "_estimates", {})
+        with django_assert_num_queries(queries):
+            response = client.get(url) if body is None else client.post(url, body, format="json")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return request

@@ -18,7 +18,6 @@ from __future__ import annotations
 import pytest
 
 from compat.models import Persona, PersonaLink
-from memories import search as memory_search
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
 
@@ -26,34 +25,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def listing(django_assert_num_queries):
+def listing(counted):
     """GET a v1 list under an exact query count; answer how many rows it listed."""
-
-    def read(client, url: str, queries: int) -> int:
-        with django_assert_num_queries(queries):
-            response = client.get(url)
-        assert response.status_code == 200, response.content
-        return response.json()["total"]
-
-    return read
+    return lambda client, url, queries: counted(client, url, queries)["total"]
 
 
 @pytest.fixture
-def searching(django_assert_num_queries, monkeypatch):
-    """POST a v1 search under an exact query count; answer how many memories it found.
-
-    Each search starts without the planner estimates earlier searches kept (memories.search keeps
-    one a minute per candidate query), so each one costs what a first search of its kind does.
-    """
-
-    def search(client, body: dict, queries: int) -> int:
-        monkeypatch.setattr(memory_search, "_estimates", {})
-        with django_assert_num_queries(queries):
-            response = client.post("/api/v1/memory/search", body, format="json")
-        assert response.status_code == 200, response.content
-        return response.json()["count"]
-
-    return search
+def searching(counted):
+    """POST a v1 search under an exact query count; answer how many memories it found."""
+    return lambda client, body, queries: counted(client, "/api/v1/memory/search", queries, body)["count"]
 
 
 @pytest.fixture

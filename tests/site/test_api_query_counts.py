@@ -25,29 +25,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def listing(django_assert_num_queries):
+def listing(counted):
     """GET a list under an exact query count; answer how many rows it listed."""
-
-    def read(client, url: str, queries: int) -> int:
-        with django_assert_num_queries(queries):
-            response = client.get(url)
-        assert response.status_code == 200, response.content
-        return response.json()["count"]
-
-    return read
+    return lambda client, url, queries: counted(client, url, queries)["count"]
 
 
 @pytest.fixture
-def searching(django_assert_num_queries):
+def searching(counted):
     """POST a search under an exact query count; answer how many memories it found."""
-
-    def search(client, body: dict, queries: int) -> int:
-        with django_assert_num_queries(queries):
-            response = client.post("/api/v2/memories/search", body, format="json")
-        assert response.status_code == 200, response.content
-        return response.json()["count"]
-
-    return search
+    return lambda client, body, queries: counted(client, "/api/v2/memories/search", queries, body)["count"]
 
 
 @pytest.fixture

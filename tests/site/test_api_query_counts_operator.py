@@ -23,7 +23,6 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from agents.services import issue_operator_key
-from memories import search as memory_search
 from namespaces.models import Namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
@@ -35,35 +34,15 @@ OPERATORS = ["superuser", "scoped"]
 
 
 @pytest.fixture
-def listing(django_assert_num_queries):
+def listing(counted):
     """GET a list under an exact query count; answer how many rows it listed."""
-
-    def read(client, url: str, queries: int) -> int:
-        with django_assert_num_queries(queries):
-            response = client.get(url)
-        assert response.status_code == 200, response.content
-        return response.json()["count"]
-
-    return read
+    return lambda client, url, queries: counted(client, url, queries)["count"]
 
 
 @pytest.fixture
-def searching(django_assert_num_queries, monkeypatch):
-    """POST a search under an exact query count; answer how many memories it found.
-
-    Each search starts without the planner estimates earlier searches kept (memories.search keeps
-    one a minute per candidate query, and an operator's candidate query is the same every time),
-    so each one costs what a first search of its kind does.
-    """
-
-    def search(client, url: str, body: dict, queries: int) -> int:
-        monkeypatch.setattr(memory_search, "_estimates", {})
-        with django_assert_num_queries(queries):
-            response = client.post(url, body, format="json")
-        assert response.status_code == 200, response.content
-        return response.json()["count"]
-
-    return search
+def searching(counted):
+    """POST a search under an exact query count; answer how many memories it found."""
+    return lambda client, url, body, queries: counted(client, url, queries, body)["count"]
 
 
 @pytest.fixture(params=OPERATORS)
