@@ -371,15 +371,26 @@ def reserved_metadata(actor, kind: str, stored: dict | None, given: dict) -> tup
 
 # --- Memories -----------------------------------------------------------------------------
 
-def shared_with_q(actor) -> Q:
-    """The memories shared with the agent one by one (access level aside)."""
+def shared_with_q(actor, field: str = "id") -> Q:
+    """The memories (or, by `field`, rows of a memory) shared with the agent one by one (access level aside)."""
     principal = _agent_principal(actor)
     named = shared_memory_ids(principal)
-    return Q(id__in=named if named is not None else _share_grants(principal))
+    return Q(**{f"{field}__in": named if named is not None else _share_grants(principal)})
 
 
 def memory_visibility_q(actor) -> Q:
     """The read rule of ARCHITECTURE section 5, as a filter on Memory."""
+    return _read_rule_q(actor, "id")
+
+
+def memory_version_visibility_q(actor) -> Q:
+    """The read rule applied to the state a MemoryVersion records: a version is read by whoever could read the
+    memory while it was current (a private past stays the owner's); shares are the memory's own."""
+    return _read_rule_q(actor, "memory_id")
+
+
+def _read_rule_q(actor, memory_field: str) -> Q:
+    """The read rule on rows holding access_level, agent_id and namespace_id, the memory being `memory_field`."""
     principal = Principal.of(actor)
     if principal.is_superuser:
         return Q()
@@ -388,7 +399,7 @@ def memory_visibility_q(actor) -> Q:
             Q(access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM])
             | Q(agent_id=principal.agent.pk)
             | Q(access_level=AccessLevel.SHARED, namespace_id__in=readable_namespace_ids(principal))
-            | (Q(access_level=AccessLevel.SHARED) & shared_with_q(principal))
+            | (Q(access_level=AccessLevel.SHARED) & shared_with_q(principal, memory_field))
         )
     if principal.is_operator:
         return Q(namespace_id__in=operator_namespace_ids(principal))

@@ -102,7 +102,7 @@ def ensure_corpus(size: int, seed: int, reload: bool = False, log=print) -> Fixt
     now = timezone.now()
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE memories CASCADE")
+        cursor.execute("TRUNCATE memories, memory_versions CASCADE")
         cursor.execute("DROP INDEX IF EXISTS memories_embedding_hnsw")
         columns = (
             "id, created_at, updated_at, metadata, content, embedding, embedding_model, embedding_status, "

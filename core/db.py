@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+
+# The agent whose RLS context this thread's transaction is in (mirrors app.current_agent_id, saving a query).
+_context_agent_id: ContextVar[str] = ContextVar("tmws_context_agent_id", default="")
 
 
 def agent_role() -> str:
@@ -27,10 +31,12 @@ def enter_agent_context(agent) -> None:
             "SELECT set_config('role', %s, true), set_config('app.current_agent_id', %s, true)",
             [agent_role(), str(agent.pk)],
         )
+    _context_agent_id.set(str(agent.pk))
 
 
 def leave_agent_context() -> None:
     """Return to the connection's own role, for work after the agent's part of the request."""
+    _context_agent_id.set("")
     if connection.connection is None or connection.needs_rollback:
         return
     with connection.cursor() as cursor:
@@ -117,3 +123,35 @@ def as_service(function):
             return function(*args, **kwargs)
 
     return wrapper
+
+
+@contextmanager
+def change_noted(principal, change: str | None = None):
+    """Name, for the history triggers, who makes the block's changes and (optionally) their kind.
+
+    An agent inside its own row-level-security context is named by it already (no query); an agent
+    outside it (a script, a job) and an operator are named here. The settings are transaction-local
+    and cleared after the block. Needs an open transaction.
+    """
+    values = {}
+    if principal.agent is not None and _context_agent_id.get() != str(principal.agent.pk):
+        values["app.change_agent_id"] = str(principal.agent.pk)
+    elif principal.agent is None and principal.user_id is not None:
+        values["app.change_user_id"] = str(principal.user_id)
+    if change:
+        values["app.memory_change"] = change
+    if not values:
+        yield
+        return
+    _set_local(values)
+    try:
+        yield
+    finally:
+        if not connection.needs_rollback:
+            _set_local(dict.fromkeys(values, ""))
+
+
+def _set_local(values: dict[str, str]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in values),
+                       [item for pair in values.items() for item in pair])

@@ -6,19 +6,20 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.search import SearchQuery
+from django.utils.html import format_html, format_html_join
 
 import access
 from access.admin_base import ServiceModelAdmin
 
 from . import services
 from .contracts import StoreMemory, UpdateMemory
-from .models import TEXT_SEARCH_CONFIG, Memory
+from .models import TEXT_SEARCH_CONFIG, Memory, MemoryVersion, preview
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
 READ_ONLY_FIELDS = [
     "id", "embedding_status", "embedding_model", "embedding_error", "embedding_attempts", "access_count",
     "last_accessed_at",
-    "shared_with", "created_at", "updated_at",
+    "shared_with", "created_at", "updated_at", "history",
 ]
 
 
@@ -101,6 +102,22 @@ class MemoryAdmin(ServiceModelAdmin):
     def shared_with(self, obj):
         return ", ".join(services.shared_agent_ids(obj)) or "—"
 
+    @admin.display(description="history")
+    def history(self, memory):
+        """The versions the operator could read while they were current, newest first."""
+        viewer = getattr(memory, "shown_to", None)
+        if viewer is None or memory.pk is None:
+            return "—"
+        versions = MemoryVersion.objects.visible_to(viewer).for_display().filter(memory=memory)
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (version.version, version.get_change_display(), version.changed_at.strftime("%Y-%m-%d %H:%M:%S"),
+             _changed_by(version), f"{version.access_level} in {version.namespace.namespace}", preview(version.content))
+            for version in versions.order_by("-version")[:HISTORY_SHOWN]
+        ))
+        header = format_html("<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                             "version", "change", "at", "by", "access", "content")
+        return format_html("<table>{}{}</table>", header, rows) if rows else "—"
+
     # Permissions: the access module decides per memory.
     def has_change_permission(self, request, obj=None):
         if obj is None:
@@ -150,3 +167,14 @@ class MemoryAdmin(ServiceModelAdmin):
         skipped = queryset.count() - queued
         if skipped:
             messages.error(request, f"Skipped {skipped} memory(ies) outside the namespaces you may change.")
+
+
+HISTORY_SHOWN = 50
+
+
+def _changed_by(version) -> str:
+    if version.changed_by_agent_id is not None:
+        return version.changed_by_agent.agent_id if version.changed_by_agent else "(retired agent)"
+    if version.changed_by_user_id is not None:
+        return f"operator {version.changed_by_user.username}" if version.changed_by_user else "(former operator)"
+    return "system"

@@ -105,6 +105,10 @@ class UpdateMemory(Contract):
     metadata: Annotated[Metadata, Field(description="Replaces the metadata object.")] = None
 
 
+class RestoreVersion(Contract):
+    version: fields.integer(1, validation.INT32_MAX, description="The version to make current again (see the history).")
+
+
 class ShareMemory(Contract):
     agent_ids: Annotated[
         list[Annotated[str, Field(max_length=MAX_AGENT_ID_LENGTH)]],

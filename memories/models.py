@@ -14,7 +14,7 @@ from pgvector.django import HnswIndex, VectorField
 from core.models import BaseModel, choices_check
 
 from .choices import AccessLevel, EmbeddingStatus
-from .querysets import MemoryQuerySet
+from .querysets import MemoryQuerySet, MemoryVersionQuerySet
 
 EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
@@ -158,6 +158,52 @@ class MemoryFeedback(BaseModel):
 
     def __str__(self) -> str:
         return f"{'useful' if self.useful else 'not useful'}: {self.memory_id}"
+
+
+class VersionChange(models.TextChoices):
+    CREATE = "create", "Created"
+    UPDATE = "update", "Changed"
+    RESTORE = "restore", "Restored"
+    MERGE = "merge", "Merged"
+
+
+class MemoryVersion(models.Model):
+    """One state of a memory: written by a database trigger on every insert and on every change of content,
+    access level, namespace, category, tags or weight, however the change was made (ORM, bulk, raw SQL).
+
+    The trigger (migration memories/0013) numbers versions per memory and names who made the change
+    (the agent of the request's row-level-security context, or the operator a service noted). Deleting
+    the memory deletes its versions in the same statement: erased content leaves no copy here.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    memory = models.ForeignKey(Memory, on_delete=models.DO_NOTHING, db_constraint=False, related_name="versions")
+    version = models.PositiveIntegerField()
+    change = models.CharField(max_length=16, choices=VersionChange.choices)
+    content = models.TextField()
+    access_level = models.CharField(max_length=16, choices=AccessLevel.choices)
+    namespace = models.ForeignKey("namespaces.Namespace", on_delete=models.DO_NOTHING, db_constraint=False,
+                                  related_name="+")
+    agent = models.ForeignKey("agents.Agent", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                              related_name="+")
+    context_tags = models.JSONField(default=list)
+    memory_category = models.CharField(max_length=64)
+    learning_weight = models.FloatField()
+    changed_at = models.DateTimeField()
+    changed_by_agent = models.ForeignKey("agents.Agent", null=True, on_delete=models.DO_NOTHING,
+                                         db_constraint=False, related_name="+")
+    changed_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.DO_NOTHING,
+                                        db_constraint=False, related_name="+")
+
+    objects = MemoryVersionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "memory_versions"
+        ordering = ["memory", "-version"]
+        constraints = [models.UniqueConstraint(fields=["memory", "version"], name="memory_versions_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.memory_id} v{self.version}"
 
 
 class MemoryUsage(models.Model):

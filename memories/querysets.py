@@ -38,3 +38,14 @@ class MemoryQuerySet(models.QuerySet):
         """{status: (memories, oldest updated_at)} in one query: counts, and how long pending rows have waited."""
         rows = self.order_by().values_list("embedding_status").annotate(n=Count("pk"), oldest=Min("updated_at"))
         return {status: (count, oldest) for status, count, oldest in rows}
+
+
+class MemoryVersionQuerySet(models.QuerySet):
+    def visible_to(self, actor) -> MemoryVersionQuerySet:
+        """Only the versions `actor` could have read while they were current (access.memory_version_visibility_q)."""
+        from access import memory_version_visibility_q
+
+        return self.filter(memory_version_visibility_q(actor))
+
+    def for_display(self) -> MemoryVersionQuerySet:
+        return self.select_related("namespace", "agent", "changed_by_agent", "changed_by_user")

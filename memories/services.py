@@ -12,14 +12,23 @@ import access
 from agents.models import Agent
 from agents.services import get_agent
 from core import validation
-from core.db import as_service
-from core.errors import Forbidden, InvalidInput
+from core.db import as_service, change_noted
+from core.errors import Forbidden, InvalidInput, NotFound
 from core.models import find_visible
 from namespaces.services import get_namespace
 
 from .choices import AccessLevel, EmbeddingStatus
-from .contracts import LEARNING_WEIGHT_RANGE, MAX_METADATA_DEPTH, Feedback, ShareMemory, StoreMemories, StoreMemory, UpdateMemory
-from .models import Memory
+from .contracts import (
+    LEARNING_WEIGHT_RANGE,
+    MAX_METADATA_DEPTH,
+    Feedback,
+    RestoreVersion,
+    ShareMemory,
+    StoreMemories,
+    StoreMemory,
+    UpdateMemory,
+)
+from .models import Memory, MemoryVersion, VersionChange
 from .tasks import enqueue_embedding
 
 
@@ -97,7 +106,8 @@ def _build_memory(actor, data: StoreMemory, namespaces: dict | None = None, deci
 def create_memory(actor, data: StoreMemory) -> Memory:
     """Store one memory; its embedding is computed in the background after commit."""
     memory = _build_memory(actor, data)
-    memory.save()
+    with change_noted(access.Principal.of(actor)):
+        memory.save()
     memory.has_no_usage_yet()
     enqueue_embedding([memory.pk])
     return memory
@@ -120,7 +130,8 @@ def bulk_create_memories(actor, data: StoreMemories) -> list[Memory]:
         except (InvalidInput, Forbidden) as exc:
             field = f"memories[{index}].{exc.field}" if exc.field else f"memories[{index}]"
             raise type(exc)(f"memories[{index}]: {exc.message}", field=field, code=exc.code) from exc
-    Memory.objects.bulk_create(built, batch_size=500)
+    with change_noted(access.Principal.of(actor)):
+        Memory.objects.bulk_create(built, batch_size=500)
     enqueue_embedding([m.pk for m in built])
     return built
 
@@ -160,10 +171,32 @@ def update_memory(actor, memory: Memory, data: UpdateMemory) -> Memory:
     if "metadata" in changes:
         memory.metadata = clean_owned_metadata(actor, dict(data.metadata), memory.metadata)
         fields.add("metadata")
-    memory.save(update_fields=sorted(fields))
+    with change_noted(access.Principal.of(actor)):
+        memory.save(update_fields=sorted(fields))
     if "embedding_status" in fields:
         enqueue_embedding([memory.pk])
     return memory
+
+
+def memory_history(actor, memory: Memory):
+    """The versions of a memory the actor could read while they were current, newest first."""
+    return MemoryVersion.objects.visible_to(actor).for_display().filter(memory=memory).order_by("-version")
+
+
+@transaction.atomic
+def restore_memory(actor, memory: Memory, data: RestoreVersion) -> Memory:
+    """Make an earlier version current again, as a new version (the actor must be able to change the memory)."""
+    version = MemoryVersion.objects.visible_to(actor).select_related("namespace").filter(
+        memory=memory, version=data.version).first()
+    if version is None:
+        raise NotFound(f"This memory has no version {data.version} you may read.", field="version")
+    changes = UpdateMemory.parse({
+        "content": version.content, "access_level": version.access_level, "namespace": version.namespace.namespace,
+        "context_tags": version.context_tags, "memory_category": version.memory_category,
+        "learning_weight": version.learning_weight,
+    })
+    with change_noted(access.Principal.of(actor), VersionChange.RESTORE):
+        return update_memory(actor, memory, changes)
 
 
 @transaction.atomic

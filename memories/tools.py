@@ -21,6 +21,7 @@ from .contracts import (
     ContextualSearch,
     Feedback,
     PersonaEraChanges,
+    RestoreVersion,
     SearchMemories,
     ShareMemory,
     StoreMemory,
@@ -104,6 +105,35 @@ def update_memory(agent: Agent, memory_id: MemoryId, changes: UpdateMemory, pers
         raise InvalidInput("Nothing to change: give at least one field besides memory_id.")
     memory = services.get_visible_memory(agent, memory_id)
     return render_memory(services.update_memory(agent, memory, changes))
+
+
+@agent_tool(
+    title="Memory history",
+    read_only=True,
+    description="The versions of a memory, newest first: every change of its content, access level, namespace, "
+    "category, tags or weight, with who made it and when. You see the versions you could read while they were "
+    'current (a private past stays its owner\'s). Example: {"memory_id": "<uuid>"}.',
+)
+def memory_history(
+    agent: Agent,
+    memory_id: MemoryId,
+    limit: Annotated[int, Field(ge=1, le=100, description="Newest versions to list, 1-100.")] = 20,
+) -> dict[str, Any]:
+    from .api.serializers import MemoryVersionSerializer
+
+    versions = list(services.memory_history(agent, services.get_visible_memory(agent, memory_id))[:limit])
+    return {"id": str(memory_id), "count": len(versions),
+            "versions": render_json(MemoryVersionSerializer(versions, many=True).data)}
+
+
+@agent_tool(
+    title="Restore a memory version",
+    description="Make an earlier version of a memory you may change current again; it becomes a new version, so the "
+    'restore can itself be undone. Example: {"memory_id": "<uuid>", "version": 2}.',
+)
+def restore_memory(agent: Agent, memory_id: MemoryId, data: RestoreVersion) -> dict[str, Any]:
+    memory = services.get_visible_memory(agent, memory_id)
+    return render_memory(services.restore_memory(agent, memory, data))
 
 
 @agent_tool(

@@ -187,6 +187,7 @@ SPECTACULAR_SETTINGS = {
         "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
         "TaskStatusEnum": "workflows.choices.TaskStatus",
         "RunStatusEnum": "workflows.choices.RunStatus",
+        "VersionChangeEnum": "memories.models.VersionChange",
     },
 }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import Memory
+from ..models import Memory, MemoryVersion
 
 
 class MemorySerializer(serializers.ModelSerializer):
@@ -23,6 +23,30 @@ class MemorySerializer(serializers.ModelSerializer):
             "metadata", "created_at", "updated_at",
         ]
         read_only_fields = fields
+
+
+class MemoryVersionSerializer(serializers.ModelSerializer):
+    """One state of a memory, as it was current from `changed_at` on."""
+
+    namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True)
+    agent_id = serializers.SlugRelatedField(
+        source="agent", slug_field="agent_id", read_only=True, allow_null=True, help_text="The owner at the time."
+    )
+    changed_by = serializers.SerializerMethodField(help_text="The agent id, or 'operator:<username>', or null "
+                                                              "(a change made by the system itself).")
+
+    class Meta:
+        model = MemoryVersion
+        fields = ["version", "change", "content", "access_level", "namespace", "agent_id", "context_tags",
+                  "memory_category", "learning_weight", "changed_at", "changed_by"]
+        read_only_fields = fields
+
+    def get_changed_by(self, version) -> str | None:
+        if version.changed_by_agent_id is not None:
+            return version.changed_by_agent.agent_id if version.changed_by_agent else None
+        if version.changed_by_user_id is not None:
+            return f"operator:{version.changed_by_user.username}" if version.changed_by_user else None
+        return None
 
 
 class MemoryBulkCreatedSerializer(serializers.Serializer):

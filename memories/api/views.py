@@ -15,6 +15,7 @@ from ..contracts import (
     Categorise,
     ContextualSearch,
     Feedback,
+    RestoreVersion,
     SearchMemories,
     ShareMemory,
     StoreMemories,
@@ -28,6 +29,7 @@ from .serializers import (
     InsightsSerializer,
     MemoryBulkCreatedSerializer,
     MemorySerializer,
+    MemoryVersionSerializer,
     SearchResponseSerializer,
     ShareSerializer,
     search_response,
@@ -111,6 +113,19 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         else:
             shared = services.share_memory(self.principal, memory, data)
         return Response({"agent_ids": shared})
+
+    @extend_schema(responses=MemoryVersionSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        versions = services.memory_history(self.principal, self.get_object())
+        page = self.paginate_queryset(versions)
+        return self.get_paginated_response(MemoryVersionSerializer(page, many=True).data)
+
+    @extend_schema(request=RestoreVersion, responses=MemorySerializer)
+    @action(detail=True, methods=["post"])
+    def restore(self, request, pk=None):
+        memory = services.restore_memory(self.principal, self.get_object(), RestoreVersion.parse(request.data))
+        return Response(MemorySerializer(memory).data)
 
     @extend_schema(request=Feedback, responses=MemorySerializer)
     @action(detail=True, methods=["post"])

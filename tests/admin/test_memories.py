@@ -109,3 +109,30 @@ def test_search_uses_the_text_search_vector_and_ids(superuser_client, team):
     # then
     assert [m.pk for m in by_word.context["cl"].result_list] == [deploy.pk]
     assert [m.pk for m in by_id.context["cl"].result_list] == [deploy.pk]
+
+
+def test_the_change_page_shows_the_history_the_operator_may_read(scoped_tree, make_operator, superuser_client):
+    # given: alpha's memory moved to beta (so its first version lies in alpha, its second in beta)
+    from memories.contracts import UpdateMemory
+    from memories.services import update_memory
+
+    memory = scoped_tree["memories"]["alpha"]
+    update_memory(_system(), memory, UpdateMemory.parse({"namespace": "beta", "content": "Fact moved to beta."}))
+    alpha_operator = make_operator("alpha-op", {"alpha": ["change_namespace"]})
+    beta_operator = make_operator("beta-op", {"beta": ["change_namespace"]})
+    url = reverse("admin:memories_memory_change", args=[memory.pk])
+    # when
+    pages = {name: client.get(url) for name, client in
+             (("superuser", superuser_client), ("alpha", alpha_operator), ("beta", beta_operator))}
+    # then: the superuser sees both versions; the beta operator the one in its scope; alpha's sees no page
+    assert pages["superuser"].status_code == 200 and pages["beta"].status_code == 200
+    assert pages["alpha"].status_code == 302
+    superuser_text, beta_text = pages["superuser"].content.decode(), pages["beta"].content.decode()
+    assert "Fact kept in alpha namespace." in superuser_text and "Fact moved to beta." in superuser_text
+    assert "Fact moved to beta." in beta_text and "Fact kept in alpha namespace." not in beta_text
+
+
+def _system():
+    from access import SYSTEM
+
+    return SYSTEM

@@ -127,8 +127,8 @@ def test_every_choice_set_has_one_readable_enum_name(schema):
     # then: no hashed names (AccessLevel495Enum) and no second name for one choice set (AccessLevelsEnum)
     assert sorted(enums) == [
         "AccessLevelEnum", "AccessPolicyEnum", "ActionEnum", "AgentAccessLevelEnum", "EmbeddingStatusEnum", "ModeEnum",
-        "PriorityEnum", "RoleEnum", "RunStatusEnum", "TaskStatusEnum", "WorkflowStatusEnum", "WorkflowTypeEnum",
-        "WorkflowWriteStatusEnum",
+        "PriorityEnum", "RoleEnum", "RunStatusEnum", "TaskStatusEnum", "VersionChangeEnum", "WorkflowStatusEnum",
+        "WorkflowTypeEnum", "WorkflowWriteStatusEnum",
     ]
     assert enums["AccessLevelEnum"] == ["private", "shared", "public", "system"]
     assert enums["AgentAccessLevelEnum"] == ["standard", "admin"]
