@@ -12,22 +12,24 @@ Tools whose names the v2 API reuses live with the v2 tools and accept both param
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from django.db.models import Q
-from pydantic import Field
 
 from agents.models import Agent
-from core.tools import agent_tool, given, render_json
+from core.tools import agent_tool, render_json
 from memories import search as memory_search
 from memories import services as memory_services
-from memories.contracts import StoreMemory
 from memories.models import Memory
 
 from . import adapter, selectors
+from .contracts import CreatePersonaMemory, FindPersonas, ListPersonas, PersonaFilter, PersonaLookup, RecallMemory
 
 DEPRECATED = "Deprecated persona-era tool; prefer {replacement}. "
-PersonaRef = Annotated[str, Field(description="Persona name (the agent_id, e.g. 'athena') or its persona-era UUID.")]
+
+
+def _persona_agent_id(reference: str | None) -> str | None:
+    return adapter.agent_for_persona(reference).agent_id if reference else None
 
 
 def render_persona_memory(memory: Memory, similarity: float | None = None) -> dict:
@@ -60,28 +62,8 @@ def render_persona_memory(memory: Memory, similarity: float | None = None) -> di
     "namespace, as persona-era memories were visible to every persona. "
     'Example: {"content": "Use blue-green deploys.", "importance": 0.8, "tags": ["deploy"], "context_type": "decision"}.',
 )
-def create_memory(
-    agent: Agent,
-    content: Annotated[str, Field(description="The text to remember.")],
-    persona_id: Annotated[str | None, Field(description="Owning persona; must be you (optional).")] = None,
-    importance: Annotated[float, Field(ge=0, le=1, description="Importance 0-1 (mapped to learning_weight).")] = 0.5,
-    tags: Annotated[list[str] | None, Field(max_length=50, description="Tags (= context_tags).")] = None,
-    context_type: Annotated[str, Field(description="Kind of memory (= memory_category).")] = "general",
-    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
-    access_level: Annotated[Literal["private", "shared", "public"], Field(description="Who may read it.")] = "shared",
-    namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
-) -> dict[str, Any]:
-    owner = adapter.agent_for_persona(persona_id).agent_id if persona_id else None
-    memory = memory_services.create_memory(agent, StoreMemory.parse(given(
-        content=content,
-        access_level=access_level,
-        namespace=namespace,
-        context_tags=tags,
-        memory_category=context_type,
-        learning_weight=adapter.importance_to_learning_weight(importance),
-        metadata=metadata,
-        agent_id=owner,
-    )))
+def create_memory(agent: Agent, data: CreatePersonaMemory) -> dict[str, Any]:
+    memory = memory_services.create_memory(agent, data.store(_persona_agent_id(data.persona_id)))
     return render_persona_memory(memory)
 
 
@@ -92,31 +74,11 @@ def create_memory(
     + "Finds the memories you may read that match a query, optionally only one persona's. "
     'Example: {"query": "deployment strategy", "persona_id": "athena", "limit": 5}.',
 )
-def recall_memory(
-    agent: Agent,
-    query: Annotated[str, Field(description="What to look for.")],
-    persona_id: Annotated[str | None, Field(description="Only memories owned by this persona.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Number of results.")] = 10,
-    tags: Annotated[list[str] | None, Field(description="Only memories carrying all of these tags.")] = None,
-    context_type: Annotated[str | None, Field(description="Only memories of this kind.")] = None,
-    min_importance: Annotated[float | None, Field(ge=0, le=1, description="Drop memories less important than this.")] = None,
-    min_similarity: Annotated[float | None, Field(ge=-1, le=1, description="Drop less similar results.")] = None,
-    semantic: Annotated[bool, Field(description="true: rank by meaning only; false: meaning and words.")] = False,
-) -> dict[str, Any]:
-    request = memory_search.clean_request(given(
-        query=query,
-        limit=limit,
-        mode="semantic" if semantic else "hybrid",
-        agent_id=adapter.agent_for_persona(persona_id).agent_id if persona_id else None,
-        context_tags=tags,
-        memory_category=context_type,
-        min_similarity=min_similarity,
-    ))
+def recall_memory(agent: Agent, data: RecallMemory) -> dict[str, Any]:
+    request = memory_search.search_request(data.search(_persona_agent_id(data.persona_id)))
     hits = memory_search.search(agent, request).hits
-    memories = [render_persona_memory(hit.memory, hit.similarity) for hit in hits]
-    if min_importance is not None:
-        memories = [m for m in memories if m["importance"] >= min_importance]
-    return {"memories": memories, "count": len(memories), "query": query}
+    memories = data.important_enough([render_persona_memory(hit.memory, hit.similarity) for hit in hits])
+    return {"memories": memories, "count": len(memories), "query": data.query}
 
 
 @agent_tool(
@@ -126,11 +88,8 @@ def recall_memory(
     + "Counts the memories you may read: in total, by persona, by context_type and by access level. "
     'Example: {"persona_id": "athena"}.',
 )
-def get_memory_stats(
-    agent: Agent,
-    persona_id: Annotated[str | None, Field(description="Only this persona's memories.")] = None,
-) -> dict[str, Any]:
-    return selectors.memory_stats(agent, adapter.agent_for_persona(persona_id) if persona_id else None)
+def get_memory_stats(agent: Agent, data: PersonaFilter) -> dict[str, Any]:
+    return selectors.memory_stats(agent, adapter.agent_for_persona(data.persona_id) if data.persona_id else None)
 
 
 @agent_tool(
@@ -140,18 +99,13 @@ def get_memory_stats(
     + "Lists agents in the persona-era shape (name = agent_id). "
     'Example: {"persona_type": "athena"}.',
 )
-def list_personas(
-    agent: Agent,
-    active_only: Annotated[bool, Field(description="Leave out inactive personas.")] = True,
-    persona_type: Annotated[str | None, Field(description="Only this persona type (athena, artemis, ...).")] = None,
-    personas_only: Annotated[bool, Field(description="Only agents migrated from personas (agent_type 'persona').")] = False,
-) -> dict[str, Any]:
+def list_personas(agent: Agent, data: ListPersonas) -> dict[str, Any]:
     agents = Agent.objects.visible_to(agent).order_by("agent_id")
-    if active_only:
+    if data.active_only:
         agents = agents.filter(is_active=True)
-    if persona_type:
-        agents = agents.filter(capabilities__persona_type=persona_type)
-    if personas_only:
+    if data.persona_type:
+        agents = agents.filter(capabilities__persona_type=data.persona_type)
+    if data.personas_only:
         agents = agents.filter(agent_type=adapter.PERSONA_AGENT_TYPE)
     personas = [render_json(adapter.persona_to_dict(a)) for a in agents]
     return {"personas": personas, "count": len(personas)}
@@ -163,8 +117,8 @@ def list_personas(
     description=DEPRECATED.format(replacement="list_agents or whoami")
     + 'One persona by name or persona-era UUID. Example: {"persona_id": "athena"}.',
 )
-def get_persona(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
-    return render_json(adapter.persona_to_dict(adapter.agent_for_persona(persona_id)))
+def get_persona(agent: Agent, data: PersonaLookup) -> dict[str, Any]:
+    return render_json(adapter.persona_to_dict(adapter.agent_for_persona(data.persona_id)))
 
 
 @agent_tool(
@@ -173,8 +127,8 @@ def get_persona(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
     description=DEPRECATED.format(replacement="list_agents")
     + 'The capabilities, specialties, type and role of a persona. Example: {"persona_id": "artemis"}.',
 )
-def get_persona_capabilities(agent: Agent, persona_id: PersonaRef) -> dict[str, Any]:
-    persona = adapter.persona_to_dict(adapter.agent_for_persona(persona_id))
+def get_persona_capabilities(agent: Agent, data: PersonaLookup) -> dict[str, Any]:
+    persona = adapter.persona_to_dict(adapter.agent_for_persona(data.persona_id))
     return render_json({key: persona[key] for key in ("name", "type", "role", "capabilities", "specialties")})
 
 
@@ -185,17 +139,14 @@ def get_persona_capabilities(agent: Agent, persona_id: PersonaRef) -> dict[str, 
     + "Personas whose capability list or specialties contain the capability (or whose v2 capabilities object has "
     'it as a key). Example: {"capability": "security_audit"}.',
 )
-def find_personas_by_capability(
-    agent: Agent,
-    capability: Annotated[str, Field(min_length=1, max_length=128, description="The capability to look for.")],
-    active_only: Annotated[bool, Field(description="Leave out inactive personas.")] = True,
-) -> dict[str, Any]:
+def find_personas_by_capability(agent: Agent, data: FindPersonas) -> dict[str, Any]:
+    capability = data.capability
     agents = Agent.objects.visible_to(agent).filter(
         Q(capabilities__has_key=capability)
         | Q(capabilities__capabilities__contains=[capability])
         | Q(capabilities__specialties__contains=[capability])
     ).order_by("agent_id")
-    if active_only:
+    if data.active_only:
         agents = agents.filter(is_active=True)
     personas = [render_json(adapter.persona_to_dict(a)) for a in agents]
     return {"personas": personas, "count": len(personas), "capability": capability}

@@ -65,6 +65,14 @@ LearningWeight = fields.number(*LEARNING_WEIGHT_RANGE, description="Importance w
 Metadata = fields.json_object(max_depth=MAX_METADATA_DEPTH, description="Free JSON object (at most 8 levels deep).")
 NamespaceSlug = fields.optional_text(MAX_NAMESPACE_LENGTH, description="Namespace slug; defaults to your home namespace.")
 AgentId = fields.optional_text(MAX_AGENT_ID_LENGTH, description="Operators only: the owning agent.")
+# The parts of a search that other contracts (API v1's, the persona-era tools') take as they are.
+Query = fields.text(MAX_QUERY_LENGTH, required=True, description="What to look for, in natural language.")
+SearchLimit = fields.integer(1, MAX_LIMIT, description="Number of results, 1-100.")
+SearchMode = Annotated[Literal["hybrid", "semantic", "keyword"], fields.cleaned_by(
+    lambda value, field: validation.choice(value or "hybrid", SEARCH_MODES, field)),
+    Field(description="Ranking: hybrid (meaning and words), semantic or keyword.")]
+CategoryFilter = fields.optional_text(MAX_CATEGORY_LENGTH * 2, description="Only memories of this category.")
+MinSimilarity = fields.optional_number(-1.0, 1.0, description="Drop results less similar than this.")
 
 
 class StoreMemory(Contract):
@@ -128,18 +136,16 @@ class Categorise(Contract):
 class SearchMemories(Contract):
     """A search: the query, how to rank, and filters that narrow the candidates first."""
 
-    query: fields.text(MAX_QUERY_LENGTH, required=True, description="What to look for, in natural language.")
-    limit: fields.integer(1, MAX_LIMIT, description="Number of results, 1-100.") = 10
-    mode: Annotated[Literal["hybrid", "semantic", "keyword"], fields.cleaned_by(
-        lambda value, field: validation.choice(value or "hybrid", SEARCH_MODES, field)),
-        Field(description="Ranking: hybrid (meaning and words), semantic or keyword.")] = "hybrid"
+    query: Query
+    limit: SearchLimit = 10
+    mode: SearchMode = "hybrid"
     namespace: fields.optional_text(MAX_NAMESPACE_LENGTH, description="Only memories in this namespace.") = None
     agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description="Only memories owned by this agent.") = None
     access_levels: Annotated[list[Literal[tuple(AccessLevel.values)]] | None, fields.cleaned_by(
         lambda value, field: _access_levels(value, field)), Field(description="Only these access levels.")] = None
     context_tags: fields.string_list(description="Only memories carrying all of these tags.") = None
-    memory_category: fields.optional_text(MAX_CATEGORY_LENGTH * 2, description="Only memories of this category.") = None
-    min_similarity: fields.optional_number(-1.0, 1.0, description="Drop results less similar than this.") = None
+    memory_category: CategoryFilter = None
+    min_similarity: MinSimilarity = None
 
 
 def _access_levels(value, field: str):

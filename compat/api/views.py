@@ -12,12 +12,9 @@ from rest_framework.response import Response
 
 import access
 from agents.models import Agent
-from core import validation
-from core.api import BaseAPIView, body_object
+from core.api import BaseAPIView
 from memories import search as memory_search
 from memories import services as memory_services
-from memories.choices import AccessLevel
-from memories.contracts import StoreMemory, UpdateMemory
 from memories.models import Memory
 from workflows import runs as workflow_runs
 from workflows import services as workflow_services
@@ -26,38 +23,51 @@ from workflows.models import Task, Workflow
 from ..adapter import (
     MEMORY_LEGACY_KEY,
     agent_for_persona,
-    importance_to_learning_weight,
     isoformat,
     legacy_persona_id,
     memory_importance,
     persona_to_dict,
     recall_count,
 )
+from ..contracts import (
+    CompleteTask,
+    ExecuteWorkflow,
+    MemoryChanges,
+    MemoryListQuery,
+    MemorySearch,
+    NewMemory,
+    Page,
+    PersonaListQuery,
+    TaskFields,
+    TaskListQuery,
+    WorkflowFields,
+    WorkflowListQuery,
+)
 from ..selectors import persona_stats
 from ..sunset import sunset_header
 
-MAX_LIST_LIMIT = 100
 
-
-def _limit_offset(request) -> tuple[int, int]:
-    params = request.query_params
-    limit = validation.query_integer(params.get("limit"), "limit", 1, MAX_LIST_LIMIT, default=50)
-    offset = validation.query_integer(params.get("offset"), "offset", 0, validation.INT32_MAX, default=0)
-    return limit, offset
-
-
-def _page(queryset, request, shape) -> dict:
-    limit, offset = _limit_offset(request)
+def _page(queryset, page: Page, shape) -> dict:
     total = queryset.count()
-    return {"items": [shape(obj) for obj in queryset[offset:offset + limit]], "total": total, "limit": limit,
-            "offset": offset}
+    items = queryset[page.offset:page.offset + page.limit]
+    return {"items": [shape(obj) for obj in items], "total": total, "limit": page.limit, "offset": page.offset}
 
 
-def _persona_agent_id(reference) -> str | None:
+def _query(request, contract):
+    """The request's query string as `contract` (a parameter given twice counts with its last value)."""
+    return contract.parse(request.query_params.dict())
+
+
+def _persona_agent_id(reference: str | None) -> str | None:
     """The agent_id a persona reference (name or UUID) names; None when absent."""
-    if reference in (None, ""):
+    if reference is None:
         return None
     return agent_for_persona(reference).agent_id
+
+
+def _object_or_empty(request) -> dict:
+    """The body of the persona-era endpoints that took anything but an object as no fields at all."""
+    return request.data if isinstance(request.data, dict) else {}
 
 
 class V1View(BaseAPIView):
@@ -84,12 +94,13 @@ class PersonaListView(V1View):
     successor = "/api/v2/agents"
 
     def get(self, request):
+        query = _query(request, PersonaListQuery)
         agents = Agent.objects.visible_to(self.principal).select_related("namespace")
-        if request.query_params.get("persona_only") in ("1", "true"):
+        if query.persona_only:
             agents = agents.filter(agent_type="persona")
-        if request.query_params.get("is_active") in ("true", "false"):
-            agents = agents.filter(is_active=request.query_params["is_active"] == "true")
-        return Response(_page(agents.order_by("agent_id"), request, persona_to_dict))
+        if query.is_active is not None:
+            agents = agents.filter(is_active=query.is_active)
+        return Response(_page(agents.order_by("agent_id"), query, persona_to_dict))
 
 
 class PersonaDetailView(V1View):
@@ -133,49 +144,28 @@ def memory_to_dict(memory: Memory) -> dict:
     }
 
 
-def memory_fields(data: dict, *, creating: bool) -> dict:
-    """Persona-era memory fields -> v2 fields (unknown v1 fields are ignored, as the old service did)."""
-    fields: dict = {}
-    if "content" in data or creating:
-        fields["content"] = data.get("content")
-    if "importance" in data:
-        fields["learning_weight"] = importance_to_learning_weight(validation.number(data["importance"], "importance", 0, 1))
-    if "tags" in data:
-        fields["context_tags"] = data["tags"]
-    if "context_type" in data:
-        fields["memory_category"] = data["context_type"] or None
-    if "metadata" in data:
-        fields["metadata"] = data["metadata"]
-    for passthrough in ("namespace", "access_level"):
-        if passthrough in data:
-            fields[passthrough] = data[passthrough]
-    return fields
-
-
 class MemoryListView(V1View):
     successor = "/api/v2/memories"
 
     def get(self, request):
+        query = _query(request, MemoryListQuery)
         memories = Memory.objects.for_display().visible_to(self.principal)
-        persona = request.query_params.get("persona_id")
-        if persona:
-            memories = memories.filter(agent=agent_for_persona(persona))
-        if request.query_params.get("context_type"):
-            memories = memories.filter(memory_category=request.query_params["context_type"])
-        if request.query_params.get("tag"):
-            memories = memories.filter(context_tags__contains=[request.query_params["tag"]])
-        return Response(_page(memories.order_by("-created_at"), request, memory_to_dict))
+        if query.persona_id:
+            memories = memories.filter(agent=agent_for_persona(query.persona_id))
+        if query.context_type:
+            memories = memories.filter(memory_category=query.context_type)
+        if query.tag:
+            memories = memories.filter(context_tags__contains=[query.tag])
+        return Response(_page(memories.order_by("-created_at"), query, memory_to_dict))
 
     def post(self, request):
-        data = body_object(request)
-        fields = memory_fields(data, creating=True)
-        fields.setdefault("access_level", AccessLevel.SHARED)
-        agent_id = _persona_agent_id(data.get("persona_id"))
-        if agent_id:
-            fields["agent_id"] = agent_id
-            if self.principal.agent is None and "namespace" not in fields:
-                fields["namespace"] = agent_for_persona(agent_id).namespace.namespace
-        memory = memory_services.create_memory(self.principal, StoreMemory.parse(fields))
+        data = NewMemory.parse(request.data)
+        agent_id = _persona_agent_id(data.persona_id)
+        namespace = None
+        if agent_id and self.principal.agent is None and "namespace" not in data.given():
+            # An operator writing for a persona: the persona's home namespace, as in the persona era.
+            namespace = agent_for_persona(agent_id).namespace.namespace
+        memory = memory_services.create_memory(self.principal, data.store(agent_id, namespace))
         return Response(memory_to_dict(memory), status=status.HTTP_201_CREATED)
 
 
@@ -187,13 +177,10 @@ class MemoryDetailView(V1View):
 
     def put(self, request, pk):
         memory = memory_services.get_visible_memory(self.principal, pk)
-        data = body_object(request)
-        changes = memory_fields(data, creating=False)
-        if "metadata" in changes:  # keep what the import recorded from the persona era
-            legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY)
-            if legacy is not None and isinstance(changes["metadata"], dict):
-                changes["metadata"] = {**changes["metadata"], MEMORY_LEGACY_KEY: legacy}
-        memory = memory_services.update_memory(self.principal, memory, UpdateMemory.parse(changes))
+        changes = MemoryChanges.parse(request.data)
+        # A new metadata object keeps what the import recorded from the persona era.
+        legacy = (memory.metadata or {}).get(MEMORY_LEGACY_KEY)
+        memory = memory_services.update_memory(self.principal, memory, changes.update(legacy))
         return Response(memory_to_dict(memory))
 
     patch = put
@@ -207,28 +194,17 @@ class MemorySearchView(V1View):
     successor = "/api/v2/memories/search"
 
     def post(self, request):
-        data = body_object(request)
-        min_importance = validation.optional_number(data.get("min_importance"), "min_importance", 0, 1)
-        search = {"query": data.get("query"), "limit": data.get("limit", 10), "mode": data.get("mode", "hybrid")}
-        agent_id = _persona_agent_id(data.get("persona_id"))
-        if agent_id:
-            search["agent_id"] = agent_id
-        if data.get("tags"):
-            search["context_tags"] = data["tags"]
-        if data.get("context_type"):
-            search["memory_category"] = data["context_type"]
-        if data.get("min_similarity") is not None:
-            search["min_similarity"] = data["min_similarity"]
-        result = memory_search.search(self.principal, memory_search.clean_request(search))
+        data = MemorySearch.parse(request.data)
+        search = data.search(_persona_agent_id(data.persona_id))
+        result = memory_search.search(self.principal, memory_search.search_request(search))
         items = []
         for hit in result.hits:
             item = memory_to_dict(hit.memory)
             item["similarity"] = hit.similarity
             item["score"] = hit.score
             items.append(item)
-        if min_importance is not None:
-            items = [i for i in items if i["importance"] >= min_importance]
-        return Response({"query": data.get("query"), "results": items, "count": len(items)})
+        items = data.important_enough(items)
+        return Response({"query": data.query, "results": items, "count": len(items)})
 
 
 # --- tasks ------------------------------------------------------------------------------------
@@ -259,16 +235,12 @@ def task_to_dict(task: Task) -> dict:
     }
 
 
-TASK_FIELDS = ("title", "description", "task_type", "priority", "status", "dependencies", "tags", "metadata",
-               "max_retries", "namespace", "progress", "result")
-
-
-def task_fields(data: dict) -> dict:
-    fields = {key: data[key] for key in TASK_FIELDS if key in data}
-    if "assigned_persona_id" in data:
-        fields["assigned_agent_id"] = _persona_agent_id(data["assigned_persona_id"])
-    if "error_message" in data:
-        fields["error"] = data["error_message"]
+def task_fields(request) -> dict:
+    """The body's task fields under their v2 names, the assignee's persona resolved to its agent."""
+    data = TaskFields.parse(request.data)
+    fields = data.v2_fields()
+    if "assigned_persona_id" in data.given():
+        fields["assigned_agent_id"] = _persona_agent_id(data.assigned_persona_id)
     return fields
 
 
@@ -276,19 +248,20 @@ class TaskListView(V1View):
     successor = "/api/v2/tasks"
 
     def get(self, request):
+        query = _query(request, TaskListQuery)
         tasks = (
             Task.objects.visible_to(self.principal)
             .select_related("assigned_agent")
             .prefetch_related(Prefetch("dependencies", queryset=Task.objects.only("id")))
         )
-        if request.query_params.get("status"):
-            tasks = tasks.filter(status=request.query_params["status"])
-        if request.query_params.get("assigned_persona_id"):
-            tasks = tasks.filter(assigned_agent=agent_for_persona(request.query_params["assigned_persona_id"]))
-        return Response(_page(tasks.order_by("-created_at"), request, task_to_dict))
+        if query.status:
+            tasks = tasks.filter(status=query.status)
+        if query.assigned_persona_id:
+            tasks = tasks.filter(assigned_agent=agent_for_persona(query.assigned_persona_id))
+        return Response(_page(tasks.order_by("-created_at"), query, task_to_dict))
 
     def post(self, request):
-        fields = task_fields(body_object(request))
+        fields = task_fields(request)
         fields.pop("progress", None)
         fields.pop("result", None)
         task = workflow_services.create_task(self.principal, fields)
@@ -303,7 +276,7 @@ class TaskDetailView(V1View):
 
     def put(self, request, pk):
         task = workflow_services.get_visible_task(self.principal, pk)
-        task = workflow_services.update_task(self.principal, task, task_fields(body_object(request)))
+        task = workflow_services.update_task(self.principal, task, task_fields(request))
         return Response(task_to_dict(task))
 
     patch = put
@@ -316,8 +289,8 @@ class TaskDetailView(V1View):
 class TaskCompleteView(TaskDetailView):
     def post(self, request, pk):
         task = workflow_services.get_visible_task(self.principal, pk)
-        data = request.data if isinstance(request.data, dict) else {}
-        task = workflow_services.complete_task(self.principal, task, result=data.get("result"))
+        data = CompleteTask.parse(_object_or_empty(request))
+        task = workflow_services.complete_task(self.principal, task, result=data.result)
         return Response(task_to_dict(task))
 
 
@@ -343,22 +316,18 @@ def workflow_to_dict(workflow: Workflow) -> dict:
     }
 
 
-WORKFLOW_FIELDS = ("name", "description", "workflow_type", "status", "steps", "config", "tags", "metadata",
-                   "namespace")
-
-
 class WorkflowListView(V1View):
     successor = "/api/v2/workflows"
 
     def get(self, request):
+        query = _query(request, WorkflowListQuery)
         workflows = Workflow.objects.visible_to(self.principal).select_related("created_by")
-        if request.query_params.get("status"):
-            workflows = workflows.filter(status=request.query_params["status"])
-        return Response(_page(workflows.order_by("-created_at"), request, workflow_to_dict))
+        if query.status:
+            workflows = workflows.filter(status=query.status)
+        return Response(_page(workflows.order_by("-created_at"), query, workflow_to_dict))
 
     def post(self, request):
-        data = body_object(request)
-        fields = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
+        fields = WorkflowFields.parse(request.data).given()
         workflow = workflow_services.create_workflow(self.principal, fields)
         return Response(workflow_to_dict(workflow), status=status.HTTP_201_CREATED)
 
@@ -371,8 +340,7 @@ class WorkflowDetailView(V1View):
 
     def put(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
-        data = body_object(request)
-        changes = {key: data[key] for key in WORKFLOW_FIELDS if key in data}
+        changes = WorkflowFields.parse(request.data).given()
         return Response(workflow_to_dict(workflow_services.update_workflow(self.principal, workflow, changes)))
 
     patch = put
@@ -403,8 +371,7 @@ class WorkflowExecuteView(V1View):
 
     def post(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
-        data = request.data if isinstance(request.data, dict) else {}
-        run_input = data.get("input", data.get("context"))
+        run_input = ExecuteWorkflow.parse(_object_or_empty(request)).run_input()
         run = workflow_runs.start_workflow_run(self.principal, workflow, run_input)
         return Response({"workflow_id": str(workflow.pk), "run_id": str(run.pk), "status": run.status},
                         status=status.HTTP_202_ACCEPTED)

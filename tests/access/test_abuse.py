@@ -25,6 +25,7 @@ from access import SYSTEM
 from agents.models import Agent, ApiKey
 from compat import tools as persona_tools
 from compat.adapter import learning_weight_to_importance
+from compat.contracts import ListPersonas, PersonaLookup
 from core.db import agent_context
 from memories.contracts import StoreMemory
 from memories.models import Memory
@@ -783,8 +784,8 @@ def test_case07_the_persona_mcp_tools_read_hostile_metadata_the_same_way(world):
     reader = world.cast["outsider"].agent
     # when
     with agent_context(reader):
-        personas = persona_tools.list_personas(reader)["personas"]
-        persona = persona_tools.get_persona(reader, "owner-agent")
+        personas = persona_tools.list_personas(reader, ListPersonas())["personas"]
+        persona = persona_tools.get_persona(reader, PersonaLookup.parse({"persona_id": "owner-agent"}))
         shown = persona_tools.render_persona_memory(Memory.objects.select_related("agent", "namespace").get(pk=public.pk))
     # then
     assert {p["name"]: p["total_tasks"] for p in personas}["owner-agent"] == 0

@@ -291,3 +291,47 @@ def test_sunset_setting_is_checked_at_start_up(settings, value, errors):
 
     # then
     assert [error.id for error in found] == errors
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "message"), [
+    ("post", "/api/v1/memory", {"content": "x", "importance": 1.5}, "importance",
+     "importance must be between 0.0 and 1.0."),
+    ("post", "/api/v1/memory", {"content": "x", "tags": "deploy"}, "tags", "tags must be a list of strings."),
+    ("post", "/api/v1/memory", {"importance": 0.5}, "content", "content is required."),
+    ("post", "/api/v1/memory/search", {"query": "x", "tags": "deploy"}, "tags",
+     "tags must be a list of at most 50 strings."),
+    ("post", "/api/v1/memory/search", {"query": "x", "min_importance": 2}, "min_importance",
+     "min_importance must be between 0.0 and 1.0."),
+    ("post", "/api/v1/tasks", {"title": "x", "max_retries": True}, "max_retries",
+     "max_retries must be an integer from 0 to 100."),
+    ("post", "/api/v1/workflows", {"name": "x", "status": "running"}, "status",
+     "status must be one of draft, active, inactive."),
+    ("get", "/api/v1/memory?limit=0", None, "limit", "limit must be an integer from 1 to 100."),
+])
+@pytest.mark.django_db
+def test_bad_v1_input_names_the_v1_field(personas, method, path, body, field, message):
+    # when
+    response = getattr(personas["athena"].client, method)(path, body, format="json")
+
+    # then
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["fields"] == {field: [message]}
+    assert Memory.objects.count() == 0 and Task.objects.count() == 0 and Workflow.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_persona_era_leniency_is_kept(personas):
+    # given
+    client = personas["athena"].client
+
+    # when: an empty context_type, a persona_id that is no string, empty search filters
+    created = client.post("/api/v1/memory", {"content": "Lenient.", "context_type": ""}, format="json")
+    unknown = client.post("/api/v1/memory", {"content": "Lenient.", "persona_id": 7}, format="json")
+    found = client.post("/api/v1/memory/search", {"query": "  lenient ", "tags": [], "context_type": 0,
+                                                  "mode": None}, format="json")
+
+    # then
+    assert created.status_code == 201 and created.json()["context_type"] == "general"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert found.status_code == 200 and found.json()["query"] == "  lenient "
+    assert [r["id"] for r in found.json()["results"]] == [created.json()["id"]]
