@@ -8,6 +8,7 @@ from django.utils.html import format_html_join
 from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
 
 from . import services
+from .contracts import DEFAULT_AGENT_TYPE, RegisterAgent, UpdateAgent
 from .models import Agent, ApiKey
 
 AGENT_FIELDS = [
@@ -67,15 +68,17 @@ class AgentAdmin(ServiceModelAdmin):
         if not change:
             agent, key = services.register_agent(
                 request.user,
-                agent_id=data["agent_id"],
-                namespace=data["namespace"].namespace,
-                display_name=data.get("display_name", ""),
-                agent_type=data.get("agent_type", ""),
-                capabilities=data.get("capabilities") or {},
-                configuration=data.get("configuration") or {},
-                access_level=data["access_level"],
-                metadata=data.get("metadata") or {},
-                is_active=data.get("is_active", True),
+                RegisterAgent.parse({
+                    "agent_id": data["agent_id"],
+                    "namespace": data["namespace"].namespace,
+                    "display_name": data.get("display_name", ""),
+                    "agent_type": data.get("agent_type") or DEFAULT_AGENT_TYPE,
+                    "capabilities": data.get("capabilities") or {},
+                    "configuration": data.get("configuration") or {},
+                    "access_level": data["access_level"],
+                    "metadata": data.get("metadata") or {},
+                    "is_active": data.get("is_active", True),
+                }),
             )
             agent.issued_key = key
             return agent
@@ -86,7 +89,7 @@ class AgentAdmin(ServiceModelAdmin):
         if "namespace" in form.changed_data:
             changes["namespace"] = data["namespace"].namespace
         agent = Agent.objects.select_for_update().select_related("user").get(pk=form.instance.pk)
-        return services.update_agent(request.user, agent, **changes)
+        return services.update_agent(request.user, agent, UpdateAgent.parse(changes))
 
     def save_model(self, request, obj, form, change):
         key = getattr(obj, "issued_key", None)

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import access
-from core import validation
+from access.choices import Role
 from core.db import as_service
 from core.errors import Conflict, Forbidden, InvalidInput
 from namespaces.services import get_agent, get_namespace, set_role  # noqa: F401  (get_agent: agents look agents up here too)
 
-from .models import Agent, AgentAccessLevel, ApiKey, agent_id_validator
+from .contracts import IssueOperatorKey, RegisterAgent, UpdateAgent
+from .models import Agent, AgentAccessLevel, ApiKey
 
 USERNAME_PREFIX = "agent:"
 
@@ -37,10 +37,9 @@ def _require_manager(actor, agent: Agent) -> None:
         )
 
 
-def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
+def clean_agent_metadata(actor, given: dict, stored: dict | None = None) -> dict:
     """Agent metadata as given, except that agents never write what the persona-era import records."""
-    given = validation.json_object(value, "metadata", max_depth=None)
-    metadata, refused = access.reserved_metadata(actor, "agent", stored, given)
+    metadata, refused = access.reserved_metadata(actor, "agent", stored, dict(given))
     if refused:
         raise Forbidden(
             f"metadata.{refused} is recorded by the persona-era import and is read-only for agents.",
@@ -54,9 +53,12 @@ def clean_agent_metadata(actor, value, stored: dict | None = None) -> dict:
 OPERATOR_CONFIGURATION_KEYS = ("max_in_flight",)
 
 
-def _clean_configuration(value, current: dict | None = None, *, by_self: bool = False) -> dict:
-    """An agent keeps the operator's keys as they are (a replace carries them over); operators set whole numbers >= 1."""
-    configuration = validation.json_object(value, "configuration", max_depth=None)
+def _clean_configuration(given: dict, current: dict | None = None, *, by_self: bool = False) -> dict:
+    """An agent keeps the operator's keys as they are (a replace carries them over); operators set whole numbers >= 1.
+
+    Who acts decides what is checked, so the check is here rather than in the contract.
+    """
+    configuration = dict(given)
     current = current or {}
     for key in OPERATOR_CONFIGURATION_KEYS:
         field = f"configuration.{key}"
@@ -75,50 +77,30 @@ def _clean_configuration(value, current: dict | None = None, *, by_self: bool = 
 
 @transaction.atomic
 @as_service
-def register_agent(
-    actor,
-    *,
-    agent_id: str,
-    namespace: str,
-    display_name: str = "",
-    agent_type: str = "language_model",
-    capabilities: dict | None = None,
-    configuration: dict | None = None,
-    access_level: str = AgentAccessLevel.STANDARD,
-    metadata: dict | None = None,
-    is_active: bool = True,
-) -> tuple[Agent, str]:
+def register_agent(actor, data: RegisterAgent) -> tuple[Agent, str]:
     """Create an agent with its permission principal and a first API key; return the key's plaintext."""
-    if not isinstance(agent_id, str):
-        raise InvalidInput("agent_id must be a string.", field="agent_id")
-    try:
-        agent_id_validator(agent_id)
-    except ValidationError as exc:
-        raise InvalidInput(exc.messages[0], field="agent_id") from exc
-    if access_level not in AgentAccessLevel.values:
-        raise InvalidInput(f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level")
-    home = get_namespace(namespace)
+    home = get_namespace(data.namespace)
     _require_registrar(actor, home)
-    if access_level == AgentAccessLevel.ADMIN:
+    if data.access_level == AgentAccessLevel.ADMIN:
         _require_admin_granter(actor)
-    if Agent.objects.filter(agent_id=agent_id).exists():
-        raise Conflict(f"Agent '{agent_id}' already exists.", field="agent_id", code="duplicate")
-    user = get_user_model().objects.create(username=f"{USERNAME_PREFIX}{agent_id}"[:150])
+    if Agent.objects.filter(agent_id=data.agent_id).exists():
+        raise Conflict(f"Agent '{data.agent_id}' already exists.", field="agent_id", code="duplicate")
+    user = get_user_model().objects.create(username=f"{USERNAME_PREFIX}{data.agent_id}"[:150])
     user.set_unusable_password()
     user.save(update_fields=["password"])
     agent = Agent.objects.create(
-        agent_id=agent_id,
-        display_name=display_name or agent_id,
-        agent_type=agent_type or "language_model",
-        capabilities=validation.json_object(capabilities, "capabilities", max_depth=None),
-        configuration=_clean_configuration(configuration),
+        agent_id=data.agent_id,
+        display_name=data.display_name or data.agent_id,
+        agent_type=data.agent_type,
+        capabilities=dict(data.capabilities),
+        configuration=_clean_configuration(data.configuration),
         namespace=home,
-        access_level=access_level,
-        metadata=clean_agent_metadata(actor, metadata),
-        is_active=is_active,
+        access_level=data.access_level,
+        metadata=clean_agent_metadata(actor, data.metadata),
+        is_active=data.is_active,
         user=user,
     )
-    set_role(agent, home, "member")
+    set_role(agent, home, Role.MEMBER)
     _, key = ApiKey.issue(user)
     return agent, key
 
@@ -129,8 +111,8 @@ UPDATABLE_BY_REGISTRAR = UPDATABLE_BY_SELF | {"namespace", "access_level", "is_a
 
 @transaction.atomic
 @as_service
-def update_agent(actor, agent: Agent, **changes) -> Agent:
-    """Agents edit their own description and capabilities; operators and admin agents edit the rest."""
+def update_agent(actor, agent: Agent, data: UpdateAgent) -> Agent:
+    """Agents edit their own description and capabilities; operators and admin agents edit the rest (the fields given)."""
     principal = access.Principal.of(actor)
     is_self = principal.agent is not None and principal.agent.pk == agent.pk
     allowed = UPDATABLE_BY_REGISTRAR if access.can_manage_agent(principal, agent) else (
@@ -141,32 +123,29 @@ def update_agent(actor, agent: Agent, **changes) -> Agent:
             "Only the agent itself, operators whose namespaces hold it and admin agents change an agent; "
             "admin agents are changed by themselves and superusers only."
         )
+    changes = data.given()
     refused = sorted(set(changes) - allowed)
     if refused:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
     if "capabilities" in changes:
-        agent.capabilities = validation.json_object(changes["capabilities"], "capabilities", max_depth=None)
+        agent.capabilities = dict(changes["capabilities"])
     if "configuration" in changes:
         agent.configuration = _clean_configuration(changes["configuration"], agent.configuration, by_self=is_self)
     if "metadata" in changes:
         agent.metadata = clean_agent_metadata(principal, changes["metadata"], agent.metadata)
     for field in ("display_name", "agent_type"):
         if field in changes:
-            setattr(agent, field, changes[field] or "")
+            setattr(agent, field, changes[field])
     if "access_level" in changes:
-        if changes["access_level"] not in AgentAccessLevel.values:
-            raise InvalidInput(
-                f"access_level must be one of {', '.join(AgentAccessLevel.values)}.", field="access_level"
-            )
         if changes["access_level"] == AgentAccessLevel.ADMIN and agent.access_level != AgentAccessLevel.ADMIN:
             _require_admin_granter(principal)
         agent.access_level = changes["access_level"]
     if "namespace" in changes:
         agent.namespace = get_namespace(changes["namespace"])
         _require_registrar(principal, agent.namespace)
-        set_role(agent, agent.namespace, "member")
+        set_role(agent, agent.namespace, Role.MEMBER)
     if "is_active" in changes:
-        agent.is_active = bool(changes["is_active"])
+        agent.is_active = changes["is_active"]
     agent.save()
     return agent
 
@@ -206,9 +185,9 @@ def rotate_key(actor, agent: Agent) -> str:
 
 @transaction.atomic
 @as_service
-def issue_operator_key(user, name: str = "script") -> str:
+def issue_operator_key(user, data: IssueOperatorKey) -> str:
     """A bearer key for an operator's scripts."""
     if getattr(user, "agent", None) is not None:
         raise InvalidInput("That user belongs to an agent; rotate the agent's key instead.")
-    _, key = ApiKey.issue(user, name=name)
+    _, key = ApiKey.issue(user, name=data.name)
     return key

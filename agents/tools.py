@@ -1,14 +1,14 @@
 """MCP tools about agents: who am I, who else is there, registration and capabilities."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from core.errors import InvalidInput
 from core.tools import agent_tool, filtered, render_json
 
 from . import services
+from .contracts import RegisterAgent, UpdateAgent, UpdateCapabilities, UpdateConfiguration
 from .filters import AgentFilter
 from .models import Agent
 
@@ -63,28 +63,8 @@ def list_agents(
     description="Register a new agent (admin agents only) and return it with its API key, shown once. "
     'Example: {"agent_id": "research-bot", "namespace": "team-alpha", "capabilities": {"search": true}}.',
 )
-def register_agent(
-    agent: Agent,
-    agent_id: Annotated[str, Field(description="Unique id: 1-128 letters, digits, '.', '_', ':', '@' or '-'.")],
-    namespace: Annotated[str, Field(description="Slug of the new agent's home namespace (must exist).")],
-    display_name: Annotated[str, Field(max_length=200, description="Human-readable name.")] = "",
-    agent_type: Annotated[str, Field(max_length=64, description="Free text, e.g. 'language_model'.")] = "language_model",
-    capabilities: Annotated[dict[str, Any] | None, Field(description="JSON object of capabilities.")] = None,
-    configuration: Annotated[dict[str, Any] | None, Field(description="JSON object of configuration.")] = None,
-    access_level: Annotated[Literal["standard", "admin"], Field(description="'admin' agents manage others.")] = "standard",
-    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
-) -> dict[str, Any]:
-    created, key = services.register_agent(
-        agent,
-        agent_id=agent_id,
-        namespace=namespace,
-        display_name=display_name,
-        agent_type=agent_type,
-        capabilities=capabilities,
-        configuration=configuration,
-        access_level=access_level,
-        metadata=metadata,
-    )
+def register_agent(agent: Agent, data: RegisterAgent) -> dict[str, Any]:
+    created, key = services.register_agent(agent, data)
     return {**render_agent(created), "api_key": key}
 
 
@@ -93,20 +73,13 @@ def register_agent(
     description="Replace (or merge into) the calling agent's capabilities object; optionally its display name. "
     'Example: {"capabilities": {"python": true, "max_context": 200000}, "merge": true}.',
 )
-def update_capabilities(
-    agent: Agent,
-    capabilities: Annotated[dict[str, Any], Field(description="JSON object of capabilities.")],
-    merge: Annotated[bool, Field(description="Merge into the current capabilities instead of replacing them.")] = False,
-    display_name: Annotated[str | None, Field(max_length=200, description="New display name (optional).")] = None,
-) -> dict[str, Any]:
-    if not isinstance(capabilities, dict):
-        raise InvalidInput("capabilities must be a JSON object.", field="capabilities")
+def update_capabilities(agent: Agent, data: UpdateCapabilities) -> dict[str, Any]:
     changes: dict[str, Any] = {
-        "capabilities": {**(agent.capabilities or {}), **capabilities} if merge else capabilities,
+        "capabilities": {**(agent.capabilities or {}), **data.capabilities} if data.merge else data.capabilities,
     }
-    if display_name is not None:
-        changes["display_name"] = display_name
-    return render_agent(services.update_agent(agent, agent, **changes))
+    if data.display_name is not None:
+        changes["display_name"] = data.display_name
+    return render_agent(services.update_agent(agent, agent, UpdateAgent.parse(changes)))
 
 
 @agent_tool(
@@ -115,12 +88,6 @@ def update_capabilities(
     'Setting "auto_categorise": true has the service file your memories left in \'general\' under their nearest '
     'neighbours\' categories once a day. Example: {"configuration": {"auto_categorise": true}}.',
 )
-def update_configuration(
-    agent: Agent,
-    configuration: Annotated[dict[str, Any], Field(description="JSON object of configuration keys.")],
-    merge: Annotated[bool, Field(description="Merge into the current configuration instead of replacing it.")] = True,
-) -> dict[str, Any]:
-    if not isinstance(configuration, dict):
-        raise InvalidInput("configuration must be a JSON object.", field="configuration")
-    new = {**(agent.configuration or {}), **configuration} if merge else configuration
-    return render_agent(services.update_agent(agent, agent, configuration=new))
+def update_configuration(agent: Agent, data: UpdateConfiguration) -> dict[str, Any]:
+    new = {**(agent.configuration or {}), **data.configuration} if data.merge else data.configuration
+    return render_agent(services.update_agent(agent, agent, UpdateAgent.parse({"configuration": new})))

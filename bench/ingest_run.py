@@ -50,13 +50,15 @@ def main(argv=None) -> dict:
     import django
 
     django.setup()
+    from agents.contracts import RegisterAgent
     from agents.services import register_agent
     from memories.models import Memory
+    from namespaces.contracts import CreateNamespace
     from namespaces.services import create_namespace
 
     suffix = uuid.uuid4().hex[:8]
-    create_namespace(SYSTEM, namespace=f"ingest-{suffix}")
-    _, key = register_agent(SYSTEM, agent_id=f"ingest-{suffix}", namespace=f"ingest-{suffix}")
+    create_namespace(SYSTEM, CreateNamespace.parse({"namespace": f"ingest-{suffix}"}))
+    _, key = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": f"ingest-{suffix}", "namespace": f"ingest-{suffix}"}))
     texts = texts_from(args.data, args.count)
     parts = urlsplit(args.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=args.timeout)

@@ -59,8 +59,10 @@ def database_versions() -> dict:
 
 
 def _principals(log):
+    from agents.contracts import RegisterAgent
     from agents.models import Agent
     from agents.services import register_agent
+    from namespaces.contracts import CreateNamespace
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
 
@@ -68,7 +70,7 @@ def _principals(log):
     for index in range(corpus.NAMESPACES):
         slug = f"bench-{index:02d}"
         namespace = Namespace.objects.filter(namespace=slug).first() or create_namespace(
-            SYSTEM, namespace=slug, access_policy="invite_only"
+            SYSTEM, CreateNamespace.parse({"namespace": slug, "access_policy": "invite_only"})
         )
         namespaces.append(namespace)
     agents = []
@@ -76,7 +78,8 @@ def _principals(log):
         agent_id = f"bench-agent-{index:03d}"
         agent = Agent.objects.select_related("user", "namespace").filter(agent_id=agent_id).first()
         if agent is None:
-            agent, _ = register_agent(SYSTEM, agent_id=agent_id, namespace=namespaces[corpus.agent_namespace(index)].namespace)
+            home = namespaces[corpus.agent_namespace(index)].namespace
+            agent, _ = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": agent_id, "namespace": home}))
         agents.append(agent)
     return agents, namespaces
 

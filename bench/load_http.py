@@ -91,22 +91,25 @@ class RedisServer:
 
 def prepare_agents(count: int) -> list[dict]:
     """The agents (created once), each with a fresh key, in TEAMS namespaces."""
+    from agents.contracts import RegisterAgent
     from agents.models import Agent
     from agents.services import register_agent, rotate_key
     from bench.http_bench import _operator
+    from namespaces.contracts import CreateNamespace
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
 
     operator = _operator()
     for team in range(TEAMS):
         if not Namespace.objects.filter(namespace=f"load-team-{team}").exists():
-            create_namespace(SYSTEM, namespace=f"load-team-{team}", access_policy="invite_only")
+            create_namespace(SYSTEM, CreateNamespace.parse({"namespace": f"load-team-{team}",
+                                                         "access_policy": "invite_only"}))
     agents = []
     for index in range(count):
         agent_id, namespace = f"load-agent-{index:02d}", f"load-team-{index % TEAMS}"
         agent = Agent.objects.filter(agent_id=agent_id).first()
         if agent is None:
-            agent, key = register_agent(SYSTEM, agent_id=agent_id, namespace=namespace)
+            agent, key = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": agent_id, "namespace": namespace}))
         else:
             key = rotate_key(operator, agent)
         agents.append({"agent_id": agent_id, "namespace": namespace, "key": key, "ids": []})

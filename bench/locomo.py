@@ -60,17 +60,19 @@ def client_for(conversation_id: str, log):
     """An API client authenticated as the conversation's agent, its memories written once."""
     from rest_framework.test import APIClient
 
+    from agents.contracts import RegisterAgent
     from agents.models import Agent, ApiKey
     from agents.services import register_agent
+    from namespaces.contracts import CreateNamespace
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
 
     slug = f"locomo-{conversation_id}"
     if not Namespace.objects.filter(namespace=slug).exists():
-        create_namespace(SYSTEM, namespace=slug)
+        create_namespace(SYSTEM, CreateNamespace.parse({"namespace": slug}))
     agent = Agent.objects.select_related("user").filter(agent_id=slug).first()
     if agent is None:
-        agent, key = register_agent(SYSTEM, agent_id=slug, namespace=slug)
+        agent, key = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": slug, "namespace": slug}))
     else:
         _, key = ApiKey.issue(agent.user, name="bench")  # a key for this run (set-up, not the protocol)
     client = APIClient()

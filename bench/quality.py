@@ -43,22 +43,24 @@ def load(turns, log=log) -> tuple[list, dict]:
     from django.core.management import call_command
     from django.db import transaction
 
+    from agents.contracts import RegisterAgent
     from agents.models import Agent
     from agents.services import register_agent
     from bench.corpus import embed_cached
     from memories.embeddings import configured_model
     from memories.models import Memory
+    from namespaces.contracts import CreateNamespace
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
 
     call_command("migrate", verbosity=0, interactive=False)
     if not Namespace.objects.filter(namespace="quality").exists():
-        create_namespace(SYSTEM, namespace="quality")
+        create_namespace(SYSTEM, CreateNamespace.parse({"namespace": "quality"}))
     agents = []
     for persona in range(PERSONAS):
         agent_id = f"persona-{persona:02d}"
         agent = Agent.objects.select_related("user", "namespace").filter(agent_id=agent_id).first()
-        agents.append(agent or register_agent(SYSTEM, agent_id=agent_id, namespace="quality")[0])
+        agents.append(agent or register_agent(SYSTEM, RegisterAgent.parse({"agent_id": agent_id, "namespace": "quality"}))[0])
     if Memory.objects.count() != len(turns) or not Memory.objects.filter(metadata__turn=turns[-1].id).exists():
         unique = sorted({turn.content for turn in turns})
         vectors = dict(zip(unique, embed_cached(f"conversations-{len(unique)}", unique, log=log), strict=True))

@@ -18,6 +18,7 @@ from core.admin import count_of
 from core.errors import ServiceError
 
 from . import services
+from .contracts import MAX_AGENT_ID_LENGTH, AddMember, CreateNamespace, UpdateNamespace
 from .models import (
     ROLE_PERMISSIONS,
     TREE_ORDER,
@@ -38,7 +39,7 @@ class NamespaceForm(forms.ModelForm):
 
 
 class MemberForm(forms.Form):
-    agent_id = forms.CharField(max_length=128, label="Agent id")
+    agent_id = forms.CharField(max_length=MAX_AGENT_ID_LENGTH, label="Agent id")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
 
@@ -112,12 +113,14 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         if not change:
             return services.create_namespace(
                 request.user,
-                namespace=data["namespace"],
-                display_name=data.get("display_name", ""),
-                description=data.get("description", ""),
-                access_policy=data["access_policy"],
-                parent_namespace=parent.namespace if parent else None,
-                metadata=data.get("metadata") or {},
+                CreateNamespace.parse({
+                    "namespace": data["namespace"],
+                    "display_name": data.get("display_name", ""),
+                    "description": data.get("description", ""),
+                    "access_policy": data["access_policy"],
+                    "parent_namespace": parent.namespace if parent else None,
+                    "metadata": data.get("metadata") or {},
+                }),
             )
         changes = self.changes_from(form, ["display_name", "description", "access_policy", "metadata"])
         if "metadata" in changes:
@@ -125,7 +128,7 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         if "parent" in form.changed_data:
             changes["parent_namespace"] = parent.namespace if parent else None
         namespace = Namespace.objects.select_for_update().get(pk=form.instance.pk)
-        return services.update_namespace(request.user, namespace, **changes)
+        return services.update_namespace(request.user, namespace, UpdateNamespace.parse(changes))
 
     def delete_via_service(self, request, obj):
         services.delete_namespace(request.user, obj)
@@ -188,12 +191,13 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
         else:
             return False
         try:
-            agent = services.get_agent(agent_id)
             with transaction.atomic():
                 if role is None:
+                    agent = services.get_agent(agent_id)
                     services.remove_member(request.user, namespace, agent)
                 else:
-                    services.add_member(request.user, namespace, agent, role)
+                    member = AddMember.parse({"agent_id": agent_id, "role": role})
+                    agent = services.add_member(request.user, namespace, member)
         except ServiceError as exc:
             messages.error(request, exc.message)
             return False

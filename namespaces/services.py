@@ -1,7 +1,6 @@
 """State changes on namespaces: creation, moves in the tree, and membership."""
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -9,16 +8,8 @@ import access
 from core.db import as_service
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-from .models import (
-    MAX_DEPTH,
-    PATH_SEPARATOR,
-    ROLE_PERMISSIONS,
-    AccessPolicy,
-    Namespace,
-    Role,
-    agent_model,
-    validate_namespace_slug,
-)
+from .contracts import AddMember, CreateNamespace, UpdateNamespace
+from .models import MAX_DEPTH, PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, Role, agent_model
 
 
 def get_namespace(slug, *, field: str = "namespace") -> Namespace:
@@ -39,16 +30,6 @@ def get_agent(agent_id, *, field: str = "agent_id"):
     if agent is None:
         raise InvalidInput(f"Agent '{agent_id[:128]}' does not exist.", field=field)
     return agent
-
-
-def _clean_slug(slug) -> str:
-    if not isinstance(slug, str):
-        raise InvalidInput("Namespace must be a string.", field="namespace")
-    try:
-        validate_namespace_slug(slug)
-    except ValidationError as exc:
-        raise InvalidInput(exc.messages[0], field="namespace") from exc
-    return slug
 
 
 def _require_policy_below(parent: Namespace | None, policy: str) -> None:
@@ -73,36 +54,24 @@ def _place(namespace: Namespace, parent: Namespace | None) -> None:
 
 @transaction.atomic
 @as_service
-def create_namespace(
-    actor,
-    *,
-    namespace: str,
-    display_name: str = "",
-    description: str = "",
-    access_policy: str = AccessPolicy.INVITE_ONLY,
-    parent_namespace: str | None = None,
-    metadata: dict | None = None,
-) -> Namespace:
+def create_namespace(actor, data: CreateNamespace) -> Namespace:
     """Create a namespace. A non-admin agent that creates a child of a namespace it administers becomes its admin."""
-    slug = _clean_slug(namespace)
-    if access_policy not in AccessPolicy.values:
-        raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
-    parent = get_namespace(parent_namespace, field="parent_namespace") if parent_namespace else None
+    parent = get_namespace(data.parent_namespace, field="parent_namespace") if data.parent_namespace else None
     if not access.can_create_namespace(actor, parent):
         closed = access.closest_closed_ancestor(parent)
         if closed is not None:
             raise Forbidden(f"Below the closed namespace '{closed.namespace}', only operators whose namespaces "
                             "hold it create namespaces.")
         raise Forbidden("Only operators, admin agents and admins of the parent namespace create namespaces.")
-    _require_policy_below(parent, access_policy)
-    if Namespace.objects.filter(namespace=slug).exists():
-        raise Conflict(f"Namespace '{slug}' already exists.", field="namespace", code="duplicate")
+    _require_policy_below(parent, data.access_policy)
+    if Namespace.objects.filter(namespace=data.namespace).exists():
+        raise Conflict(f"Namespace '{data.namespace}' already exists.", field="namespace", code="duplicate")
     created = Namespace(
-        namespace=slug,
-        display_name=display_name or slug,
-        description=description or "",
-        access_policy=access_policy,
-        metadata=metadata or {},
+        namespace=data.namespace,
+        display_name=data.display_name or data.namespace,
+        description=data.description,
+        access_policy=data.access_policy,
+        metadata=dict(data.metadata),
     )
     _place(created, parent)
     created.save()
@@ -114,18 +83,15 @@ def create_namespace(
 
 @transaction.atomic
 @as_service
-def update_namespace(actor, namespace: Namespace, **changes) -> Namespace:
-    """Change a namespace's description, policy or parent; a move rewrites the subtree's paths."""
+def update_namespace(actor, namespace: Namespace, data: UpdateNamespace) -> Namespace:
+    """Change a namespace's description, policy or parent (the fields given only); a move rewrites the subtree's paths."""
     if not access.is_namespace_admin(actor, namespace):
         raise Forbidden("Only admins of this namespace, admin agents and operators may change it.")
-    if "namespace" in changes and changes["namespace"] != namespace.namespace:
-        raise InvalidInput("A namespace cannot be renamed.", field="namespace")
+    changes = data.given()
     for field in ("display_name", "description", "metadata"):
         if field in changes:
-            setattr(namespace, field, changes[field] if changes[field] is not None else "")
+            setattr(namespace, field, changes[field])
     if "access_policy" in changes:
-        if changes["access_policy"] not in AccessPolicy.values:
-            raise InvalidInput(f"access_policy must be one of {', '.join(AccessPolicy.values)}.", field="access_policy")
         if changes["access_policy"] != namespace.access_policy and not access.can_add_member(actor, namespace):
             raise Forbidden("Only operators may change the policy of a closed namespace.")
         namespace.access_policy = changes["access_policy"]
@@ -177,10 +143,8 @@ def delete_namespace(actor, namespace: Namespace) -> None:
     namespace.delete()
 
 
-def set_role(agent, namespace: Namespace, role: str) -> None:
-    """Give `agent` exactly `role` in `namespace` (admins are members too)."""
-    if role not in Role.values:
-        raise InvalidInput(f"role must be one of {', '.join(Role.values)}.", field="role")
+def set_role(agent, namespace: Namespace, role: Role | str) -> None:
+    """Give `agent` exactly `role` (a Role) in `namespace` (admins are members too)."""
     assign_perm(ROLE_PERMISSIONS[Role.MEMBER], agent.user, namespace)
     if role == Role.ADMIN:
         assign_perm(ROLE_PERMISSIONS[Role.ADMIN], agent.user, namespace)
@@ -190,12 +154,15 @@ def set_role(agent, namespace: Namespace, role: str) -> None:
 
 @transaction.atomic
 @as_service
-def add_member(actor, namespace: Namespace, agent, role: str = Role.MEMBER) -> None:
+def add_member(actor, namespace: Namespace, data: AddMember):
+    """Give the agent `data.agent_id` the role `data.role` in `namespace`; returns the agent."""
+    agent = get_agent(data.agent_id)
     if not access.can_add_member(actor, namespace):
         if namespace.access_policy == AccessPolicy.CLOSED:
             raise Forbidden("Only operators add members to a closed namespace.")
         raise Forbidden("Only admins of this namespace and operators add members.")
-    set_role(agent, namespace, role)
+    set_role(agent, namespace, data.role)
+    return agent
 
 
 @transaction.atomic

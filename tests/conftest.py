@@ -14,7 +14,9 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from access import SYSTEM
+from agents.contracts import RegisterAgent
 from agents.services import register_agent
+from namespaces.contracts import AddMember, CreateNamespace
 from namespaces.services import add_member, create_namespace
 
 # The suite embeds at int8, whatever this machine's `auto` measurement would choose, so no outcome
@@ -103,7 +105,8 @@ def require_redis():
 @pytest.fixture
 def make_namespace(db):
     def make(slug: str, parent: str | None = None, policy: str = "invite_only"):
-        return create_namespace(SYSTEM, namespace=slug, parent_namespace=parent, access_policy=policy)
+        return create_namespace(SYSTEM, CreateNamespace.parse({"namespace": slug, "parent_namespace": parent,
+                                                               "access_policy": policy}))
 
     return make
 
@@ -125,7 +128,8 @@ class AgentHandle:
 @pytest.fixture
 def make_agent(db):
     def make(agent_id: str, namespace: str, access_level: str = "standard", **extra) -> AgentHandle:
-        agent, key = register_agent(SYSTEM, agent_id=agent_id, namespace=namespace, access_level=access_level, **extra)
+        data = RegisterAgent.parse({"agent_id": agent_id, "namespace": namespace, "access_level": access_level, **extra})
+        agent, key = register_agent(SYSTEM, data)
         return AgentHandle(agent, key)
 
     return make
@@ -162,7 +166,8 @@ def team(make_namespace, make_agent):
     }
     from namespaces.models import Namespace
 
-    add_member(_system_operator(), Namespace.objects.get(namespace="team"), cast["ns_admin"].agent, "admin")
+    add_member(_system_operator(), Namespace.objects.get(namespace="team"),
+               AddMember.parse({"agent_id": cast["ns_admin"].agent_id, "role": "admin"}))
     return cast
 
 

@@ -184,6 +184,8 @@ SPECTACULAR_SETTINGS = {
     # where two choice sets share a field name (access_level, status).
     "ENUM_NAME_OVERRIDES": {
         "AccessLevelEnum": "access.choices.AccessLevel",
+        "AccessPolicyEnum": "access.choices.AccessPolicy",
+        "RoleEnum": "access.choices.Role",
         "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
         "TaskStatusEnum": "workflows.choices.TaskStatus",
         "RunStatusEnum": "workflows.choices.RunStatus",

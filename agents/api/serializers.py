@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import Agent, AgentAccessLevel
+from ..models import Agent
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -15,28 +15,6 @@ class AgentSerializer(serializers.ModelSerializer):
             "access_level", "is_active", "last_activity", "metadata", "created_at", "updated_at",
         ]
         read_only_fields = fields
-
-
-class AgentCreateSerializer(serializers.Serializer):
-    agent_id = serializers.CharField(max_length=128)
-    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    agent_type = serializers.CharField(max_length=64, required=False, default="language_model")
-    capabilities = serializers.DictField(required=False, default=dict)
-    configuration = serializers.DictField(required=False, default=dict)
-    namespace = serializers.CharField(max_length=64)
-    access_level = serializers.ChoiceField(choices=AgentAccessLevel.choices, required=False, default="standard")
-    metadata = serializers.DictField(required=False, default=dict)
-
-
-class AgentUpdateSerializer(serializers.Serializer):
-    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    agent_type = serializers.CharField(max_length=64, required=False)
-    capabilities = serializers.DictField(required=False)
-    configuration = serializers.DictField(required=False)
-    namespace = serializers.CharField(max_length=64, required=False)
-    access_level = serializers.ChoiceField(choices=AgentAccessLevel.choices, required=False)
-    is_active = serializers.BooleanField(required=False)
-    metadata = serializers.DictField(required=False)
 
 
 class AgentWithKeySerializer(AgentSerializer):

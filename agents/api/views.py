@@ -11,9 +11,10 @@ from core.errors import error_body
 from core.schema import errors
 
 from .. import services
+from ..contracts import RegisterAgent, UpdateAgent
 from ..filters import AgentFilter
 from ..models import Agent
-from .serializers import AgentCreateSerializer, AgentSerializer, AgentUpdateSerializer, AgentWithKeySerializer
+from .serializers import AgentSerializer, AgentWithKeySerializer
 
 
 def _with_key(agent: Agent, key: str) -> dict:
@@ -35,21 +36,17 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return queryset.visible_to(self.principal)
 
     @extend_schema(
-        request=AgentCreateSerializer,
+        request=RegisterAgent,
         responses={201: AgentWithKeySerializer, **errors((409, "An agent with this agent_id exists."))},
     )
     def create(self, request):
-        serializer = AgentCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        agent, key = services.register_agent(self.principal, **serializer.validated_data)
+        agent, key = services.register_agent(self.principal, RegisterAgent.parse(request.data))
         return Response(_with_key(agent, key), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
+    @extend_schema(request=UpdateAgent, responses=AgentSerializer)
     def partial_update(self, request, agent_id=None):
         agent = self.get_object()
-        serializer = AgentUpdateSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        agent = services.update_agent(self.principal, agent, **serializer.validated_data)
+        agent = services.update_agent(self.principal, agent, UpdateAgent.parse(request.data))
         return Response(AgentSerializer(agent).data)
 
     @extend_schema(responses={204: None})

@@ -11,9 +11,10 @@ from core.api import BaseViewSet
 from core.schema import errors
 
 from .. import services
+from ..contracts import AddMember, CreateNamespace, UpdateNamespace
 from ..filters import NamespaceFilter
 from ..models import Namespace
-from .serializers import MemberSerializer, NamespaceCreateSerializer, NamespaceSerializer, NamespaceUpdateSerializer
+from .serializers import MemberSerializer, NamespaceSerializer
 
 
 class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
@@ -29,21 +30,17 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return queryset.filter(access.namespace_visibility_q(self.principal))
 
     @extend_schema(
-        request=NamespaceCreateSerializer,
+        request=CreateNamespace,
         responses={201: NamespaceSerializer, **errors((409, "A namespace of this name exists."))},
     )
     def create(self, request):
-        serializer = NamespaceCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        namespace = services.create_namespace(self.principal, **serializer.validated_data)
+        namespace = services.create_namespace(self.principal, CreateNamespace.parse(request.data))
         return Response(NamespaceSerializer(namespace).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=NamespaceUpdateSerializer, responses=NamespaceSerializer)
+    @extend_schema(request=UpdateNamespace, responses=NamespaceSerializer)
     def partial_update(self, request, namespace=None):
         target = self.get_object()
-        serializer = NamespaceUpdateSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        target = services.update_namespace(self.principal, target, **serializer.validated_data)
+        target = services.update_namespace(self.principal, target, UpdateNamespace.parse(request.data))
         return Response(NamespaceSerializer(target).data)
 
     @extend_schema(
@@ -53,15 +50,13 @@ class NamespaceViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         services.delete_namespace(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=MemberSerializer, responses={201: MemberSerializer})
+    @extend_schema(request=AddMember, responses={201: MemberSerializer})
     @action(detail=True, methods=["post"])
     def members(self, request, namespace=None):
         target = self.get_object()
-        serializer = MemberSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        agent = services.get_agent(serializer.validated_data["agent_id"])
-        services.add_member(self.principal, target, agent, serializer.validated_data["role"])
-        return Response(serializer.validated_data, status=status.HTTP_201_CREATED)
+        data = AddMember.parse(request.data)
+        services.add_member(self.principal, target, data)
+        return Response(MemberSerializer(data).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<agent_id>[^/]+)")

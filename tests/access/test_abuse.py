@@ -30,6 +30,7 @@ from core.db import agent_context
 from memories.contracts import StoreMemory
 from memories.models import Memory
 from memories.services import create_memory
+from namespaces.contracts import AddMember, CreateNamespace
 from namespaces.models import Namespace
 from namespaces.services import add_member, create_namespace
 from workflows.models import Workflow, WorkflowRun
@@ -41,6 +42,9 @@ from .test_rls import inside_agent_context, raw_visible_ids
 pytestmark = pytest.mark.django_db
 
 
+
+
+VAULT_SUB = CreateNamespace.parse({"namespace": "vault-sub", "parent_namespace": "vault", "access_policy": "closed"})
 
 
 def _root():
@@ -168,7 +172,7 @@ def vault(team, make_namespace, make_agent):
     make_namespace("vault", policy="closed")
     make_namespace("lobby", policy="open")
     keeper = make_agent("keeper-agent", "vault")
-    add_member(_root(), Namespace.objects.get(namespace="vault"), keeper.agent, "admin")
+    add_member(_root(), Namespace.objects.get(namespace="vault"), AddMember.parse({"agent_id": keeper.agent_id, "role": "admin"}))
     secret = create_memory(keeper.agent, StoreMemory.parse(
         {"content": "Vault combination is 31-4-15.", "access_level": "shared"}))
     return {"keeper": keeper, "secret": secret}
@@ -216,7 +220,7 @@ def test_case02_a_child_of_a_closed_namespace_is_never_more_open(team, vault, op
 
 def test_case02_a_scoped_operator_needs_the_closed_ancestor_in_its_scope(team, vault):
     # given: an operator holding `team` only, and one holding the closed vault
-    create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    create_namespace(SYSTEM, VAULT_SUB)
     _, operator = _scoped_operator("team-op", ["team"])
     _, vault_operator = _scoped_operator("vault-op", ["vault"])
     before = _tree()
@@ -238,7 +242,7 @@ def test_case02_a_scoped_operator_needs_the_closed_ancestor_in_its_scope(team, v
 
 def test_case02_opening_a_child_of_a_closed_namespace_is_refused(team, vault, operator_client):
     # given
-    create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    create_namespace(SYSTEM, VAULT_SUB)
     before = _tree()
     # when
     response = operator_client.patch("/api/v2/namespaces/vault-sub", {"access_policy": "open"}, format="json")
@@ -251,7 +255,8 @@ def test_case02_opening_a_child_of_a_closed_namespace_is_refused(team, vault, op
 @pytest.mark.parametrize("principal", ["keeper", "admin", "superuser"])
 def test_case02_an_open_namespace_cannot_be_moved_below_a_closed_one(team, vault, operator_client, principal):
     # given: the keeper administers the open lobby too
-    add_member(_root(), Namespace.objects.get(namespace="lobby"), vault["keeper"].agent, "admin")
+    add_member(_root(), Namespace.objects.get(namespace="lobby"),
+               AddMember.parse({"agent_id": vault["keeper"].agent_id, "role": "admin"}))
     client = {"keeper": vault["keeper"].client, "admin": team["admin"].client, "superuser": operator_client}[principal]
     before = _tree()
     # when
@@ -264,7 +269,7 @@ def test_case02_an_open_namespace_cannot_be_moved_below_a_closed_one(team, vault
 
 def test_case02_an_open_namespace_left_below_a_closed_one_takes_no_self_joins(team, vault):
     # given: a child opened before the rule held (written straight into the table)
-    child = create_namespace(SYSTEM, namespace="vault-sub", parent_namespace="vault", access_policy="closed")
+    child = create_namespace(SYSTEM, VAULT_SUB)
     Namespace.objects.filter(pk=child.pk).update(access_policy="open")
     outsider = team["outsider"]
     # when
@@ -281,7 +286,7 @@ def test_case02_an_open_namespace_left_below_a_closed_one_takes_no_self_joins(te
 def learning_world(team, django_capture_on_commit_callbacks):
     """owner-agent's memories in `team` and, as a member there too, in `other` (near duplicates, a category to file)."""
     owner = team["owner"].agent
-    add_member(_root(), Namespace.objects.get(namespace="other"), owner, "member")
+    add_member(_root(), Namespace.objects.get(namespace="other"), AddMember.parse({"agent_id": owner.agent_id, "role": "member"}))
     outside = [
         ("The deploy pipeline runs on Jenkins every night at two.", "ops"),
         ("Deploys run through the Jenkins pipeline each night at two.", "ops"),

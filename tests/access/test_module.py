@@ -44,6 +44,7 @@ def test_namespace_sets_are_computed_once_per_request_and_again_after_a_membersh
     team, django_assert_num_queries
 ):
     # given
+    from namespaces.contracts import AddMember
     from namespaces.models import Namespace
     from namespaces.services import add_member
 
@@ -57,7 +58,7 @@ def test_namespace_sets_are_computed_once_per_request_and_again_after_a_membersh
         first = access.member_namespace_ids(principal)
         with django_assert_num_queries(0):
             again = access.member_namespace_ids(owner)
-        add_member(operator, squad, owner)
+        add_member(operator, squad, AddMember.parse({"agent_id": owner.agent_id}))
         after = access.member_namespace_ids(owner)
     # then
     assert same == (principal, principal) and same[0] is principal
@@ -122,14 +123,15 @@ def test_past_the_named_limit_an_agents_shares_come_from_a_subquery_and_all_stay
 @pytest.mark.django_db
 def test_the_system_is_named_and_a_missing_actor_holds_no_right(team):
     # given
+    from namespaces.contracts import CreateNamespace
     from namespaces.models import Namespace
     from namespaces.services import create_namespace
 
     before = set(Namespace.objects.values_list("namespace", flat=True))
     # when: no actor, then the system
     with pytest.raises(Forbidden):
-        create_namespace(None, namespace="nobodys")
-    created = create_namespace(access.SYSTEM, namespace="systems")
+        create_namespace(None, CreateNamespace.parse({"namespace": "nobodys"}))
+    created = create_namespace(access.SYSTEM, CreateNamespace.parse({"namespace": "systems"}))
     # then
     assert not access.can_create_namespace(None, None) and access.can_create_namespace(access.SYSTEM, None)
     assert access.Principal.of(access.SYSTEM) is access.SYSTEM and access.SYSTEM.is_superuser

@@ -6,6 +6,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
+from agents.contracts import UpdateAgent
 from agents.services import update_agent
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,7 @@ def test_a_rotated_away_key_answers_401_and_the_new_one_works(world):
 def test_an_inactive_agent_answers_401_with_its_still_valid_key(world, operator_user):
     # given
     owner = world.cast["owner"]
-    update_agent(operator_user, owner.agent, is_active=False)
+    update_agent(operator_user, owner.agent, UpdateAgent.parse({"is_active": False}))
     # when
     response = owner.client.get(f"/api/v2/memories/{world.ids['private']}")
     # then

@@ -21,9 +21,11 @@ from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from access import SYSTEM
+from agents.contracts import RegisterAgent
 from agents.models import ApiKey
 from agents.services import register_agent
 from compat.models import ImportRun, Persona, PersonaLink
+from namespaces.contracts import CreateNamespace
 from namespaces.services import create_namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
@@ -45,12 +47,14 @@ def add_users(team, first: int, count: int) -> None:
 
 def add_namespaces(team, first: int, count: int) -> None:
     for index in range(first, first + count):
-        create_namespace(SYSTEM, namespace=f"ns-{index}", parent_namespace=[*NAMESPACES, None][index % 4])
+        create_namespace(SYSTEM, CreateNamespace.parse({"namespace": f"ns-{index}",
+                                                         "parent_namespace": [*NAMESPACES, None][index % 4]}))
 
 
 def add_agents(team, first: int, count: int) -> None:
     for index in range(first, first + count):
-        register_agent(SYSTEM, agent_id=f"extra-{index}", namespace=NAMESPACES[index % 3], agent_type=f"type-{index}")
+        register_agent(SYSTEM, RegisterAgent.parse({"agent_id": f"extra-{index}", "namespace": NAMESPACES[index % 3],
+                                                     "agent_type": f"type-{index}"}))
 
 
 def add_api_keys(team, first: int, count: int) -> None:
@@ -86,7 +90,7 @@ def add_personas(team, first: int, count: int) -> None:
     for index in range(first, first + count):
         persona = Persona.objects.create(name=f"persona-{index}", type="athena", role="strategist")
         if index % 2:
-            agent, _ = register_agent(SYSTEM, agent_id=f"persona-{index}", namespace="team")
+            agent, _ = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": f"persona-{index}", "namespace": "team"}))
             PersonaLink.objects.create(persona=persona, agent=agent)
 
 

@@ -292,3 +292,26 @@ def test_scoped_operator_may_not_grant_the_admin_level(home, scoped_operator, ma
     assert not Agent.objects.filter(agent_id="would-be-admin").exists()
     worker.agent.refresh_from_db()
     assert worker.agent.access_level == "standard"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"access_level": "root"}, "access_level must be one of standard, admin."),
+        ({"is_active": None}, "is_active must be true or false."),
+        ({"agent_type": ""}, "agent_type may not be empty."),
+        ({"display_name": None}, "display_name must be a string."),
+        ({"capabilities": ["a"]}, "capabilities must be a JSON object."),
+        ({"namespace": "nowhere"}, "Namespace 'nowhere' does not exist."),
+    ],
+)
+def test_bad_changes_are_refused_naming_the_field(home, make_agent, operator_client, change, message):
+    # given
+    make_agent("steady", "team", capabilities={"a": 1})
+    before = Agent.objects.values().get(agent_id="steady")
+    # when
+    response = operator_client.patch("/api/v2/agents/steady", change, format="json")
+    # then
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"] == {next(iter(change)): [message]}
+    assert Agent.objects.values().get(agent_id="steady") == before

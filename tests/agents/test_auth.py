@@ -143,3 +143,31 @@ def test_create_operator_key_refuses_non_staff_users(django_user_model):
 
     with pytest.raises(CommandError, match="No operator"):
         call_command("create_operator_key", "plain", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_create_agent_registers_an_agent_as_the_system_and_its_key_works():
+    # when: its home namespace does not exist yet, and it is to be an admin agent
+    out = StringIO()
+    call_command("create_agent", "cli-bot", "--namespace", "cli-team", "--admin", "--capabilities", '{"search": true}',
+                 "--json", stdout=out, stderr=StringIO())
+    # then
+    import json
+
+    printed = json.loads(out.getvalue())
+    agent = Agent.objects.get(agent_id="cli-bot")
+    assert (printed["agent_id"], agent.namespace.namespace, agent.access_level, agent.capabilities) == (
+        "cli-bot", "cli-team", "admin", {"search": True})
+    assert Namespace.objects.get(namespace="cli-team").access_policy == "invite_only"
+    me = _client(f"Bearer {printed['api_key']}").get("/api/v2/agents/me")
+    assert me.status_code == 200 and me.json()["agent_id"] == "cli-bot"
+
+
+@pytest.mark.django_db
+def test_create_agent_refuses_bad_input_naming_it():
+    # when / then
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="agent_id is 129 characters; the limit is 128."):
+        call_command("create_agent", "a" * 129, "--namespace", "cli-team", stdout=StringIO(), stderr=StringIO())
+    assert not Agent.objects.exists()

@@ -51,16 +51,18 @@ def seed() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from agents.contracts import IssueOperatorKey, RegisterAgent
     from agents.services import issue_operator_key, register_agent
     from memories.services import create_memory
+    from namespaces.contracts import CreateNamespace
     from namespaces.services import create_namespace
 
-    create_namespace(SYSTEM, namespace="fuzz", access_policy="open")
-    agent, agent_key = register_agent(SYSTEM, agent_id="fuzz-agent", namespace="fuzz")
+    create_namespace(SYSTEM, CreateNamespace.parse({"namespace": "fuzz", "access_policy": "open"}))
+    agent, agent_key = register_agent(SYSTEM, RegisterAgent.parse({"agent_id": "fuzz-agent", "namespace": "fuzz"}))
     operator = get_user_model().objects.create_superuser("fuzz-operator", "fuzz@example.com", None)
     for level in ("private", "shared", "public"):
         create_memory(agent, StoreMemory.parse({"content": f"A {level} note for the fuzzer.", "access_level": level}))
-    print(json.dumps({"agent": agent_key, "operator": issue_operator_key(operator)}))
+    print(json.dumps({"agent": agent_key, "operator": issue_operator_key(operator, IssueOperatorKey())}))
 
 
 def free_port() -> int:

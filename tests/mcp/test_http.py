@@ -217,10 +217,12 @@ def test_persona_era_tools_map_onto_agents_and_memories(live_server, mcp_team):
 
 def test_task_lifecycle_with_v2_and_persona_era_parameters(live_server, mcp_team):
     # given
+    from namespaces.contracts import AddMember
     from namespaces.models import Namespace
     from namespaces.services import add_member
 
-    add_member(mcp_team["admin"].agent, Namespace.objects.get(namespace="team-alpha"), mcp_team["b"].agent)
+    add_member(mcp_team["admin"].agent, Namespace.objects.get(namespace="team-alpha"),
+               AddMember.parse({"agent_id": mcp_team["b"].agent_id}))
     # when
     [created] = run_http(live_server.url, mcp_team["a"].key, [
         ("create_task", {"title": "Review the EU rollout plan", "priority": "high", "assigned_persona_id": "mcp-agent-b",
@@ -327,9 +329,11 @@ def test_http_refuses_an_operator_key(live_server, mcp_team):
     # given
     from django.contrib.auth import get_user_model
 
+    from agents.contracts import IssueOperatorKey
     from agents.services import issue_operator_key
 
-    key = issue_operator_key(get_user_model().objects.create_user("ops", "ops@example.com", "pw-123456!", is_staff=True))
+    operator = get_user_model().objects.create_user("ops", "ops@example.com", "pw-123456!", is_staff=True)
+    key = issue_operator_key(operator, IssueOperatorKey())
     # when
     status, body = post_raw(f"{live_server.url}/mcp", {"Authorization": f"Bearer {key}"})
     # then

@@ -105,10 +105,11 @@ PERSONAS = {"list_personas": (8, 13), "find_personas_by_capability": (1, 6)}
 @pytest.mark.parametrize("tool", ["list_personas", "find_personas_by_capability"])
 def test_persona_lists(team, make_agent, calling, tool):
     # given: the cast, of which only the owner has the capability
+    from agents.contracts import UpdateAgent
     from agents.services import update_agent
 
     owner = team["owner"].agent
-    update_agent(owner, owner, capabilities={"python": True})
+    update_agent(owner, owner, UpdateAgent.parse({"capabilities": {"python": True}}))
     arguments = {"capability": "python"} if tool == "find_personas_by_capability" else {}
     assert calling(getattr(persona_tools, tool), owner, QUERIES[tool], **arguments)["count"] == PERSONAS[tool][0]
     # when

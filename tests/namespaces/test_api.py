@@ -154,3 +154,42 @@ def test_bad_namespace_input_answers_400_naming_the_field(operator_client, db, b
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"]
     assert Namespace.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"description": None}, "description must be a string."),
+        ({"display_name": "x" * 201}, "display_name is 201 characters; the limit is 200."),
+        ({"access_policy": None}, "access_policy must be one of open, invite_only, closed."),
+        ({"metadata": ["not", "an", "object"]}, "metadata must be a JSON object."),
+        ({"parent_namespace": "nowhere"}, "Namespace 'nowhere' does not exist."),
+    ],
+)
+def test_bad_changes_answer_400_naming_the_field_and_change_nothing(operator_client, make_namespace, body, message):
+    # given
+    make_namespace("team")
+    before = Namespace.objects.values().get(namespace="team")
+    # when
+    response = operator_client.patch("/api/v2/namespaces/team", body, format="json")
+    # then
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"] == {next(iter(body)): [message]}
+    assert Namespace.objects.values().get(namespace="team") == before
+
+
+def test_adding_a_member_answers_the_member_and_its_role(operator_client, make_namespace, make_agent):
+    # given
+    make_namespace("home")
+    make_namespace("team")
+    make_agent("joiner", "home")
+    # when
+    added = operator_client.post("/api/v2/namespaces/team/members", {"agent_id": " joiner "}, format="json")
+    promoted = operator_client.post("/api/v2/namespaces/team/members", {"agent_id": "joiner", "role": "admin"},
+                                    format="json")
+    unknown = operator_client.post("/api/v2/namespaces/team/members", {"agent_id": "nobody"}, format="json")
+    # then
+    assert (added.status_code, added.json()) == (201, {"agent_id": "joiner", "role": "member"})
+    assert (promoted.status_code, promoted.json()) == (201, {"agent_id": "joiner", "role": "admin"})
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["fields"] == {"agent_id": ["Agent 'nobody' does not exist."]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
+from namespaces.contracts import UpdateNamespace
 from namespaces.models import Namespace
 from namespaces.services import update_namespace
 
@@ -29,7 +30,7 @@ def test_moving_a_namespace_rewrites_the_paths_of_its_subtree(make_namespace, op
     team = make_namespace("team", parent="company")
     make_namespace("squad", parent="team")
     # when
-    update_namespace(operator_user, team, parent_namespace="elsewhere")
+    update_namespace(operator_user, team, UpdateNamespace.parse({"parent_namespace": "elsewhere"}))
     # then
     assert dict(Namespace.objects.values_list("namespace", "path")) == {
         "company": "company",
@@ -48,7 +49,7 @@ def test_a_namespace_cannot_move_under_its_own_descendant(make_namespace, operat
     from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="under itself or its descendants"):
-        update_namespace(operator_user, team, parent_namespace="squad")
+        update_namespace(operator_user, team, UpdateNamespace.parse({"parent_namespace": "squad"}))
     assert Namespace.objects.get(namespace="team").path == "team"
 
 

@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
+from agents.contracts import IssueOperatorKey
 from agents.services import issue_operator_key
 from namespaces.models import Namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
@@ -57,7 +58,7 @@ def operator(request, team):
             for codename in codenames:
                 assign_perm(codename, user, Namespace.objects.get(namespace=slug))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_operator_key(user)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_operator_key(user, IssueOperatorKey())}")
     return request.param, user, client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from agents.contracts import UpdateConfiguration
 from agents.models import Agent
 from agents.tools import update_configuration
 from core import limits
@@ -52,7 +53,8 @@ def test_an_agent_does_not_raise_its_own_limit(agent, operator_client):
     response = agent.client.patch("/api/v2/agents/limited-agent", {"configuration": {"max_in_flight": 50}},
                                   format="json")
     with pytest.raises(Forbidden) as refused:
-        update_configuration(Agent.objects.get(pk=agent.agent.pk), {"max_in_flight": 50})
+        update_configuration(Agent.objects.get(pk=agent.agent.pk),
+                             UpdateConfiguration.parse({"configuration": {"max_in_flight": 50}}))
 
     # then
     assert response.status_code == 403
@@ -67,7 +69,8 @@ def test_an_agents_own_configuration_changes_keep_the_operators_limit(agent, ope
     operator_client.patch("/api/v2/agents/limited-agent", {"configuration": {"max_in_flight": 2}}, format="json")
 
     # when: a merge, then a whole replacement that leaves the key out
-    update_configuration(Agent.objects.get(pk=agent.agent.pk), {"auto_categorise": True})
+    update_configuration(Agent.objects.get(pk=agent.agent.pk),
+                         UpdateConfiguration.parse({"configuration": {"auto_categorise": True}}))
     response = agent.client.patch("/api/v2/agents/limited-agent", {"configuration": {"theme": "light"}},
                                   format="json")
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from agents.contracts import IssueOperatorKey
 from agents.models import Agent
 from agents.services import issue_operator_key
 from core.redis_client import client_for
@@ -136,7 +137,7 @@ def test_a_monitoring_users_api_key_scrapes_like_prometheus_does():
     # given: a staff user holding only the metrics permission, as docs/operators.md sets up for Prometheus
     staff = _staff("monitor", "view_metrics")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_operator_key(staff)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_operator_key(staff, IssueOperatorKey())}")
     # when
     response = client.get("/metrics", HTTP_ACCEPT="application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
     # then
