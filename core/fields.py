@@ -95,6 +95,15 @@ def integer(low: int, high: int, *, description: str | None = None):
                      Field(description=description)]
 
 
+def optional_integer(low: int, high: int, *, description: str | None = None):
+    """A JSON integer from `low` to `high`, or None."""
+
+    def clean(value, field):
+        return None if value is None else validation.integer(value, field, low, high)
+
+    return Annotated[Annotated[int, Field(ge=low, le=high)] | None, cleaned_by(clean), Field(description=description)]
+
+
 def number(low: float, high: float, *, description: str | None = None):
     """A finite JSON number from `low` to `high` (booleans are refused)."""
     return Annotated[Annotated[float, Field(ge=low, le=high)], cleaned_by(validation.number, low, high),

@@ -6,11 +6,12 @@ memories.search receive the parsed instances.
 """
 from __future__ import annotations
 
+import datetime
 import unicodedata
 from typing import Annotated, Literal
 
 from django.conf import settings
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from access.choices import AccessLevel
 from core import fields, validation
@@ -75,7 +76,34 @@ CategoryFilter = fields.optional_text(MAX_CATEGORY_LENGTH * 2, description="Only
 MinSimilarity = fields.optional_number(-1.0, 1.0, description="Drop results less similar than this.")
 
 
-class StoreMemory(Contract):
+MAX_TTL_SECONDS = 10 * 365 * 86_400
+ExpiresAt = fields.optional_datetime(description="From this moment on the memory is never returned (get, list, search) "
+                                     "and is deleted soon after; ISO 8601, in the future. Null: never expires.")
+TtlSeconds = fields.optional_integer(1, MAX_TTL_SECONDS, description="Expire this many seconds from now (instead of "
+                                     "expires_at).")
+
+
+class Expiring(Contract):
+    """An expiry given as a moment or as seconds from now (not both)."""
+
+    expires_at: ExpiresAt = None
+    ttl_seconds: TtlSeconds = None
+
+    @model_validator(mode="after")
+    def _one_expiry(self):
+        if self.expires_at is not None and self.ttl_seconds is not None:
+            raise InvalidInput("Give expires_at or ttl_seconds, not both.", field="ttl_seconds")
+        return self
+
+    def expiry(self, now: datetime.datetime) -> datetime.datetime | None:
+        """The moment the memory expires (None: never), refused if it is not in the future."""
+        moment = now + datetime.timedelta(seconds=self.ttl_seconds) if self.ttl_seconds else self.expires_at
+        if moment is not None and moment <= now:
+            raise InvalidInput("expires_at must be in the future.", field="expires_at")
+        return moment
+
+
+class StoreMemory(Expiring):
     """A new memory. Agents store as themselves; operators name the owner (none for a system memory)."""
 
     content: Content
@@ -97,8 +125,8 @@ class StoreMemories(Contract):
     memories: Annotated[list[StoreMemory], Field(min_length=1, description="The memories, stored in this order.")]
 
 
-class UpdateMemory(Contract):
-    """The fields to change; those left out keep their value."""
+class UpdateMemory(Expiring):
+    """The fields to change; those left out keep their value (`expires_at: null` removes an expiry)."""
 
     model_config = {**Contract.model_config, "extra": "forbid"}
     unknown_field_message = "{field} cannot be changed."

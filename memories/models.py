@@ -48,6 +48,8 @@ class Memory(BaseModel):
     context_tags = models.JSONField(default=list, blank=True)
     learning_weight = models.FloatField(default=1.0)
     memory_category = models.CharField(max_length=64, default="general")
+    # From this moment on the memory is never returned (memories.querysets.unexpired); a job deletes it.
+    expires_at = models.DateTimeField(null=True, blank=True)
     # The database clears the link (ON DELETE SET NULL, migration 0007): it reaches children the
     # deleting agent cannot see, which an UPDATE issued by Django under row-level security would not.
     parent_memory = models.ForeignKey(
@@ -93,6 +95,7 @@ class Memory(BaseModel):
             models.Index(fields=["namespace", "access_level"], name="memories_namespace_idx"),
             models.Index(fields=["access_level"], name="memories_access_level_idx"),
             models.Index(fields=["memory_category"], name="memories_category_idx"),
+            models.Index(fields=["expires_at"], name="memories_expiry_idx", condition=Q(expires_at__isnull=False)),
             GinIndex(fields=["context_tags"], name="memories_tags_gin"),
             GinIndex(fields=["search_vector"], name="memories_search_gin"),
             models.Index(

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Count, Min
+from django.db.models import Count, DateTimeField, Func, Min, Q
 
 # Columns no API or MCP answer shows (the vector, the text-search document, the embedding error):
 # reading them cost the transfer and, for the vector, parsing 384 floats per row.
 UNDISPLAYED_COLUMNS = ("embedding", "search_vector", "embedding_error")
+
+
+class StatementTimestamp(Func):
+    """PostgreSQL's statement_timestamp(): unlike now(), it moves on within a transaction."""
+
+    function = "statement_timestamp"
+    template = "statement_timestamp()"
+    output_field = DateTimeField()
 
 
 class MemoryQuerySet(models.QuerySet):
@@ -15,10 +23,17 @@ class MemoryQuerySet(models.QuerySet):
         return self.select_related("agent", "namespace", "usage").defer(*UNDISPLAYED_COLUMNS)
 
     def visible_to(self, actor) -> MemoryQuerySet:
-        """Only the memories `actor` (agent, operator user or Principal) may read."""
+        """Only the memories `actor` (agent, operator user or Principal) may read, and only unexpired ones."""
         from access import memory_visibility_q
 
-        return self.filter(memory_visibility_q(actor))
+        return self.unexpired().filter(memory_visibility_q(actor))
+
+    def unexpired(self) -> MemoryQuerySet:
+        """Memories whose expiry has not come: by the database's clock at the start of the statement that reads."""
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=StatementTimestamp()))
+
+    def expired(self) -> MemoryQuerySet:
+        return self.filter(expires_at__lte=StatementTimestamp())
 
     def pending_embedding(self) -> MemoryQuerySet:
         from .choices import EmbeddingStatus

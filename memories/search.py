@@ -417,7 +417,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
                 score = _scaled(score, context_factor(rows[pk], request, boost_namespace_id))
             scores[pk] = score
         top = sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[: request.limit]
-        memories = _result_rows(Memory.objects.filter(pk__in=top), vector).in_bulk()  # deleted meanwhile: left out
+        # Deleted or expired meanwhile: left out (a keyword ranking over every visible row reads no queryset).
+        memories = _result_rows(Memory.objects.unexpired().filter(pk__in=top), vector).in_bulk()
     hits = [
         SearchHit(memory=memory, score=float(scores[pk]), similarity=_similarity(memory))
         for pk in top

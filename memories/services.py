@@ -98,6 +98,7 @@ def _build_memory(actor, data: StoreMemory, namespaces: dict | None = None, deci
         learning_weight=data.learning_weight,
         parent_memory=parent,
         metadata=clean_owned_metadata(actor, dict(data.metadata)),
+        expires_at=data.expiry(timezone.now()),
         embedding_status=EmbeddingStatus.PENDING,
     )
 
@@ -171,6 +172,9 @@ def update_memory(actor, memory: Memory, data: UpdateMemory) -> Memory:
     if "metadata" in changes:
         memory.metadata = clean_owned_metadata(actor, dict(data.metadata), memory.metadata)
         fields.add("metadata")
+    if "expires_at" in changes or "ttl_seconds" in changes:
+        memory.expires_at = data.expiry(timezone.now())
+        fields.add("expires_at")
     with change_noted(access.Principal.of(actor)):
         memory.save(update_fields=sorted(fields))
     if "embedding_status" in fields:

@@ -174,6 +174,14 @@ def categorise_opted_in_agents() -> dict:
 
 
 @shared_task
+def delete_expired_memories() -> int:
+    """Delete the memories whose expiry has come (the beat runs this every TMWS_EXPIRY_SWEEP_SECONDS)."""
+    from .expiry import delete_expired_memories as delete
+
+    return delete()
+
+
+@shared_task
 def flush_memory_hits() -> int:
     """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
     return hits.record_hits(hits.take_buffered_hits())

@@ -227,11 +227,14 @@ TMWS_EMBEDDING_SWEEP_SECONDS = env_int("TMWS_EMBEDDING_SWEEP_SECONDS", 300)
 TMWS_EMBEDDING_DRAIN_TTL_SECONDS = env_int("TMWS_EMBEDDING_DRAIN_TTL_SECONDS", 60)
 # Seconds between runs of auto-categorisation for agents that opted in (docs/learning.md); 0 turns it off.
 TMWS_AUTO_CATEGORISE_SECONDS = env_int("TMWS_AUTO_CATEGORISE_SECONDS", 86400)
+# Seconds between deletions of expired memories (reads hide them from the moment they expire); 0 turns it off.
+TMWS_EXPIRY_SWEEP_SECONDS = env_int("TMWS_EXPIRY_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(seconds)}
     for name, task, seconds in [
         ("sweep-pending-embeddings", "memories.tasks.sweep_pending_embeddings", TMWS_EMBEDDING_SWEEP_SECONDS),
         ("categorise-opted-in-agents", "memories.tasks.categorise_opted_in_agents", TMWS_AUTO_CATEGORISE_SECONDS),
+        ("delete-expired-memories", "memories.tasks.delete_expired_memories", TMWS_EXPIRY_SWEEP_SECONDS),
     ]
     if seconds > 0
 }

@@ -20,7 +20,7 @@ class MemorySerializer(serializers.ModelSerializer):
         fields = [
             "id", "content", "agent_id", "namespace", "access_level", "context_tags", "memory_category",
             "learning_weight", "parent_memory_id", "embedding_status", "access_count", "last_accessed_at",
-            "metadata", "created_at", "updated_at",
+            "expires_at", "metadata", "created_at", "updated_at",
         ]
         read_only_fields = fields
 

@@ -68,16 +68,19 @@ def test_an_unknown_embedding_backend_or_precision_is_refused(name, value, messa
 
 @pytest.mark.parametrize(("overrides", "expected"), [
     ({}, "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 300.0\n"
-         "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0"),
-    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0"},
-     "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0"),
-    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0"}, ""),
+         "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0\n"
+         "delete-expired-memories memories.tasks.delete_expired_memories 60.0"),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "5"},
+     "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0\n"
+     "delete-expired-memories memories.tasks.delete_expired_memories 5.0"),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "0"}, ""),
 ])
 def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     # given
     env = _settings_env(DEBUG="1", DATABASE_URL="postgresql://u@db.invalid/tmws")
     env.pop("TMWS_EMBEDDING_SWEEP_SECONDS", None)
     env.pop("TMWS_AUTO_CATEGORISE_SECONDS", None)
+    env.pop("TMWS_EXPIRY_SWEEP_SECONDS", None)
     env.update(overrides)
     code = (
         "import tmws_site.settings as s\n"
