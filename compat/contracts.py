@@ -36,8 +36,8 @@ from memories.contracts import (
     UpdateMemory,
 )
 from workflows.choices import TaskPriority, TaskStatus, WorkflowType
-from workflows.services import (
-    MAX_RETRIES_LIMIT,
+from workflows.contracts import (
+    MAX_RETRIES,
     MAX_TEXT_LENGTH,
     MAX_TITLE_LENGTH,
     MAX_TYPE_LENGTH,
@@ -240,7 +240,7 @@ class TaskFields(Contract):
     dependencies: Annotated[Any, Field(description="Ids of tasks this one waits for.")] = None
     tags: fields.tags(description="The task's tags.") = None
     metadata: Metadata = None
-    max_retries: fields.integer(0, MAX_RETRIES_LIMIT, description="How often a failed task may be retried.") = None
+    max_retries: fields.integer(0, MAX_RETRIES, description="How often a failed task may be retried.") = None
     namespace: Annotated[Any, Field(description="Namespace slug; defaults to your home namespace.")] = None
     progress: fields.optional_number(0.0, 1.0, description="Progress 0-1.") = None
     result: Annotated[JsonValue, Field(description="The task's result (any JSON).")] = None
@@ -271,7 +271,7 @@ class WorkflowFields(Contract):
     name: fields.text(MAX_TITLE_LENGTH, required=True, description="The workflow's name.") = None
     description: fields.text(MAX_TEXT_LENGTH, description="What the workflow does.") = None
     workflow_type: fields.choice(WorkflowType.values, description="How the steps run.") = None
-    status: fields.choice([status.value for status in WORKFLOW_DEFINITION_STATUSES],
+    status: fields.choice(WORKFLOW_DEFINITION_STATUSES,
                           description="draft, active or inactive.") = None
     steps: Annotated[Any, Field(description="The steps (checked against the step actions by the service).")] = None
     config: fields.json_object(description="Free JSON object.") = None

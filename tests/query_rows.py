@@ -8,6 +8,7 @@ from __future__ import annotations
 from memories.contracts import ShareMemory, StoreMemory
 from memories.services import create_memory, share_memory
 from workflows import services as workflow_services
+from workflows.contracts import CreateTask, CreateWorkflow
 from workflows.models import StepRun, WorkflowRun
 
 
@@ -30,13 +31,13 @@ def add_memories(team, count: int, word: str = "harbour") -> None:
 def add_tasks(team, count: int) -> None:
     """Tasks of two creators, assigned to several agents, each after the first one."""
     owner, member = team["owner"].agent, team["member"].agent
-    first = workflow_services.create_task(owner, {"title": "First"})
+    first = workflow_services.create_task(owner, CreateTask.parse({"title": "First"}))
     for index in range(1, count):
         creator = owner if index % 2 else member
-        workflow_services.create_task(creator, {
+        workflow_services.create_task(creator, CreateTask.parse({
             "title": f"Task {index}", "assigned_agent_id": ["member-agent", "owner-agent", "squad-agent"][index % 3],
             "dependencies": [str(first.pk)], "tags": ["ops"],
-        })
+        }))
 
 
 STEPS = [{"name": "pause", "action": "wait", "params": {"seconds": 0}}]
@@ -45,7 +46,8 @@ STEPS = [{"name": "pause", "action": "wait", "params": {"seconds": 0}}]
 def add_workflows(team, count: int) -> None:
     for index in range(count):
         creator = (team["owner"] if index % 2 else team["member"]).agent
-        workflow_services.create_workflow(creator, {"name": f"Workflow {index}", "steps": STEPS, "tags": ["ops"]})
+        workflow_services.create_workflow(
+            creator, CreateWorkflow.parse({"name": f"Workflow {index}", "steps": STEPS, "tags": ["ops"]}))
 
 
 def add_runs(workflow, team, count: int) -> None:

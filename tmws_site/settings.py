@@ -189,6 +189,10 @@ SPECTACULAR_SETTINGS = {
         "AgentAccessLevelEnum": "agents.models.AgentAccessLevel",
         "TaskStatusEnum": "workflows.choices.TaskStatus",
         "RunStatusEnum": "workflows.choices.RunStatus",
+        "PriorityEnum": "workflows.choices.TaskPriority",
+        "WorkflowTypeEnum": "workflows.choices.WorkflowType",
+        "WorkflowStatusEnum": "workflows.choices.WorkflowStatus",
+        "WorkflowDefinitionStatusEnum": "workflows.choices.WorkflowDefinitionStatus",
         "VersionChangeEnum": "memories.models.VersionChange",
     },
 }

@@ -8,6 +8,7 @@ from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
 from core.admin import count_of
 
 from . import services
+from .contracts import CreateTask, CreateWorkflow, UpdateTask, UpdateWorkflow
 from .models import StepRun, Task, Workflow, WorkflowRun
 
 TASK_FIELDS = [
@@ -113,14 +114,15 @@ class TaskAdmin(ServiceModelAdmin):
         }
         if not change:
             plain = {k: data.get(k) for k in TASK_PLAIN_FIELDS if k not in ("progress", "result", "error")}
-            return services.create_task(request.user, _without_empty_json({**plain, **related}))
+            return services.create_task(request.user, CreateTask.parse(_without_empty_json({**plain, **related})))
         changes = _without_empty_json(self.changes_from(form, TASK_PLAIN_FIELDS))
         for field, name in (("namespace", "namespace"), ("assigned_agent", "assigned_agent_id"),
                             ("dependencies", "dependencies")):
             if field in form.changed_data:
                 changes[name] = related[name]
+        update = UpdateTask.parse(changes)
         task = Task.objects.select_for_update(of=("self",)).get(pk=form.instance.pk)
-        return services.update_task(request.user, task, changes)
+        return services.update_task(request.user, task, update)
 
     def delete_via_service(self, request, obj):
         services.delete_task(request.user, obj)
@@ -151,12 +153,14 @@ class WorkflowAdmin(ServiceModelAdmin):
         namespace = data["namespace"].namespace if data.get("namespace") else None
         if not change:
             plain = {k: data.get(k) for k in WORKFLOW_PLAIN_FIELDS}
-            return services.create_workflow(request.user, _without_empty_json({**plain, "namespace": namespace}))
+            created = CreateWorkflow.parse(_without_empty_json({**plain, "namespace": namespace}))
+            return services.create_workflow(request.user, created)
         changes = _without_empty_json(self.changes_from(form, WORKFLOW_PLAIN_FIELDS))
         if "namespace" in form.changed_data:
             changes["namespace"] = namespace
+        update = UpdateWorkflow.parse(changes)
         workflow = Workflow.objects.select_for_update().get(pk=form.instance.pk)
-        return services.update_workflow(request.user, workflow, changes)
+        return services.update_workflow(request.user, workflow, update)
 
     def delete_via_service(self, request, obj):
         services.delete_workflow(request.user, obj)

@@ -36,6 +36,14 @@ class WorkflowStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class WorkflowDefinitionStatus(models.TextChoices):
+    """The statuses a workflow's definition is given (runs carry their own status)."""
+
+    DRAFT = WorkflowStatus.DRAFT.value, WorkflowStatus.DRAFT.label
+    ACTIVE = WorkflowStatus.ACTIVE.value, WorkflowStatus.ACTIVE.label
+    INACTIVE = WorkflowStatus.INACTIVE.value, WorkflowStatus.INACTIVE.label
+
+
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"

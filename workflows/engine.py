@@ -19,66 +19,58 @@ from django.utils import timezone
 
 from access import Principal
 from core.db import agent_context
-from core.errors import InvalidInput, ServiceError
+from core.errors import ServiceError
 from memories import search as memory_search
 from memories import services as memory_services
-from memories.contracts import StoreMemory
+from memories.contracts import SearchMemories, StoreMemory
 
 from . import services
+from .contracts import STEP_PARAMS, AssignTaskParams, CreateTask, TaskStatusParams, Wait
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowType
-from .steps import MAX_WAIT_SECONDS, condition_holds, execution_order, referenced_steps, resolve
+from .steps import condition_holds, execution_order, referenced_steps, resolve
 
 logger = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 2000
-UPDATE_TASK_STATUS_PARAMS = {"task_id", "status", "progress", "result", "error"}
 
 
-# --- Actions: each takes the running principal and resolved params, and returns JSON output ---
+# --- Actions: each takes the running principal and its params, resolved and parsed by the action's
+# contract (workflows.contracts.STEP_PARAMS), and returns JSON output ---
 
-def create_task_action(principal: Principal, params: dict) -> dict:
+def create_task_action(principal: Principal, params: CreateTask) -> dict:
     task = services.create_task(principal, params)
     return {"id": str(task.pk), "title": task.title, "status": task.status, "namespace": task.namespace.namespace}
 
 
-def assign_task_action(principal: Principal, params: dict) -> dict:
-    task = services.get_visible_task(principal, params["task_id"])
-    task = services.assign_task(principal, task, params["agent_id"])
+def assign_task_action(principal: Principal, params: AssignTaskParams) -> dict:
+    task = services.get_visible_task(principal, params.task_id)
+    task = services.assign_task(principal, task, params)
     return {"id": str(task.pk), "assigned_agent_id": task.assigned_agent.agent_id if task.assigned_agent else None}
 
 
-def update_task_status_action(principal: Principal, params: dict) -> dict:
-    unknown = sorted(set(params) - UPDATE_TASK_STATUS_PARAMS)
-    if unknown:
-        raise InvalidInput(f"Unknown param '{unknown[0][:64]}'.", field=unknown[0][:64])
-    task = services.get_visible_task(principal, params["task_id"])
-    task = services.update_task_status(
-        principal, task, params["status"],
-        progress=params.get("progress"), result=params.get("result"), error=params.get("error"),
-    )
+def update_task_status_action(principal: Principal, params: TaskStatusParams) -> dict:
+    task = services.get_visible_task(principal, params.task_id)
+    task = services.update_task_status(principal, task, params)
     return {"id": str(task.pk), "status": task.status, "progress": task.progress}
 
 
-def store_memory_action(principal: Principal, params: dict) -> dict:
-    memory = memory_services.create_memory(principal, StoreMemory.parse(params))
+def store_memory_action(principal: Principal, params: StoreMemory) -> dict:
+    memory = memory_services.create_memory(principal, params)
     return {"id": str(memory.pk), "namespace": memory.namespace.namespace, "access_level": memory.access_level}
 
 
-def search_memories_action(principal: Principal, params: dict) -> dict:
+def search_memories_action(principal: Principal, params: SearchMemories) -> dict:
     # Only ids and scores are kept: a run's output may be read by the workflow's managers,
     # who need not be able to read the memories the triggering agent found.
-    result = memory_search.search(principal, memory_search.clean_request(params))
+    result = memory_search.search(principal, memory_search.search_request(params))
     hits = [
         {"id": str(hit.memory.pk), "score": hit.score, "similarity": hit.similarity} for hit in result.hits
     ]
     return {"count": len(hits), "results": hits}
 
 
-def wait_action(principal: Principal, params: dict) -> dict:
-    seconds = params["seconds"]
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_WAIT_SECONDS:
-        raise InvalidInput(f"seconds must be a number from 0 to {MAX_WAIT_SECONDS}.", field="seconds")
-    time.sleep(seconds)
-    return {"waited_seconds": seconds}
+def wait_action(principal: Principal, params: Wait) -> dict:
+    time.sleep(params.seconds)
+    return {"waited_seconds": params.seconds}
 
 
 # action name -> (handler, whether it touches the database and so runs in a transaction)
@@ -241,8 +233,9 @@ def _execute_steps(run: WorkflowRun) -> None:
 
 
 def _run_step(principal: Principal, step: dict, step_run: StepRun, context: dict):
-    """Resolve the step's params, do its action and record its success, all or nothing."""
-    params = resolve(step.get("params", {}), context)
+    """Resolve the step's params, parse them by the action's contract, do the action and record its success,
+    all or nothing."""
+    params = STEP_PARAMS[step["action"]].parse(resolve(step.get("params", {}), context))
     handler, transactional = ACTION_HANDLERS[step["action"]]
 
     def act():

@@ -9,10 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 import access
-from core import validation
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.models import find_visible
 
+from .contracts import StartRun
 from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStatus
 from .steps import clean_steps
 from .tasks import execute_workflow_run
@@ -30,10 +30,11 @@ def visible_runs(actor, workflow: Workflow):
 
 
 @transaction.atomic
-def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> WorkflowRun:
+def start_workflow_run(actor, workflow: Workflow, data: StartRun | None = None) -> WorkflowRun:
     """Create a pending run of a visible workflow and queue its execution once this transaction commits.
 
-    The run executes as the caller, with the caller's permissions, on the steps as they are now.
+    The run executes as the caller, with the caller's permissions, on the steps as they are now;
+    `data` holds its input (none: an empty object).
     """
     principal = access.Principal.of(actor)
     if not Workflow.objects.visible_to(principal).filter(pk=workflow.pk).exists():
@@ -43,7 +44,7 @@ def start_workflow_run(actor, workflow: Workflow, input: dict | None = None) -> 
     if workflow.status == WorkflowStatus.INACTIVE:
         raise Conflict("The workflow is inactive; set its status to active or draft to run it.",
                        field="status", code="inactive")
-    run_input = validation.json_object(input, "input")
+    run_input = dict(data.input) if data is not None else {}
     try:
         steps = clean_steps(workflow.steps, workflow.workflow_type)
     except InvalidInput as exc:

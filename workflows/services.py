@@ -1,11 +1,12 @@
-"""State changes on tasks, workflows and workflow runs. Every write checks access first.
+"""State changes on tasks and workflows. Every write checks access first.
 
-Callers: the REST API (workflows.api), the MCP tools and the v1 compatibility layer. Errors are
-core.errors exceptions naming the field at fault; a refused call changes nothing.
+Callers: the REST API (workflows.api), the MCP tools, the admin, the workflow engine and the v1
+compatibility layer, each passing the operation's parsed contract (workflows.contracts): types,
+limits and choices are checked there, and only what needs the database (namespaces, agents,
+dependencies, transitions) or the whole definition (step names, cycles) is checked here. Errors
+are core.errors exceptions naming the field at fault; a refused call changes nothing.
 """
 from __future__ import annotations
-
-import uuid
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,28 +14,15 @@ from django.utils import timezone
 import access
 from agents.models import Agent
 from agents.services import get_agent
-from core import validation
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.models import find_visible
 from memories.services import clean_owned_metadata
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
 
-from .models import (
-    Task,
-    TaskPriority,
-    TaskStatus,
-    Workflow,
-    WorkflowStatus,
-    WorkflowType,
-)
-from .steps import clean_steps
-
-MAX_TITLE_LENGTH = 255
-MAX_TEXT_LENGTH = 50_000
-MAX_TYPE_LENGTH = 64
-MAX_DEPENDENCIES = 100
-MAX_RETRIES_LIMIT = 100
+from .contracts import AssignTask, CompleteTask, CreateTask, CreateWorkflow, UpdateTask, UpdateTaskStatus, UpdateWorkflow
+from .models import Task, TaskStatus, Workflow
+from .steps import check_steps, parse_steps
 
 TERMINAL_TASK_STATUSES = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
 # Which status a task may move to from each status. Completed, cancelled and skipped tasks are
@@ -52,38 +40,11 @@ TASK_TRANSITIONS = {
 # Statuses that need every dependency completed first.
 STATUSES_AFTER_DEPENDENCIES = {TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED}
 
-TASK_CREATE_FIELDS = {
-    "title", "description", "task_type", "priority", "status", "namespace", "assigned_agent_id", "dependencies",
-    "tags", "metadata", "due_at", "max_retries",
-}
-TASK_UPDATE_FIELDS = (TASK_CREATE_FIELDS | {"progress", "result", "error"})
-WORKFLOW_FIELDS = {"name", "description", "workflow_type", "status", "steps", "config", "tags", "namespace", "metadata"}
-# A workflow's own status describes the definition; runs carry their own status.
-WORKFLOW_DEFINITION_STATUSES = (WorkflowStatus.DRAFT, WorkflowStatus.ACTIVE, WorkflowStatus.INACTIVE)
 
-
-# --- Validation of single values ------------------------------------------------------------
-
-def _clean_progress(value) -> float:
-    return validation.number(value, "progress", 0.0, 1.0)
-
-
-def _parse_uuid(value, field: str) -> uuid.UUID:
-    return validation.uuid_value(value, field, message=f"{field} must hold UUIDs.")
-
-
-def _reject_unknown(data, allowed: set[str], what: str) -> None:
-    if not isinstance(data, dict):
-        raise InvalidInput(f"The {what} must be a JSON object.")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise InvalidInput(f"Unknown field '{str(unknown[0])[:64]}'.", field=str(unknown[0])[:64])
-
-
-def _namespace_for_create(actor, slug) -> Namespace:
+def _namespace_for_create(actor, slug: str | None) -> Namespace:
     """The namespace a new task or workflow goes into: the named one, or the calling agent's home."""
     principal = access.Principal.of(actor)
-    if slug in (None, "") and principal.agent is not None:
+    if slug is None and principal.agent is not None:
         namespace = principal.agent.namespace
     else:
         namespace = get_namespace(slug)
@@ -101,7 +62,7 @@ def get_visible_task(actor, task_id) -> Task:
     return find_visible(visible, task_id, "Task")
 
 
-def _assignee(task: Task, agent_id) -> Agent | None:
+def _assignee(task: Task, agent_id: str | None) -> Agent | None:
     if agent_id in (None, ""):
         return None
     agent = get_agent(agent_id, field="assigned_agent_id")
@@ -111,15 +72,10 @@ def _assignee(task: Task, agent_id) -> Agent | None:
     return agent
 
 
-def _dependencies(actor, task: Task, values) -> list[Task]:
-    """The visible tasks named by `values`, refusing the task itself and anything that waits on it."""
-    if values is None:
+def _dependencies(actor, task: Task, ids) -> list[Task]:
+    """The visible tasks named by `ids` (distinct UUIDs), refusing the task itself and anything that waits on it."""
+    if not ids:
         return []
-    if not isinstance(values, list):
-        raise InvalidInput("dependencies must be a list of task ids.", field="dependencies")
-    if len(values) > MAX_DEPENDENCIES:
-        raise InvalidInput(f"A task has at most {MAX_DEPENDENCIES} dependencies.", field="dependencies")
-    ids = list(dict.fromkeys(_parse_uuid(value, "dependencies") for value in values))
     found = {t.pk: t for t in Task.objects.visible_to(actor).filter(pk__in=ids)}
     missing = [pk for pk in ids if pk not in found]
     if missing:
@@ -145,86 +101,73 @@ def _dependents_of(task: Task) -> set:
 
 
 @transaction.atomic
-def create_task(actor, data: dict) -> Task:
+def create_task(actor, data: CreateTask) -> Task:
     """Create a task in a namespace the actor may write to (an agent's home namespace by default)."""
-    _reject_unknown(data, TASK_CREATE_FIELDS, "task")
     principal = access.Principal.of(actor)
     task = Task(
-        title=validation.text(data.get("title"), "title", max_length=MAX_TITLE_LENGTH, required=True),
-        description=validation.text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
-        task_type=validation.text(data.get("task_type"), "task_type", max_length=MAX_TYPE_LENGTH, default="general"),
-        priority=validation.choice(data.get("priority", TaskPriority.MEDIUM), TaskPriority.values, "priority"),
-        tags=validation.tags(data.get("tags"), "tags"),
-        metadata=clean_owned_metadata(actor, data.get("metadata"), kind="task"),
-        due_at=validation.datetime_value(data.get("due_at"), "due_at"),
-        max_retries=validation.integer(data.get("max_retries", 3), "max_retries", 0, MAX_RETRIES_LIMIT),
+        title=data.title,
+        description=data.description,
+        task_type=data.task_type,
+        priority=data.priority,
+        tags=list(data.tags),
+        metadata=clean_owned_metadata(actor, dict(data.metadata), kind="task"),
+        due_at=data.due_at,
+        max_retries=data.max_retries,
         created_by=principal.agent,
     )
-    status = validation.choice(data.get("status", TaskStatus.PENDING), TaskStatus.values, "status")
-    task.namespace = _namespace_for_create(principal, data.get("namespace"))
-    task.assigned_agent = _assignee(task, data.get("assigned_agent_id"))
-    dependencies = _dependencies(principal, task, data.get("dependencies"))
+    task.namespace = _namespace_for_create(principal, data.namespace)
+    task.assigned_agent = _assignee(task, data.assigned_agent_id)
+    dependencies = _dependencies(principal, task, data.dependencies)
     task.save()
     task.dependencies.set(dependencies)
-    if status != TaskStatus.PENDING:
-        _move_to(task, status)
+    if data.status != TaskStatus.PENDING:
+        _move_to(task, data.status)
         task.save()
     return task
 
 
+# Fields an update sets as given (the contract has cleaned them).
+_PLAIN_TASK_FIELDS = ("title", "description", "task_type", "priority", "due_at", "max_retries")
+_STATUS_FIELDS = {"status", "progress", "result", "error"}
+
+
 @transaction.atomic
-def update_task(actor, task: Task, changes: dict) -> Task:
-    """Change a task's fields; status, progress, result and error follow update_task_status's rules."""
+def update_task(actor, task: Task, data: UpdateTask) -> Task:
+    """Change the fields `data` gives; status, progress, result and error follow update_task_status's rules."""
     if not access.can_change_task(actor, task):
         raise Forbidden("You may read this task but not change it.")
-    _reject_unknown(changes, TASK_UPDATE_FIELDS, "change")
     principal = access.Principal.of(actor)
-    if "title" in changes:
-        task.title = validation.text(changes["title"], "title", max_length=MAX_TITLE_LENGTH, required=True)
-    if "description" in changes:
-        task.description = validation.text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
-    if "task_type" in changes:
-        task.task_type = validation.text(changes["task_type"], "task_type", max_length=MAX_TYPE_LENGTH, default="general")
-    if "priority" in changes:
-        task.priority = validation.choice(changes["priority"], TaskPriority.values, "priority")
+    changes = data.given()
+    for name in _PLAIN_TASK_FIELDS:
+        if name in changes:
+            setattr(task, name, changes[name])
     if "tags" in changes:
-        task.tags = validation.tags(changes["tags"], "tags")
+        task.tags = list(data.tags)
     if "metadata" in changes:
-        task.metadata = clean_owned_metadata(actor, changes["metadata"], task.metadata, "task")
-    if "due_at" in changes:
-        task.due_at = validation.datetime_value(changes["due_at"], "due_at")
-    if "max_retries" in changes:
-        task.max_retries = validation.integer(changes["max_retries"], "max_retries", 0, MAX_RETRIES_LIMIT)
+        task.metadata = clean_owned_metadata(actor, dict(data.metadata), task.metadata, "task")
     if "namespace" in changes:
-        if changes["namespace"] in (None, ""):
+        if data.namespace is None:
             raise InvalidInput("A task's namespace cannot be removed.", field="namespace")
-        task.namespace = _namespace_for_create(principal, changes["namespace"])
+        task.namespace = _namespace_for_create(principal, data.namespace)
     if "assigned_agent_id" in changes:
-        task.assigned_agent = _assignee(task, changes["assigned_agent_id"])
+        task.assigned_agent = _assignee(task, data.assigned_agent_id)
     if "dependencies" in changes:
-        task.dependencies.set(_dependencies(principal, task, changes["dependencies"]))
+        task.dependencies.set(_dependencies(principal, task, data.dependencies))
     task.save()
-    if {"status", "progress", "result", "error"} & set(changes):
-        _apply_status(
-            task,
-            changes.get("status", task.status),
-            progress=changes.get("progress"),
-            result=changes.get("result"),
-            error=changes.get("error"),
-        )
+    if _STATUS_FIELDS & set(changes):
+        _apply_status(task, data.status if "status" in changes else task.status,
+                      progress=data.progress, result=data.result, error=data.error)
         task.save()
     return task
 
 
 @transaction.atomic
-def assign_task(actor, task: Task, agent_id: str) -> Task:
-    """Give a task to an agent that can read its namespace (an empty agent_id unassigns it)."""
+def assign_task(actor, task: Task, data: AssignTask) -> Task:
+    """Give a task to an agent that can read its namespace (no agent_id unassigns it)."""
     if not access.can_change_task(actor, task):
         raise Forbidden("You may read this task but not assign it.")
-    if agent_id is not None and not isinstance(agent_id, str):
-        raise InvalidInput("agent_id must be an agent id.", field="agent_id")
     try:
-        task.assigned_agent = _assignee(task, agent_id)
+        task.assigned_agent = _assignee(task, data.agent_id)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="agent_id") from exc
     task.save(update_fields=["assigned_agent", "updated_at"])
@@ -274,14 +217,8 @@ def _move_to(task: Task, status: str) -> None:
     task.status = status
 
 
-def _apply_status(task: Task, status, *, progress=None, result=None, error=None) -> None:
-    status = validation.choice(status, TaskStatus.values, "status")
-    if progress is not None:
-        progress = _clean_progress(progress)
-    if error is not None:
-        error = validation.text(error, "error", max_length=MAX_TEXT_LENGTH)
-    if result is not None:
-        result = validation.json_value(result, "result")
+def _apply_status(task: Task, status: str, *, progress=None, result=None, error=None) -> None:
+    """Move to `status` and record what is not None of progress, result and error (values already checked)."""
     if status == task.status and task.status in TERMINAL_TASK_STATUSES:
         raise Conflict(f"The task is already {status}.", field="status", code="invalid_transition")
     _move_to(task, status)
@@ -294,8 +231,8 @@ def _apply_status(task: Task, status, *, progress=None, result=None, error=None)
 
 
 @transaction.atomic
-def update_task_status(actor, task: Task, status: str, *, progress=None, result=None, error=None) -> Task:
-    """Move a task to `status` (with optional progress 0-1, result and error).
+def update_task_status(actor, task: Task, data: UpdateTaskStatus) -> Task:
+    """Move a task to `data.status` (with optional progress 0-1, result and error).
 
     in_progress sets started_at; completed, failed, cancelled and skipped set completed_at. A
     task cannot start or complete while a dependency is not completed.
@@ -307,14 +244,15 @@ def update_task_status(actor, task: Task, status: str, *, progress=None, result=
         .select_related("assigned_agent", "created_by", "namespace")
         .get(pk=task.pk)
     )
-    _apply_status(task, status, progress=progress, result=result, error=error)
+    _apply_status(task, data.status, progress=data.progress, result=data.result, error=data.error)
     task.save()
     return task
 
 
-def complete_task(actor, task: Task, result=None) -> Task:
+def complete_task(actor, task: Task, data: CompleteTask | None = None) -> Task:
     """Mark a task completed, recording its result."""
-    return update_task_status(actor, task, TaskStatus.COMPLETED, result=result)
+    result = data.result if data is not None else None
+    return update_task_status(actor, task, UpdateTaskStatus(status=TaskStatus.COMPLETED.value, result=result))
 
 
 @transaction.atomic
@@ -341,55 +279,47 @@ def get_visible_workflow(actor, workflow_id) -> Workflow:
 
 
 @transaction.atomic
-def create_workflow(actor, data: dict) -> Workflow:
-    """Create a workflow; its steps are validated (actions, names, dependencies, cycles) up front."""
-    _reject_unknown(data, WORKFLOW_FIELDS, "workflow")
+def create_workflow(actor, data: CreateWorkflow) -> Workflow:
+    """Create a workflow; its steps' names, references and dependencies are checked against each other up front."""
     principal = access.Principal.of(actor)
-    workflow_type = validation.choice(
-        data.get("workflow_type", WorkflowType.SEQUENTIAL), WorkflowType.values, "workflow_type"
-    )
     workflow = Workflow(
-        name=validation.text(data.get("name"), "name", max_length=MAX_TITLE_LENGTH, required=True),
-        description=validation.text(data.get("description"), "description", max_length=MAX_TEXT_LENGTH),
-        workflow_type=workflow_type,
-        status=validation.choice(data.get("status", WorkflowStatus.DRAFT), WORKFLOW_DEFINITION_STATUSES, "status"),
-        steps=clean_steps(data.get("steps"), workflow_type),
-        config=validation.json_object(data.get("config"), "config"),
-        tags=validation.tags(data.get("tags"), "tags"),
-        metadata=clean_owned_metadata(actor, data.get("metadata"), kind="workflow"),
+        name=data.name,
+        description=data.description,
+        workflow_type=data.workflow_type,
+        status=data.status,
+        steps=check_steps(data.steps, data.workflow_type),
+        config=dict(data.config),
+        tags=list(data.tags),
+        metadata=clean_owned_metadata(actor, dict(data.metadata), kind="workflow"),
         created_by=principal.agent,
     )
-    workflow.namespace = _namespace_for_create(principal, data.get("namespace"))
+    workflow.namespace = _namespace_for_create(principal, data.namespace)
     workflow.save()
     return workflow
 
 
 @transaction.atomic
-def update_workflow(actor, workflow: Workflow, changes: dict) -> Workflow:
-    """Change a workflow; runs already started keep the steps they started with."""
+def update_workflow(actor, workflow: Workflow, data: UpdateWorkflow) -> Workflow:
+    """Change the fields `data` gives; runs already started keep the steps they started with."""
     if not access.can_change_workflow(actor, workflow):
         raise Forbidden("You may read this workflow but not change it.")
-    _reject_unknown(changes, WORKFLOW_FIELDS, "change")
-    if "name" in changes:
-        workflow.name = validation.text(changes["name"], "name", max_length=MAX_TITLE_LENGTH, required=True)
-    if "description" in changes:
-        workflow.description = validation.text(changes["description"], "description", max_length=MAX_TEXT_LENGTH)
-    if "status" in changes:
-        workflow.status = validation.choice(changes["status"], WORKFLOW_DEFINITION_STATUSES, "status")
-    if "workflow_type" in changes:
-        workflow.workflow_type = validation.choice(changes["workflow_type"], WorkflowType.values, "workflow_type")
+    changes = data.given()
+    for name in ("name", "description", "status", "workflow_type"):
+        if name in changes:
+            setattr(workflow, name, changes[name])
     if "steps" in changes or "workflow_type" in changes:
-        workflow.steps = clean_steps(changes.get("steps", workflow.steps), workflow.workflow_type)
+        steps = data.steps if "steps" in changes else parse_steps(workflow.steps)
+        workflow.steps = check_steps(steps, workflow.workflow_type)
     if "config" in changes:
-        workflow.config = validation.json_object(changes["config"], "config")
+        workflow.config = dict(data.config)
     if "tags" in changes:
-        workflow.tags = validation.tags(changes["tags"], "tags")
+        workflow.tags = list(data.tags)
     if "metadata" in changes:
-        workflow.metadata = clean_owned_metadata(actor, changes["metadata"], workflow.metadata, "workflow")
+        workflow.metadata = clean_owned_metadata(actor, dict(data.metadata), workflow.metadata, "workflow")
     if "namespace" in changes:
-        if changes["namespace"] in (None, ""):
+        if data.namespace is None:
             raise InvalidInput("A workflow's namespace cannot be removed.", field="namespace")
-        workflow.namespace = _namespace_for_create(actor, changes["namespace"])
+        workflow.namespace = _namespace_for_create(actor, data.namespace)
     workflow.save()
     return workflow
 

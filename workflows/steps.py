@@ -1,41 +1,23 @@
-"""The workflow step format: validation, execution order, conditions and `{{ ... }}` references.
+"""Workflow steps beyond their contracts: checks of the whole definition, execution order, conditions, references.
 
-A step is `{"name", "action", "params"?, "depends_on"?, "when"?, "description"?}`. Names are
-unique identifiers; `depends_on` names steps that must run first; `when` is a condition on
-the run input or on an earlier step that skips the step when false; string values in
-`params` may refer to the run input or to an earlier step's output with `{{ input.key }}`
-or `{{ steps.<name>.<path> }}`. Everything here is pure: no database access.
+A step is `{"name", "action", "params"?, "depends_on"?, "when"?, "description"?}`, declared by the
+`Step` contracts of workflows.contracts, which check each step on its own (action, params, shapes,
+limits). What needs the whole definition is checked here: names are unique, `depends_on` and
+conditions name other steps, string values in `params` refer to the run input or to an earlier
+step's output with `{{ input.key }}` or `{{ steps.<name>.<path> }}`, and the dependencies form no
+cycle. Everything here is pure: no database access.
 """
 from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core import validation
 from core.errors import InvalidInput
 
-from .models import TaskStatus, WorkflowType
-
-MAX_STEPS = 100
-MAX_WAIT_SECONDS = 60
-STEP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-REFERENCE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
-STEP_KEYS = {"name", "action", "params", "depends_on", "when", "condition", "description"}
-
-# Each action and the params it cannot do without (values are checked again when the step runs).
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "create_task": ("title",),
-    "assign_task": ("task_id", "agent_id"),
-    "update_task_status": ("task_id", "status"),
-    "store_memory": ("content",),
-    "search_memories": ("query",),
-    "wait": ("seconds",),
-}
-
-STEP_PREDICATES = {"status", "result_count_gte", "result_count_lte", "result_count_eq"}
-INPUT_PREDICATES = {"equals", "exists"}
-CONDITION_STATUSES = ("completed", "skipped")
+from .contracts import REFERENCE, STEP_PREDICATES, StepBase, StepCondition, parse_steps, references_in
+from .models import WorkflowType
 
 
 @dataclass(frozen=True)
@@ -55,17 +37,6 @@ def parse_reference(text: str) -> Reference | None:
     if parts[0] == "steps" and len(parts) >= 2 and parts[1]:
         return Reference(text, "steps", parts[1], parts[2:])
     return None
-
-
-def references_in(value) -> list[str]:
-    """Every `{{ ... }}` inside a params value, depth first."""
-    if isinstance(value, str):
-        return REFERENCE.findall(value)
-    if isinstance(value, dict):
-        return [ref for item in value.values() for ref in references_in(item)]
-    if isinstance(value, list):
-        return [ref for item in value for ref in references_in(item)]
-    return []
 
 
 def is_reference(value) -> bool:
@@ -91,127 +62,45 @@ def predecessors(step: dict) -> set[str]:
     return names
 
 
-def _clean_condition(condition, field: str, names: set[str]) -> dict:
-    if not isinstance(condition, dict) or not condition:
-        raise InvalidInput("A condition must be a non-empty object.", field=field)
-    if ("step" in condition) == ("input" in condition):
-        raise InvalidInput("A condition names exactly one of 'step' or 'input'.", field=field)
-    if "step" in condition:
-        unknown = sorted(set(condition) - STEP_PREDICATES - {"step"})
-        if unknown:
-            raise InvalidInput(f"Unknown condition key '{unknown[0]}' for a step condition.", field=field)
-        if not isinstance(condition["step"], str) or condition["step"] not in names:
-            raise InvalidInput(f"The condition names an unknown step '{str(condition['step'])[:64]}'.", field=field)
-        if not set(condition) & STEP_PREDICATES:
-            raise InvalidInput(
-                f"A step condition needs one of {', '.join(sorted(STEP_PREDICATES))}.", field=field
-            )
-        if "status" in condition:
-            validation.choice(condition["status"], CONDITION_STATUSES, field)
-        for key in STEP_PREDICATES - {"status"}:
-            if key in condition:
-                count = condition[key]
-                if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                    raise InvalidInput(f"{key} must be a non-negative integer.", field=field)
-        return dict(condition)
-    unknown = sorted(set(condition) - INPUT_PREDICATES - {"input"})
-    if unknown:
-        raise InvalidInput(f"Unknown condition key '{unknown[0]}' for an input condition.", field=field)
-    if not isinstance(condition["input"], str) or not condition["input"]:
-        raise InvalidInput("input must name a key of the run input.", field=field)
-    if not set(condition) & INPUT_PREDICATES:
-        raise InvalidInput("An input condition needs 'equals' or 'exists'.", field=field)
-    if "exists" in condition and not isinstance(condition["exists"], bool):
-        raise InvalidInput("exists must be true or false.", field=field)
-    return dict(condition)
-
-
-def _clean_params(action: str, params, field: str, names: set[str]) -> dict:
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise InvalidInput("params must be an object.", field=field)
-    missing = [key for key in ACTIONS[action] if params.get(key) in (None, "")]
-    if missing:
-        raise InvalidInput(f"The action '{action}' needs the param '{missing[0]}'.", field=f"{field}.{missing[0]}")
-    for text in references_in(params):
+def _check_references(step: StepBase, field: str, names: set[str]) -> None:
+    for text in references_in(step.params):
         ref = parse_reference(text)
         if ref is None:
-            raise InvalidInput(
-                f"'{{{{ {text[:64]} }}}}' must start with 'input.' or 'steps.<name>'.", field=field
-            )
+            raise InvalidInput(f"'{{{{ {text[:64]} }}}}' must start with 'input.' or 'steps.<name>'.", field=field)
         if ref.step is not None and ref.step not in names:
             raise InvalidInput(f"'{{{{ {text[:64]} }}}}' names an unknown step.", field=field)
-    if action == "wait" and not is_reference(params["seconds"]):
-        seconds = params["seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_WAIT_SECONDS:
-            raise InvalidInput(f"seconds must be a number from 0 to {MAX_WAIT_SECONDS}.", field=f"{field}.seconds")
-    if action == "update_task_status" and not is_reference(params["status"]):
-        if params["status"] not in TaskStatus.values:
-            raise InvalidInput(f"status must be one of {', '.join(TaskStatus.values)}.", field=f"{field}.status")
-    return params
 
 
-def clean_steps(steps, workflow_type: str = WorkflowType.SEQUENTIAL) -> list[dict]:
-    """Validate a workflow's steps and return them normalised; every refusal names the step at fault."""
-    if steps is None:
-        return []
-    if not isinstance(steps, list):
-        raise InvalidInput("steps must be a list of step objects.", field="steps")
-    if len(steps) > MAX_STEPS:
-        raise InvalidInput(f"A workflow has at most {MAX_STEPS} steps.", field="steps")
+def check_steps(steps: Sequence[StepBase], workflow_type: str = WorkflowType.SEQUENTIAL) -> list[dict]:
+    """The steps as a workflow stores them, once the names they use are checked against each other.
+
+    Refuses two steps of one name, a `depends_on`, condition or reference naming no step (or the step
+    itself), cycles, and, in sequential workflows, references to later steps.
+    """
     names: set[str] = set()
     for index, step in enumerate(steps):
-        field = f"steps[{index}]"
-        if not isinstance(step, dict):
-            raise InvalidInput("Each step must be an object.", field=field)
-        name = step.get("name")
-        if not isinstance(name, str) or not STEP_NAME_PATTERN.match(name):
-            raise InvalidInput(
-                "A step name is 1-64 letters, digits, '_' or '-', starting with a letter or digit.",
-                field=f"{field}.name",
-            )
-        if name in names:
-            raise InvalidInput(f"Two steps are named '{name}'.", field=f"{field}.name")
-        names.add(name)
-    cleaned = []
+        if step.name in names:
+            raise InvalidInput(f"Two steps are named '{step.name}'.", field=f"steps[{index}].name")
+        names.add(step.name)
     for index, step in enumerate(steps):
         field = f"steps[{index}]"
-        unknown = sorted(set(step) - STEP_KEYS)
-        if unknown:
-            raise InvalidInput(f"Unknown step key '{unknown[0][:64]}'.", field=f"{field}.{unknown[0][:64]}")
-        action = step.get("action")
-        if not isinstance(action, str) or action not in ACTIONS:
-            raise InvalidInput(
-                f"Unknown action '{str(action)[:64]}'; use one of {', '.join(ACTIONS)}.", field=f"{field}.action"
-            )
-        depends_on = step.get("depends_on") or []
-        if not isinstance(depends_on, list) or not all(isinstance(item, str) for item in depends_on):
-            raise InvalidInput("depends_on must be a list of step names.", field=f"{field}.depends_on")
-        for item in depends_on:
-            if item == step["name"]:
+        for item in step.depends_on:
+            if item == step.name:
                 raise InvalidInput("A step cannot depend on itself.", field=f"{field}.depends_on")
             if item not in names:
                 raise InvalidInput(f"depends_on names an unknown step '{item[:64]}'.", field=f"{field}.depends_on")
-        if "when" in step and "condition" in step:
-            raise InvalidInput("Give either 'when' or 'condition', not both.", field=f"{field}.when")
-        condition = step.get("when", step.get("condition"))
-        description = step.get("description", "")
-        if not isinstance(description, str):
-            raise InvalidInput("description must be a string.", field=f"{field}.description")
-        normalised = {
-            "name": step["name"],
-            "action": action,
-            "params": _clean_params(action, step.get("params"), f"{field}.params", names),
-            "depends_on": list(dict.fromkeys(depends_on)),
-        }
-        if condition is not None:
-            normalised["when"] = _clean_condition(condition, f"{field}.when", names)
-        if description:
-            normalised["description"] = description
-        cleaned.append(normalised)
+        _check_references(step, f"{field}.params", names)
+        condition = step.when if step.when is not None else step.condition
+        if isinstance(condition, StepCondition) and condition.step not in names:
+            raise InvalidInput(f"The condition names an unknown step '{condition.step[:64]}'.", field=f"{field}.when")
+    cleaned = [step.definition() for step in steps]
     execution_order(cleaned, workflow_type)  # refuses cycles and, for sequential workflows, forward references
     return cleaned
+
+
+def clean_steps(steps, workflow_type: str = WorkflowType.SEQUENTIAL) -> list[dict]:
+    """Steps given as parsed JSON (a stored definition, say), checked and normalised; refusals name the step."""
+    return check_steps(parse_steps(steps), workflow_type)
 
 
 def execution_order(steps: list[dict], workflow_type: str = WorkflowType.SEQUENTIAL) -> list[int]:

@@ -7,7 +7,6 @@ agent_id; compat provides the lookup through core.extensions).
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -15,14 +14,15 @@ from pydantic import Field
 from agents.models import Agent
 from core import extensions
 from core.errors import InvalidInput
-from core.tools import agent_tool, filtered, given, render_json
+from core.tools import agent_tool, filtered, render_json
 
 from . import services
+from .contracts import AssignTask, CompleteTask, CreateTask, UpdateTaskStatus
 from .filters import TaskFilter
-from .models import Task
+from .models import Task, TaskPriority, TaskStatus
 
-StatusName = Literal["pending", "in_progress", "completed", "failed", "cancelled", "skipped"]
-PriorityName = Literal["low", "medium", "high", "critical"]
+StatusName = Literal[tuple(TaskStatus.values)]
+PriorityName = Literal[tuple(TaskPriority.values)]
 TaskId = Annotated[str, Field(description="The task's UUID, as returned by create_task or list_tasks.")]
 MAX_LIST = 200
 
@@ -60,25 +60,13 @@ def _agent_id_for(persona_id: str | None, agent_id: str | None, field: str) -> s
 )
 def create_task(
     agent: Agent,
-    title: Annotated[str, Field(description="Short title, 1-255 characters.")],
-    description: Annotated[str | None, Field(description="What has to be done.")] = None,
-    task_type: Annotated[str | None, Field(description="Free text kind of task; default 'general'.")] = None,
-    priority: Annotated[PriorityName, Field(description="Priority.")] = "medium",
-    namespace: Annotated[str | None, Field(description="Namespace slug; defaults to your home namespace.")] = None,
-    assigned_agent_id: Annotated[str | None, Field(description="The agent to give the task to.")] = None,
-    dependencies: Annotated[list[str] | None, Field(description="UUIDs of tasks that must complete first.")] = None,
-    tags: Annotated[list[str] | None, Field(max_length=50, description="Tags.")] = None,
-    metadata: Annotated[dict[str, Any] | None, Field(description="Free JSON object.")] = None,
-    due_at: Annotated[datetime | None, Field(description="Deadline, ISO 8601.")] = None,
-    max_retries: Annotated[int | None, Field(ge=0, le=100, description="Retries allowed after failure.")] = None,
+    data: CreateTask,
     assigned_persona_id: Annotated[str | None, Field(description="Persona-era: the persona (name) to assign.")] = None,
 ) -> dict[str, Any]:
-    task = services.create_task(agent, given(
-        title=title, description=description, task_type=task_type, priority=priority, namespace=namespace,
-        dependencies=dependencies, tags=tags, metadata=metadata, due_at=due_at, max_retries=max_retries,
-        assigned_agent_id=_agent_id_for(assigned_persona_id, assigned_agent_id, "assigned_persona_id"),
-    ))
-    return render_task(task)
+    if assigned_persona_id not in (None, ""):
+        assignee = _agent_id_for(assigned_persona_id, data.assigned_agent_id, "assigned_persona_id")
+        data = data.model_copy(update={"assigned_agent_id": assignee})
+    return render_task(services.create_task(agent, data))
 
 
 @agent_tool(
@@ -139,8 +127,9 @@ def assign_task(
         raise InvalidInput("Give agent_id (or the persona-era persona_id); an empty agent_id unassigns.",
                            field="agent_id")
     target = _agent_id_for(persona_id, agent_id, "persona_id")
+    data = AssignTask.parse({"agent_id": target or None})
     task = services.get_visible_task(agent, task_id)
-    return render_task(services.assign_task(agent, task, target or None))
+    return render_task(services.assign_task(agent, task, data))
 
 
 @agent_tool(
@@ -152,19 +141,15 @@ def assign_task(
 def update_task_status(
     agent: Agent,
     task_id: TaskId,
-    status: Annotated[StatusName, Field(description="The new status.")],
-    progress: Annotated[float | None, Field(ge=0, le=1, description="Progress from 0 to 1.")] = None,
-    result: Annotated[Any, Field(description="Any JSON value describing the outcome.")] = None,
-    error: Annotated[str | None, Field(description="What went wrong (for status 'failed').")] = None,
+    data: UpdateTaskStatus,
     error_message: Annotated[str | None, Field(description="Persona-era name of error.")] = None,
 ) -> dict[str, Any]:
-    if error is not None and error_message is not None:
-        raise InvalidInput("Give error or the persona-era error_message, not both.", field="error_message")
+    if error_message is not None:
+        if data.error is not None:
+            raise InvalidInput("Give error or the persona-era error_message, not both.", field="error_message")
+        data = UpdateTaskStatus.parse({**data.given(), "error": error_message})
     task = services.get_visible_task(agent, task_id)
-    updated = services.update_task_status(
-        agent, task, status, progress=progress, result=result, error=error if error is not None else error_message
-    )
-    return render_task(updated)
+    return render_task(services.update_task_status(agent, task, data))
 
 
 @agent_tool(
@@ -172,10 +157,6 @@ def update_task_status(
     description="Mark a task you may change as completed, recording its result. "
     'Example: {"task_id": "<uuid>", "result": {"summary": "Plan approved"}}.',
 )
-def complete_task(
-    agent: Agent,
-    task_id: TaskId,
-    result: Annotated[Any, Field(description="Any JSON value describing the outcome.")] = None,
-) -> dict[str, Any]:
+def complete_task(agent: Agent, task_id: TaskId, data: CompleteTask) -> dict[str, Any]:
     task = services.get_visible_task(agent, task_id)
-    return render_task(services.complete_task(agent, task, result=result))
+    return render_task(services.complete_task(agent, task, data))

@@ -16,8 +16,10 @@ from core.api import BaseAPIView
 from memories import search as memory_search
 from memories import services as memory_services
 from memories.models import Memory
+from workflows import contracts as workflow_contracts
 from workflows import runs as workflow_runs
 from workflows import services as workflow_services
+from workflows.contracts import CreateTask, CreateWorkflow, StartRun, UpdateTask, UpdateWorkflow
 from workflows.models import Task, Workflow
 
 from ..adapter import (
@@ -264,7 +266,7 @@ class TaskListView(V1View):
         fields = task_fields(request)
         fields.pop("progress", None)
         fields.pop("result", None)
-        task = workflow_services.create_task(self.principal, fields)
+        task = workflow_services.create_task(self.principal, CreateTask.parse(fields))
         return Response(task_to_dict(task), status=status.HTTP_201_CREATED)
 
 
@@ -276,7 +278,7 @@ class TaskDetailView(V1View):
 
     def put(self, request, pk):
         task = workflow_services.get_visible_task(self.principal, pk)
-        task = workflow_services.update_task(self.principal, task, task_fields(request))
+        task = workflow_services.update_task(self.principal, task, UpdateTask.parse(task_fields(request)))
         return Response(task_to_dict(task))
 
     patch = put
@@ -290,7 +292,8 @@ class TaskCompleteView(TaskDetailView):
     def post(self, request, pk):
         task = workflow_services.get_visible_task(self.principal, pk)
         data = CompleteTask.parse(_object_or_empty(request))
-        task = workflow_services.complete_task(self.principal, task, result=data.result)
+        completion = workflow_contracts.CompleteTask.parse({"result": data.result})
+        task = workflow_services.complete_task(self.principal, task, completion)
         return Response(task_to_dict(task))
 
 
@@ -328,7 +331,7 @@ class WorkflowListView(V1View):
 
     def post(self, request):
         fields = WorkflowFields.parse(request.data).given()
-        workflow = workflow_services.create_workflow(self.principal, fields)
+        workflow = workflow_services.create_workflow(self.principal, CreateWorkflow.parse(fields))
         return Response(workflow_to_dict(workflow), status=status.HTTP_201_CREATED)
 
 
@@ -341,7 +344,8 @@ class WorkflowDetailView(V1View):
     def put(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
         changes = WorkflowFields.parse(request.data).given()
-        return Response(workflow_to_dict(workflow_services.update_workflow(self.principal, workflow, changes)))
+        updated = workflow_services.update_workflow(self.principal, workflow, UpdateWorkflow.parse(changes))
+        return Response(workflow_to_dict(updated))
 
     patch = put
 
@@ -372,7 +376,7 @@ class WorkflowExecuteView(V1View):
     def post(self, request, pk):
         workflow = workflow_services.get_visible_workflow(self.principal, pk)
         run_input = ExecuteWorkflow.parse(_object_or_empty(request)).run_input()
-        run = workflow_runs.start_workflow_run(self.principal, workflow, run_input)
+        run = workflow_runs.start_workflow_run(self.principal, workflow, StartRun.parse({"input": run_input}))
         return Response({"workflow_id": str(workflow.pk), "run_id": str(run.pk), "status": run.status},
                         status=status.HTTP_202_ACCEPTED)
 

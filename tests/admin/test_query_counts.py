@@ -29,6 +29,7 @@ from namespaces.contracts import CreateNamespace
 from namespaces.services import create_namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
+from workflows.contracts import CreateWorkflow
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +77,8 @@ def add_workflow_rows(team, first: int, count: int) -> None:
 
 
 def add_run_rows(team, first: int, count: int) -> None:
-    workflow = workflow_services.create_workflow(team["owner"].agent, {"name": f"Runs {first}", "steps": STEPS})
+    workflow = workflow_services.create_workflow(
+        team["owner"].agent, CreateWorkflow.parse({"name": f"Runs {first}", "steps": STEPS}))
     add_runs(workflow, team, count)
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from memories.contracts import StoreMemory
 from memories.services import create_memory
+from workflows.contracts import CreateTask, CreateWorkflow
 from workflows.services import create_task, create_workflow
 
 pytestmark = pytest.mark.django_db
@@ -87,9 +88,9 @@ def v1_world(team, make_agent, operator_client):
     ids = {
         "memory": str(create_memory(owner, StoreMemory.parse({"content": "A v1 note.", "access_level": "public",
                                             "namespace": "team"})).pk),
-        "task": str(create_task(owner, {"title": "A v1 task.", "namespace": "team"}).pk),
-        "workflow": str(create_workflow(owner, {"name": "A v1 workflow.", "namespace": "team", "steps": [
-            {"name": "pause", "action": "wait", "params": {"seconds": 0}}]}).pk),
+        "task": str(create_task(owner, CreateTask.parse({"title": "A v1 task.", "namespace": "team"})).pk),
+        "workflow": str(create_workflow(owner, CreateWorkflow.parse({"name": "A v1 workflow.", "namespace": "team", "steps": [
+            {"name": "pause", "action": "wait", "params": {"seconds": 0}}]})).pk),
     }
     clients = {"agent": team["owner"].client, "outsider": team["outsider"].client, "operator": operator_client}
     return clients, ids

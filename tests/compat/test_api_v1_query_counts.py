@@ -20,6 +20,7 @@ import pytest
 from compat.models import Persona, PersonaLink
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
+from workflows.contracts import CreateWorkflow
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +123,8 @@ def test_workflow_status(owner, team, django_assert_num_queries):
         return response.json()["current_run"]
 
     # given: runs by the owner and by a member (whose outputs the owner may not read)
-    workflow = workflow_services.create_workflow(owner.agent, {"name": "Nightly", "steps": STEPS, "namespace": "team"})
+    workflow = workflow_services.create_workflow(
+        owner.agent, CreateWorkflow.parse({"name": "Nightly", "steps": STEPS, "namespace": "team"}))
     add_runs(workflow, team, 2)
     assert status()["output"] == {"note": 1}  # the newest, which the owner started
     # when

@@ -20,6 +20,7 @@ import pytest
 
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
+from workflows.contracts import CreateWorkflow
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +110,8 @@ def test_workflow_list(owner, team, listing):
 
 def test_workflow_run_list(owner, team, listing):
     # given
-    workflow = workflow_services.create_workflow(owner.agent, {"name": "Nightly", "steps": STEPS, "namespace": "team"})
+    workflow = workflow_services.create_workflow(
+        owner.agent, CreateWorkflow.parse({"name": "Nightly", "steps": STEPS, "namespace": "team"}))
     url = f"/api/v2/workflows/{workflow.pk}/runs"
     add_runs(workflow, team, 3)
     assert listing(owner.client, url, queries=QUERIES["runs"]) == 3

@@ -27,6 +27,7 @@ from agents.services import issue_operator_key
 from namespaces.models import Namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
 from workflows import services as workflow_services
+from workflows.contracts import CreateWorkflow
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -148,7 +149,7 @@ def add_operator_runs(workflow, user, count: int) -> None:
 def test_workflow_run_list(operator, team, listing):
     kind, user, client = operator
     # given
-    workflow = workflow_services.create_workflow(team["owner"].agent, {"name": "Nightly", "steps": STEPS})
+    workflow = workflow_services.create_workflow(team["owner"].agent, CreateWorkflow.parse({"name": "Nightly", "steps": STEPS}))
     url = f"/api/v2/workflows/{workflow.pk}/runs"
     add_runs(workflow, team, 2)
     add_operator_runs(workflow, user, 1)

@@ -126,9 +126,11 @@ def test_every_choice_set_has_one_readable_enum_name(schema):
              if name.endswith("Enum")}
     # then: no hashed names (AccessLevel495Enum) and no second name for one choice set (AccessLevelsEnum)
     assert sorted(enums) == [
-        "AccessLevelEnum", "AccessPolicyEnum", "ActionEnum", "AgentAccessLevelEnum", "EmbeddingStatusEnum", "ModeEnum",
-        "PriorityEnum", "RoleEnum", "RunStatusEnum", "TaskStatusEnum", "VersionChangeEnum", "WorkflowStatusEnum",
-        "WorkflowTypeEnum", "WorkflowWriteStatusEnum",
+        "AccessLevelEnum", "AccessPolicyEnum", "AgentAccessLevelEnum", "AssignTaskStepActionEnum",
+        "CreateTaskStepActionEnum", "EmbeddingStatusEnum", "ModeEnum", "PriorityEnum", "RoleEnum", "RunStatusEnum",
+        "SearchMemoriesStepActionEnum", "StepConditionStatusEnum", "StoreMemoryStepActionEnum", "TaskStatusEnum",
+        "UpdateTaskStatusStepActionEnum", "VersionChangeEnum", "WaitStepActionEnum", "WorkflowDefinitionStatusEnum",
+        "WorkflowStatusEnum", "WorkflowTypeEnum",
     ]
     assert enums["AccessLevelEnum"] == ["private", "shared", "public", "system"]
     assert enums["AgentAccessLevelEnum"] == ["standard", "admin"]

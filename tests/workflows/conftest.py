@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 
 from workflows import runs, services
+from workflows.contracts import CreateTask, CreateWorkflow, StartRun
 
 
 @pytest.fixture
 def make_task(db):
     def make(handle, title: str = "Write the release notes", **data):
-        return services.create_task(handle.agent, {"title": title, **data})
+        return services.create_task(handle.agent, CreateTask.parse({"title": title, **data}))
 
     return make
 
@@ -17,7 +18,7 @@ def make_task(db):
 @pytest.fixture
 def make_workflow(db):
     def make(handle, steps: list, name: str = "Nightly digest", **data):
-        return services.create_workflow(handle.agent, {"name": name, "steps": steps, **data})
+        return services.create_workflow(handle.agent, CreateWorkflow.parse({"name": name, "steps": steps, **data}))
 
     return make
 
@@ -28,7 +29,7 @@ def run_now(django_capture_on_commit_callbacks):
 
     def run(actor, workflow, run_input=None):
         with django_capture_on_commit_callbacks(execute=True):
-            started = runs.start_workflow_run(actor, workflow, run_input)
+            started = runs.start_workflow_run(actor, workflow, StartRun.parse({"input": run_input}))
         started.refresh_from_db()
         return started
 

@@ -8,6 +8,7 @@ from memories import services as memory_services
 from memories.contracts import StoreMemory
 from memories.models import Memory
 from workflows import engine, runs, services
+from workflows.contracts import StartRun, UpdateWorkflow
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
 
 
@@ -215,8 +216,8 @@ def test_a_run_uses_the_steps_as_they_were_when_it_started(team, make_workflow, 
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Old plan"}}])
     with django_capture_on_commit_callbacks(execute=False) as queued:
         run = runs.start_workflow_run(owner.agent, workflow)
-    services.update_workflow(owner.agent, workflow, {
-        "steps": [{"name": "make", "action": "create_task", "params": {"title": "New plan"}}]})
+    services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse({
+        "steps": [{"name": "make", "action": "create_task", "params": {"title": "New plan"}}]}))
     # when
     for callback in queued:
         callback()
@@ -272,5 +273,6 @@ def test_inactive_workflows_and_invalid_stored_steps_do_not_start(team, make_wor
         runs.start_workflow_run(owner.agent, legacy)
     assert rejected.value.message.startswith("The workflow's steps are invalid")
     with pytest.raises(InvalidInput):
-        runs.start_workflow_run(owner.agent, make_workflow(owner, [], name="Bad input"), ["not", "an", "object"])
+        runs.start_workflow_run(owner.agent, make_workflow(owner, [], name="Bad input"),
+                                StartRun.parse({"input": ["not", "an", "object"]}))
     assert WorkflowRun.objects.count() == 0

@@ -5,6 +5,7 @@ import pytest
 
 from core.errors import InvalidInput
 from workflows import services
+from workflows.contracts import CreateWorkflow, UpdateWorkflow
 from workflows.models import Workflow
 from workflows.steps import clean_steps, condition_holds, execution_order, resolve
 
@@ -37,8 +38,9 @@ def step(name, action="wait", **extra):
          "unknown step"),
         ([step("a", when={"step": "ghost", "status": "completed"})], "steps[0].when", "unknown step"),
         ([step("a"), step("b", when={"step": "a"})], "steps[1].when", "needs one of"),
-        ([step("a"), step("b", when={"step": "a", "result_count_gte": -1})], "steps[1].when", "non-negative"),
-        ([step("a"), step("b", when={"step": "a", "status": "failed"})], "steps[1].when", "completed, skipped"),
+        ([step("a"), step("b", when={"step": "a", "result_count_gte": -1})], "steps[1].when.result_count_gte",
+         "non-negative"),
+        ([step("a"), step("b", when={"step": "a", "status": "failed"})], "steps[1].when.status", "completed, skipped"),
         ([step("a", when={"input": "flag"})], "steps[0].when", "'equals' or 'exists'"),
         ([step("a", when={"input": "x", "step": "a", "equals": 1})], "steps[0].when", "exactly one"),
         ([step("a", when={"input": "x", "equals": 1}, condition={"input": "x", "equals": 1})], "steps[0].when",
@@ -145,18 +147,19 @@ def test_condition_holds(condition, holds):
 def test_create_workflow_stores_normalised_steps_and_update_revalidates(team):
     # given
     owner = team["owner"]
-    workflow = services.create_workflow(
-        owner.agent, {"name": "Digest", "workflow_type": "hybrid", "steps": [step("a"), step("b", depends_on=["a"])]}
-    )
+    workflow = services.create_workflow(owner.agent, CreateWorkflow.parse(
+        {"name": "Digest", "workflow_type": "hybrid", "steps": [step("a"), step("b", depends_on=["a"])]}
+    ))
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_workflow(owner.agent, workflow, {"steps": [step("a", depends_on=["b"]), step("b", depends_on=["a"])]})
+        services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
+            {"steps": [step("a", depends_on=["b"]), step("b", depends_on=["a"])]}))
     # then
     assert "cycle" in rejected.value.message
     workflow.refresh_from_db()
     assert [s["name"] for s in workflow.steps] == ["a", "b"]
     with pytest.raises(InvalidInput):
-        services.update_workflow(
-            owner.agent, workflow, {"workflow_type": "sequential", "steps": [step("a", depends_on=["b"]), step("b")]}
-        )
+        services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
+            {"workflow_type": "sequential", "steps": [step("a", depends_on=["b"]), step("b")]}
+        ))
     assert Workflow.objects.get(pk=workflow.pk).workflow_type == "hybrid"

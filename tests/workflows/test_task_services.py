@@ -5,7 +5,16 @@ import pytest
 
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from workflows import services
+from workflows.contracts import AssignTask, CompleteTask, CreateTask, UpdateTask, UpdateTaskStatus
 from workflows.models import Task
+
+
+def moving_to(status: str, **values) -> UpdateTaskStatus:
+    return UpdateTaskStatus.parse({"status": status, **values})
+
+
+def assigning(agent_id: str | None) -> AssignTask:
+    return AssignTask.parse({"agent_id": agent_id})
 
 
 @pytest.mark.django_db
@@ -13,7 +22,7 @@ def test_create_task_defaults_to_the_agents_home_namespace(team):
     # given
     owner = team["owner"]
     # when
-    task = services.create_task(owner.agent, {"title": "  Write the release notes  ", "tags": ["docs", "docs"]})
+    task = services.create_task(owner.agent, CreateTask.parse({"title": "  Write the release notes  ", "tags": ["docs", "docs"]}))
     # then
     task.refresh_from_db()
     assert (task.title, task.namespace.namespace, task.created_by_id) == ("Write the release notes", "team", owner.agent.pk)
@@ -25,7 +34,7 @@ def test_create_task_defaults_to_the_agents_home_namespace(team):
 def test_create_task_in_a_namespace_the_agent_is_not_a_member_of_is_refused(team):
     # when
     with pytest.raises(Forbidden) as refused:
-        services.create_task(team["owner"].agent, {"title": "Sneak in", "namespace": "other"})
+        services.create_task(team["owner"].agent, CreateTask.parse({"title": "Sneak in", "namespace": "other"}))
     # then
     assert refused.value.field == "namespace"
     assert Task.objects.count() == 0
@@ -57,7 +66,7 @@ def test_create_task_in_a_namespace_the_agent_is_not_a_member_of_is_refused(team
 def test_create_task_rejects_bad_input_naming_the_field(team, data, field):
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.create_task(team["owner"].agent, data)
+        services.create_task(team["owner"].agent, CreateTask.parse(data))
     # then
     assert rejected.value.field == field
     assert Task.objects.count() == 0
@@ -68,7 +77,8 @@ def test_create_task_parses_due_at_and_takes_an_assignee_who_reads_the_namespace
     # when
     task = services.create_task(
         team["owner"].agent,
-        {"title": "Review", "due_at": "2026-12-01T09:30:00Z", "assigned_agent_id": "squad-agent", "priority": "high"},
+        CreateTask.parse({"title": "Review", "due_at": "2026-12-01T09:30:00Z", "assigned_agent_id": "squad-agent",
+                          "priority": "high"}),
     )
     # then
     assert task.due_at.isoformat() == "2026-12-01T09:30:00+00:00"
@@ -116,12 +126,12 @@ def test_status_moves_set_timestamps_and_progress(team, make_task):
     owner = team["owner"]
     task = make_task(owner)
     # when
-    started = services.update_task_status(owner.agent, task, "in_progress", progress=0.25)
+    started = services.update_task_status(owner.agent, task, moving_to("in_progress", progress=0.25))
     # then
     assert (started.status, started.progress) == ("in_progress", 0.25)
     assert started.started_at is not None and started.completed_at is None
     # when
-    done = services.complete_task(owner.agent, started, result={"pages": 3})
+    done = services.complete_task(owner.agent, started, CompleteTask.parse({"result": {"pages": 3}}))
     # then
     done.refresh_from_db()
     assert (done.status, done.progress, done.result) == ("completed", 1.0, {"pages": 3})
@@ -133,10 +143,10 @@ def test_status_moves_set_timestamps_and_progress(team, make_task):
 def test_final_statuses_cannot_move_again(team, make_task, final):
     # given
     owner = team["owner"]
-    task = services.update_task_status(owner.agent, make_task(owner), final)
+    task = services.update_task_status(owner.agent, make_task(owner), moving_to(final))
     # when
     with pytest.raises(Conflict) as refused:
-        services.update_task_status(owner.agent, task, "in_progress")
+        services.update_task_status(owner.agent, task, moving_to("in_progress"))
     # then
     assert (refused.value.code, refused.value.field) == ("invalid_transition", "status")
     task.refresh_from_db()
@@ -152,7 +162,7 @@ def test_a_task_cannot_start_or_complete_before_its_dependencies(team, make_task
     second = make_task(owner, "Write report", dependencies=[str(first.pk)])
     # when
     with pytest.raises(InvalidInput) as refused:
-        services.update_task_status(owner.agent, second, target)
+        services.update_task_status(owner.agent, second, moving_to(target))
     # then
     assert (refused.value.code, refused.value.field) == ("dependencies_incomplete", "dependencies")
     assert str(first.pk) in refused.value.message
@@ -160,7 +170,7 @@ def test_a_task_cannot_start_or_complete_before_its_dependencies(team, make_task
     assert (second.status, second.started_at) == ("pending", None)
     # when the dependency completes
     services.complete_task(owner.agent, first)
-    moved = services.update_task_status(owner.agent, second, target)
+    moved = services.update_task_status(owner.agent, second, moving_to(target))
     # then
     assert moved.status == target
 
@@ -169,15 +179,15 @@ def test_a_task_cannot_start_or_complete_before_its_dependencies(team, make_task
 def test_failed_task_is_retried_until_max_retries(team, make_task):
     # given
     owner = team["owner"]
-    task = services.update_task_status(owner.agent, make_task(owner, max_retries=1), "failed", error="timeout")
+    task = services.update_task_status(owner.agent, make_task(owner, max_retries=1), moving_to("failed", error="timeout"))
     assert (task.error, task.completed_at is not None) == ("timeout", True)
     # when
-    retried = services.update_task_status(owner.agent, task, "in_progress")
+    retried = services.update_task_status(owner.agent, task, moving_to("in_progress"))
     # then
     assert (retried.retry_count, retried.error, retried.completed_at) == (1, "", None)
-    failed_again = services.update_task_status(owner.agent, retried, "failed")
+    failed_again = services.update_task_status(owner.agent, retried, moving_to("failed"))
     with pytest.raises(Conflict) as refused:
-        services.update_task_status(owner.agent, failed_again, "pending")
+        services.update_task_status(owner.agent, failed_again, moving_to("pending"))
     assert refused.value.code == "retries_exhausted"
 
 
@@ -193,7 +203,7 @@ def test_update_task_status_validates_its_values(team, make_task, kwargs, field)
     task = make_task(owner)
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_task_status(owner.agent, task, "in_progress", **kwargs)
+        services.update_task_status(owner.agent, task, moving_to("in_progress", **kwargs))
     # then
     assert rejected.value.field == field
     task.refresh_from_db()
@@ -210,12 +220,12 @@ def test_dependencies_cannot_form_a_cycle(team, make_task):
     c = Task.objects.get(title="c")
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_task(owner.agent, a, {"dependencies": [str(c.pk)]})
+        services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(c.pk)]}))
     # then
     assert rejected.value.field == "dependencies"
     assert list(a.dependencies.all()) == []
     with pytest.raises(InvalidInput):
-        services.update_task(owner.agent, a, {"dependencies": [str(a.pk)]})
+        services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(a.pk)]}))
 
 
 @pytest.mark.parametrize(
@@ -237,14 +247,14 @@ def test_who_may_change_and_delete_a_task(team, make_task, actor, may_change, ma
     agent = team[actor].agent
     # when / then
     if may_change:
-        assert services.update_task(agent, task, {"priority": "critical"}).priority == "critical"
+        assert services.update_task(agent, task, UpdateTask.parse({"priority": "critical"})).priority == "critical"
     else:
         with pytest.raises(Forbidden):
-            services.update_task(agent, task, {"priority": "critical"})
+            services.update_task(agent, task, UpdateTask.parse({"priority": "critical"}))
         with pytest.raises(Forbidden):
-            services.assign_task(agent, task, "member-agent")
+            services.assign_task(agent, task, assigning("member-agent"))
         with pytest.raises(Forbidden):
-            services.update_task_status(agent, task, "in_progress")
+            services.update_task_status(agent, task, moving_to("in_progress"))
     if may_delete:
         services.delete_task(agent, task)
         assert not Task.objects.filter(pk=task.pk).exists()
@@ -264,11 +274,11 @@ def test_assign_task_validates_the_agent(team, make_task):
     task = make_task(owner)
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.assign_task(owner.agent, task, "outsider-agent")
+        services.assign_task(owner.agent, task, assigning("outsider-agent"))
     # then
     assert rejected.value.field == "agent_id"
-    assert services.assign_task(owner.agent, task, "member-agent").assigned_agent.agent_id == "member-agent"
-    assert services.assign_task(owner.agent, task, None).assigned_agent is None
+    assert services.assign_task(owner.agent, task, assigning("member-agent")).assigned_agent.agent_id == "member-agent"
+    assert services.assign_task(owner.agent, task, assigning(None)).assigned_agent is None
 
 
 @pytest.mark.django_db

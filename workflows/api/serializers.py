@@ -1,12 +1,11 @@
-"""Output shapes of tasks, workflows and runs, and request shapes for the schema (values are validated by workflows.services)."""
+"""Output shapes of tasks, workflows and runs (request bodies are declared by workflows.contracts)."""
 from __future__ import annotations
 
 from rest_framework import serializers
 
 import access
 
-from ..models import RunStatus, StepRun, Task, TaskPriority, TaskStatus, Workflow, WorkflowRun, WorkflowType
-from ..services import WORKFLOW_DEFINITION_STATUSES
+from ..models import RunStatus, StepRun, Task, Workflow, WorkflowRun
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -27,36 +26,6 @@ class TaskSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TaskWriteSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=255)
-    description = serializers.CharField(required=False)
-    task_type = serializers.CharField(required=False, default="general")
-    priority = serializers.ChoiceField(choices=TaskPriority.choices, default=TaskPriority.MEDIUM)
-    status = serializers.ChoiceField(choices=TaskStatus.choices, default=TaskStatus.PENDING)
-    namespace = serializers.CharField(required=False, help_text="Defaults to the agent's home namespace.")
-    assigned_agent_id = serializers.CharField(required=False, allow_null=True)
-    dependencies = serializers.ListField(child=serializers.UUIDField(), required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    metadata = serializers.DictField(required=False)
-    due_at = serializers.DateTimeField(required=False, allow_null=True)
-    max_retries = serializers.IntegerField(required=False, min_value=0, max_value=100, default=3)
-
-
-class TaskAssignSerializer(serializers.Serializer):
-    agent_id = serializers.CharField(allow_null=True, help_text="null or empty unassigns the task.")
-
-
-class TaskStatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=TaskStatus.choices)
-    progress = serializers.FloatField(required=False, min_value=0, max_value=1)
-    result = serializers.JSONField(required=False)
-    error = serializers.CharField(required=False)
-
-
-class TaskCompleteSerializer(serializers.Serializer):
-    result = serializers.JSONField(required=False)
-
-
 class WorkflowSerializer(serializers.ModelSerializer):
     namespace = serializers.SlugRelatedField(slug_field="namespace", read_only=True, allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="agent_id", read_only=True, allow_null=True)
@@ -68,33 +37,6 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "created_by", "execution_count", "last_executed_at", "metadata", "created_at", "updated_at",
         ]
         read_only_fields = fields
-
-
-class StepSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    action = serializers.ChoiceField(
-        choices=["create_task", "assign_task", "update_task_status", "store_memory", "search_memories", "wait"]
-    )
-    params = serializers.DictField(required=False)
-    depends_on = serializers.ListField(child=serializers.CharField(), required=False)
-    when = serializers.DictField(required=False, help_text="Skip the step unless this condition holds.")
-    description = serializers.CharField(required=False)
-
-
-class WorkflowWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255)
-    description = serializers.CharField(required=False)
-    workflow_type = serializers.ChoiceField(choices=WorkflowType.choices, default=WorkflowType.SEQUENTIAL)
-    status = serializers.ChoiceField(choices=[(s.value, s.label) for s in WORKFLOW_DEFINITION_STATUSES], default="draft")
-    steps = StepSerializer(many=True)
-    config = serializers.DictField(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    namespace = serializers.CharField(required=False, help_text="Defaults to the agent's home namespace.")
-    metadata = serializers.DictField(required=False)
-
-
-class RunRequestSerializer(serializers.Serializer):
-    input = serializers.DictField(required=False, help_text="Referenced by steps as {{ input.<key> }}.")
 
 
 class StepRunSerializer(serializers.ModelSerializer):

@@ -7,25 +7,28 @@ from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from core.api import BaseViewSet, body_object
-from core.errors import InvalidInput
+from core.api import BaseViewSet
 from core.schema import errors
 
 from .. import runs as run_services
 from .. import services
+from ..contracts import (
+    AssignTask,
+    CompleteTask,
+    CreateTask,
+    CreateWorkflow,
+    StartRun,
+    UpdateTask,
+    UpdateTaskStatus,
+    UpdateWorkflow,
+)
 from ..filters import TaskFilter, WorkflowFilter
 from ..models import Task, Workflow
 from .serializers import (
-    RunRequestSerializer,
-    TaskAssignSerializer,
-    TaskCompleteSerializer,
     TaskSerializer,
-    TaskStatusSerializer,
-    TaskWriteSerializer,
     WorkflowRunDetailSerializer,
     WorkflowRunSerializer,
     WorkflowSerializer,
-    WorkflowWriteSerializer,
 )
 
 RUN_ID = r"runs/(?P<run_id>[^/.]+)"
@@ -46,14 +49,15 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def get_object(self):
         return services.get_visible_task(self.principal, self.kwargs["pk"])
 
-    @extend_schema(request=TaskWriteSerializer, responses={201: TaskSerializer})
+    @extend_schema(request=CreateTask, responses={201: TaskSerializer})
     def create(self, request):
-        task = services.create_task(self.principal, body_object(request))
+        task = services.create_task(self.principal, CreateTask.parse(request.data))
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=TaskWriteSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
+    @extend_schema(request=UpdateTask, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     def partial_update(self, request, pk=None):
-        task = services.update_task(self.principal, self.get_object(), body_object(request))
+        changes = UpdateTask.parse(request.data)
+        task = services.update_task(self.principal, self.get_object(), changes)
         return Response(TaskSerializer(task).data)
 
     @extend_schema(responses={204: None, **errors((409, "Unfinished tasks depend on this task."))})
@@ -61,32 +65,24 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         services.delete_task(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=TaskAssignSerializer, responses=TaskSerializer)
+    @extend_schema(request=AssignTask, responses=TaskSerializer)
     @action(detail=True, methods=["post"])
     def assign(self, request, pk=None):
-        body = body_object(request)
-        if "agent_id" not in body:
-            raise InvalidInput("agent_id is required (null unassigns).", field="agent_id")
-        task = services.assign_task(self.principal, self.get_object(), body["agent_id"])
+        task = services.assign_task(self.principal, self.get_object(), AssignTask.parse(request.data))
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=TaskStatusSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
+    @extend_schema(request=UpdateTaskStatus, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     @action(detail=True, methods=["post"], url_path="status")
     def change_status(self, request, pk=None):
-        body = body_object(request)
-        if "status" not in body:
-            raise InvalidInput("status is required.", field="status")
-        task = services.update_task_status(
-            self.principal, self.get_object(), body["status"],
-            progress=body.get("progress"), result=body.get("result"), error=body.get("error"),
-        )
+        task = services.update_task_status(self.principal, self.get_object(), UpdateTaskStatus.parse(request.data))
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=TaskCompleteSerializer, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
+    @extend_schema(request=CompleteTask, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
-        body = request.data if isinstance(request.data, dict) else {}
-        task = services.complete_task(self.principal, self.get_object(), body.get("result"))
+        # The body is optional: anything but an object completes the task without a result.
+        data = CompleteTask.parse(request.data if isinstance(request.data, dict) else {})
+        task = services.complete_task(self.principal, self.get_object(), data)
         return Response(TaskSerializer(task).data)
 
 
@@ -107,14 +103,15 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         """Run serializers show outputs only to whoever may read them."""
         return {"principal": self.principal}
 
-    @extend_schema(request=WorkflowWriteSerializer, responses={201: WorkflowSerializer})
+    @extend_schema(request=CreateWorkflow, responses={201: WorkflowSerializer})
     def create(self, request):
-        workflow = services.create_workflow(self.principal, body_object(request))
+        workflow = services.create_workflow(self.principal, CreateWorkflow.parse(request.data))
         return Response(WorkflowSerializer(workflow).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=WorkflowWriteSerializer, responses=WorkflowSerializer)
+    @extend_schema(request=UpdateWorkflow, responses=WorkflowSerializer)
     def partial_update(self, request, pk=None):
-        workflow = services.update_workflow(self.principal, self.get_object(), body_object(request))
+        changes = UpdateWorkflow.parse(request.data)
+        workflow = services.update_workflow(self.principal, self.get_object(), changes)
         return Response(WorkflowSerializer(workflow).data)
 
     @extend_schema(responses={204: None, **errors((409, "The workflow has unfinished runs."))})
@@ -123,15 +120,13 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        request=RunRequestSerializer,
+        request=StartRun,
         responses={202: WorkflowRunSerializer, **errors((409, "The workflow is inactive."))},
     )
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
-        body = request.data if request.data not in (None, "") else {}
-        if not isinstance(body, dict):
-            raise InvalidInput("The request body must be a JSON object.")
-        run = run_services.start_workflow_run(self.principal, self.get_object(), body.get("input"))
+        data = StartRun.parse(request.data if request.data not in (None, "") else {})
+        run = run_services.start_workflow_run(self.principal, self.get_object(), data)
         return Response(WorkflowRunSerializer(run, context=self.run_context()).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=WorkflowRunSerializer(many=True))
