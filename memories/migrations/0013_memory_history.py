@@ -1,7 +1,8 @@
 """Memory history: a version row for every state of a memory, written by triggers; erased with the memory.
 
-- `tmws_record_memory_version()` (AFTER INSERT, and AFTER UPDATE of a tracked column) appends the new state
-  with the next version number of that memory, the kind of change (`app.memory_change`, set by the services
+- `tmws_record_first_versions()` (AFTER INSERT, once per statement, so a bulk insert or COPY costs one more
+  statement) records version 1 of every new memory; `tmws_record_memory_version()` (AFTER UPDATE of a tracked
+  column, per row) appends the new state with the next version number of that memory, the kind of change (`app.memory_change`, set by the services
   that restore or merge; otherwise create or update), who made it (the agent of the request's RLS context,
   `app.current_agent_id`, or the agent or operator a service noted, `app.change_agent_id` / `app.change_user_id`)
   and when. It runs as the
@@ -21,6 +22,23 @@ AGENT_ROLE = "tmws_agent"
 TRACKED = ("content", "access_level", "namespace_id", "memory_category", "context_tags", "learning_weight")
 
 FUNCTIONS = """
+CREATE OR REPLACE FUNCTION tmws_record_first_versions() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    INSERT INTO memory_versions (memory_id, version, change, content, access_level, namespace_id, agent_id,
+                                 context_tags, memory_category, learning_weight, changed_at,
+                                 changed_by_agent_id, changed_by_user_id)
+    SELECT created.id, 1, coalesce(nullif(current_setting('app.memory_change', true), ''), 'create'),
+           created.content, created.access_level, created.namespace_id, created.agent_id, created.context_tags,
+           created.memory_category, created.learning_weight, clock_timestamp(),
+           coalesce(nullif(current_setting('app.change_agent_id', true), ''),
+                    nullif(current_setting('app.current_agent_id', true), ''))::uuid,
+           nullif(current_setting('app.change_user_id', true), '')::integer
+      FROM created;
+    RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION tmws_record_memory_version() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
@@ -51,7 +69,7 @@ $$;
 
 TRIGGERS = f"""
 CREATE TRIGGER memories_version_insert AFTER INSERT ON memories
-    FOR EACH ROW EXECUTE FUNCTION tmws_record_memory_version();
+    REFERENCING NEW TABLE AS created FOR EACH STATEMENT EXECUTE FUNCTION tmws_record_first_versions();
 CREATE TRIGGER memories_version_update AFTER UPDATE ON memories
     FOR EACH ROW WHEN ({" OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in TRACKED)})
     EXECUTE FUNCTION tmws_record_memory_version();
@@ -101,6 +119,7 @@ DROP TRIGGER IF EXISTS memories_version_update ON memories;
 DROP TRIGGER IF EXISTS memories_version_insert ON memories;
 DROP FUNCTION IF EXISTS tmws_erase_memory_versions();
 DROP FUNCTION IF EXISTS tmws_record_memory_version();
+DROP FUNCTION IF EXISTS tmws_record_first_versions();
 """
 
 
