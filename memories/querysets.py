@@ -22,11 +22,16 @@ class MemoryQuerySet(models.QuerySet):
         """Memories as answers show them: owner, namespace and usage joined in, undisplayed columns left unread."""
         return self.select_related("agent", "namespace", "usage").defer(*UNDISPLAYED_COLUMNS)
 
-    def visible_to(self, actor) -> MemoryQuerySet:
-        """Only the memories `actor` (agent, operator user or Principal) may read, and only unexpired ones."""
+    def visible_to(self, actor, *, expired: bool = False) -> MemoryQuerySet:
+        """Only the memories `actor` (agent, operator user or Principal) may read, and only unexpired ones.
+
+        `expired=True` keeps expired rows in: for search's rankings alone, whose page of results is then
+        read through `unexpired()` (the expiry test costs the rankings a scan of every candidate).
+        """
         from access import memory_visibility_q
 
-        return self.unexpired().filter(memory_visibility_q(actor))
+        queryset = self.filter(memory_visibility_q(actor))
+        return queryset if expired else queryset.unexpired()
 
     def unexpired(self) -> MemoryQuerySet:
         """Memories whose expiry has not come: by the database's clock at the start of the statement that reads."""

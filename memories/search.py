@@ -386,7 +386,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
-        visible = Memory.objects.visible_to(actor)  # resolves the caller's namespaces once
+        # Resolves the caller's namespaces once; expired rows may rank, the page below leaves them out.
+        visible = Memory.objects.visible_to(actor, expired=True)
         base = candidates(actor, request, rls, visible)
         words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
