@@ -26,9 +26,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from access import SYSTEM
-from memories.contracts import StoreMemory
-
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SCHEMATHESIS = str(Path(PYTHON).with_name("schemathesis"))
@@ -51,8 +48,10 @@ def seed() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from access import SYSTEM
     from agents.contracts import IssueOperatorKey, RegisterAgent
     from agents.services import issue_operator_key, register_agent
+    from memories.contracts import StoreMemory
     from memories.services import create_memory
     from namespaces.contracts import CreateNamespace
     from namespaces.services import create_namespace
