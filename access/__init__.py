@@ -633,6 +633,11 @@ def can_cancel_workflow_run(actor, run) -> bool:
     return started_run(principal, run) or can_change_workflow(principal, run.workflow)
 
 
+def can_see_operator_names(actor) -> bool:
+    """Who learns which operator made a change (in a memory's history): operators; agents read "operator"."""
+    return Principal.of(actor).is_operator
+
+
 def can_run_workflows(actor) -> bool:
     """Agents and operators start workflow runs (of workflows they can see)."""
     principal = Principal.of(actor)

@@ -123,7 +123,7 @@ def memory_history(
 
     versions = list(services.memory_history(agent, services.get_visible_memory(agent, memory_id))[:limit])
     return {"id": str(memory_id), "count": len(versions),
-            "versions": render_json(MemoryVersionSerializer(versions, many=True).data)}
+            "versions": render_json(MemoryVersionSerializer(versions, many=True, context={"viewer": agent}).data)}
 
 
 @agent_tool(

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+import access
+
 from ..models import Memory, MemoryVersion
 
 
@@ -32,8 +34,9 @@ class MemoryVersionSerializer(serializers.ModelSerializer):
     agent_id = serializers.SlugRelatedField(
         source="agent", slug_field="agent_id", read_only=True, allow_null=True, help_text="The owner at the time."
     )
-    changed_by = serializers.SerializerMethodField(help_text="The agent id, or 'operator:<username>', or null "
-                                                              "(a change made by the system itself).")
+    changed_by = serializers.SerializerMethodField(help_text="The agent id; 'operator:<username>' (to operators) or "
+                                                              "'operator' (to agents); or null (a change made by "
+                                                              "the system itself).")
 
     class Meta:
         model = MemoryVersion
@@ -45,7 +48,9 @@ class MemoryVersionSerializer(serializers.ModelSerializer):
         if version.changed_by_agent_id is not None:
             return version.changed_by_agent.agent_id if version.changed_by_agent else None
         if version.changed_by_user_id is not None:
-            return f"operator:{version.changed_by_user.username}" if version.changed_by_user else None
+            if version.changed_by_user is None or not access.can_see_operator_names(self.context.get("viewer")):
+                return "operator"
+            return f"operator:{version.changed_by_user.username}"
         return None
 
 

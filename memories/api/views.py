@@ -119,7 +119,7 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def history(self, request, pk=None):
         versions = services.memory_history(self.principal, self.get_object())
         page = self.paginate_queryset(versions)
-        return self.get_paginated_response(MemoryVersionSerializer(page, many=True).data)
+        return self.get_paginated_response(MemoryVersionSerializer(page, many=True, context={"viewer": self.principal}).data)
 
     @extend_schema(request=RestoreVersion, responses=MemorySerializer)
     @action(detail=True, methods=["post"])

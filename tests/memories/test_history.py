@@ -156,3 +156,23 @@ def _tool(name):
     from tmws_site.mcp_server import registered_tools
 
     return next(spec for spec in registered_tools() if spec.name == name)
+
+
+def test_agents_learn_that_an_operator_changed_a_memory_but_not_which_one(team, reclassified):
+    # given: a named operator changes the shared memory
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    operator = APIClient()
+    operator.force_authenticate(get_user_model().objects.create_superuser("ops-alice", "a@example.com", "pw-123456!x"))
+    assert operator.patch(f"/api/v2/memories/{reclassified.pk}", {"memory_category": "plan"},
+                          format="json").status_code == 200
+    # when
+    as_owner = team["owner"].client.get(f"/api/v2/memories/{reclassified.pk}/history").json()["results"][0]
+    as_operator = operator.get(f"/api/v2/memories/{reclassified.pk}/history").json()["results"][0]
+    as_tool = _call_as_agent(_tool("memory_history"), team["member"].agent.pk, {"memory_id": str(reclassified.pk)})
+    # then
+    assert (as_owner["version"], as_owner["changed_by"]) == (4, "operator")
+    assert (as_operator["version"], as_operator["changed_by"]) == (4, "operator:ops-alice")
+    assert as_tool["versions"][0]["changed_by"] == "operator"
+    assert "ops-alice" not in str(as_owner) and "ops-alice" not in str(as_tool)
