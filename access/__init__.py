@@ -297,6 +297,13 @@ def can_manage_agent(actor, agent) -> bool:
     return can_manage_agents_in(principal, agent.namespace)
 
 
+def can_purge_agent(actor, agent) -> bool:
+    """Who erases an agent for good: operators who manage it (superusers for admin agents); never an agent."""
+    principal = Principal.of(actor)
+    return principal.agent is None and (principal.is_superuser or principal.is_operator) and can_manage_agent(
+        principal, agent)
+
+
 def can_make_admin_agents(actor) -> bool:
     """Who grants an agent the 'admin' access level: superusers and admin agents."""
     principal = Principal.of(actor)
@@ -472,6 +479,23 @@ def can(actor, action: Action | str, memory) -> bool:
             return memory.namespace_id in admin_namespace_ids(principal)
         return False
     return _operator_changes(principal, memory.namespace_id)
+
+
+ACCESS_BREADTH = (AccessLevel.PRIVATE, AccessLevel.SHARED, AccessLevel.PUBLIC, AccessLevel.SYSTEM)
+
+
+def can_merge(actor, memories) -> bool:
+    """A merge changes every memory of its group (it retires them): the actor must be able to change each."""
+    return all(can(actor, Action.CHANGE, memory) for memory in memories)
+
+
+def widest_grantable_level(actor, namespace: Namespace, levels) -> str | None:
+    """The widest of `levels`, or narrower, that the actor may give a memory in `namespace` (None: not even private)."""
+    widest = max(ACCESS_BREADTH.index(level) for level in levels)
+    for level in reversed(ACCESS_BREADTH[:widest + 1]):
+        if can_create_memory(actor, namespace, level)[0]:
+            return level
+    return None
 
 
 # --- Admin and probes ---------------------------------------------------------------------

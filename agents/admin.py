@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 
 from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
+from core import extensions
+from core.errors import ServiceError
 
 from . import services
-from .contracts import DEFAULT_AGENT_TYPE, RegisterAgent, UpdateAgent
+from .contracts import DEFAULT_AGENT_TYPE, PurgeAgent, RegisterAgent, UpdateAgent
 from .models import Agent, ApiKey
 
 AGENT_FIELDS = [
@@ -37,7 +41,7 @@ class AgentAdmin(ServiceModelAdmin):
     list_filter = ["access_level", "is_active", "agent_type", ("namespace", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["namespace"]
     search_fields = ["agent_id", "display_name", "agent_type"]
-    actions = ["rotate_keys", "deactivate"]
+    actions = ["rotate_keys", "deactivate", "purge"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(None, {"fields": AGENT_FIELDS})]
@@ -116,6 +120,32 @@ class AgentAdmin(ServiceModelAdmin):
         if agents:
             messages.success(request, f"Deactivated {len(agents)} agent(s); their keys are revoked.")
         self._report_skipped(request, queryset, agents)
+
+    @admin.action(description="Purge the selected agents: erase them and their data for good", permissions=["change"])
+    def purge(self, request, queryset):
+        """A confirmation page listing what would go (a dry run per agent); erasing takes a second, explicit click."""
+        agents = list(queryset.select_related("user", "namespace").order_by("agent_id"))
+        hand_to = (request.POST.get("hand_to") or "").strip() or None
+        dry_run = request.POST.get("confirm") != "yes"
+        reports, refused = [], []
+        for agent in agents:
+            try:
+                data = PurgeAgent.parse({"purge": True, "hand_to": hand_to, "dry_run": dry_run})
+                reports.append(extensions.call("purge_agent", request.user, agent, data, field="purge"))
+            except ServiceError as exc:
+                refused.append(f"{agent.agent_id}: {exc.message}")
+        if not dry_run:
+            if reports:
+                messages.success(request, f"Purged {len(reports)} agent(s): "
+                                 + ", ".join(report["agent_id"] for report in reports) + ".")
+            for reason in refused:
+                messages.error(request, f"Not purged: {reason}")
+            return None
+        return TemplateResponse(request, "admin/agents/agent/purge_confirmation.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Purge agents",
+            "agents": agents, "reports": reports, "refused": refused, "hand_to": hand_to or "",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
 
     @staticmethod
     def _report_skipped(request, queryset, done) -> None:

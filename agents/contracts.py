@@ -97,6 +97,16 @@ class UpdateConfiguration(Contract):
     merge: fields.flag(description="Merge into the current configuration instead of replacing it.") = True
 
 
+class PurgeAgent(Contract):
+    """Erase an agent and what it owns (operators); its shared and public memories may go to another agent."""
+
+    purge: fields.query_flag(description="true: erase the agent and its data for good (without it, DELETE retires the "
+                       "agent and keeps its memories).") = False
+    hand_to: fields.optional_text(MAX_AGENT_ID_LENGTH, description="The agent that receives the purged agent's "
+                                  "shared, public and system memories (default: they are deleted too).") = None
+    dry_run: fields.query_flag(description="Only count what would be erased; change nothing.") = False
+
+
 class IssueOperatorKey(Contract):
     """A bearer key for an operator's scripts."""
 

@@ -1,6 +1,8 @@
 """State changes on agents: registration, updates, retirement and API keys."""
 from __future__ import annotations
 
+import math
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -51,6 +53,19 @@ def clean_agent_metadata(actor, given: dict, stored: dict | None = None) -> dict
 # Configuration keys that operators and admin agents set for an agent, never the agent itself
 # (max_in_flight: core.limits).
 OPERATOR_CONFIGURATION_KEYS = ("max_in_flight",)
+# Numeric keys anyone who may change the configuration sets (weight decay: memories.decay), with their bounds.
+NUMERIC_CONFIGURATION_KEYS = {"decay_half_life_days": (0.01, 36_500.0), "decay_floor": (0.0, 10.0)}
+
+
+def _check_numbers(configuration: dict) -> None:
+    for key, (low, high) in NUMERIC_CONFIGURATION_KEYS.items():
+        number = configuration.get(key)
+        if number is None:
+            continue
+        if (isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number)
+                or not low <= number <= high):
+            raise InvalidInput(f"configuration.{key} must be a number from {low:g} to {high:g} (or null: off).",
+                               field=f"configuration.{key}")
 
 
 def _clean_configuration(given: dict, current: dict | None = None, *, by_self: bool = False) -> dict:
@@ -60,6 +75,7 @@ def _clean_configuration(given: dict, current: dict | None = None, *, by_self: b
     """
     configuration = dict(given)
     current = current or {}
+    _check_numbers(configuration)
     for key in OPERATOR_CONFIGURATION_KEYS:
         field = f"configuration.{key}"
         if by_self:

@@ -7,16 +7,18 @@ and the next run skips what is recorded. Ids and timestamps of the source rows a
 """
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.apps import apps as django_apps
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Agent, ApiKey
+from agents.services import NUMERIC_CONFIGURATION_KEYS
 from memories.choices import AccessLevel, EmbeddingStatus
 from memories.contracts import StoreMemory
 from memories.embeddings import LEGACY_MODEL_NAME, configured_model
@@ -314,6 +316,29 @@ class _Writer:
             bar.update(len(batch))
             self._batch_done()
         bar.close()
+        self._decay_from_rates()
+
+    def _decay_from_rates(self) -> None:
+        """Persona-era memories lost importance at `decay_rate` per day: each persona's agent gets weight decay at
+        the half-life of its memories' median rate (ln 2 / rate days), unless its configuration already names one."""
+        for agent in {agent.pk: agent for agent in self.agents_by_persona.values()}.values():
+            configuration = dict(agent.configuration or {})
+            if "decay_half_life_days" in configuration:
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY rate) FROM (
+                          SELECT (metadata -> %s ->> 'decay_rate')::float AS rate FROM {Memory._meta.db_table}
+                           WHERE agent_id = %s AND jsonb_typeof(metadata -> %s -> 'decay_rate') = 'number') rates
+                         WHERE rate > 0""",
+                    [MEMORY_LEGACY_KEY, agent.pk, MEMORY_LEGACY_KEY],
+                )
+                rate = cursor.fetchone()[0]
+            if rate:
+                low, high = NUMERIC_CONFIGURATION_KEYS["decay_half_life_days"]
+                configuration["decay_half_life_days"] = round(min(high, max(low, math.log(2) / rate)), 2)
+                agent.configuration = configuration
+                agent.save(update_fields=["configuration", "updated_at"])
 
     # --- tasks ----------------------------------------------------------------------------
     def tasks(self, conn, schema, skip: set, progress: Progress) -> None:

@@ -1,9 +1,9 @@
 """Extension points: a higher layer plugs a function into a lower one that may not import it.
 
-The persona-era compatibility layer (compat) is the one user today: v2 tools accept persona-era
-arguments (a persona name where an agent id goes, `importance` for `learning_weight`) and hand them
-to what compat provides here in its `AppConfig.ready`. Without compat installed, such arguments are
-refused with a clear message instead.
+The persona-era compatibility layer (compat) provides two in its `AppConfig.ready`: v2 tools accept
+persona-era arguments (a persona name where an agent id goes, `importance` for `learning_weight`) and
+hand them to it. Without compat installed, such arguments are refused with a clear message instead.
+`memories` provides `purge_agent`, which the agents API (a layer below) calls for `DELETE ...?purge=true`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from .errors import InvalidInput
 POINTS = {
     "persona_agent": "The agent a persona reference names (persona name, legacy UUID or agent UUID); NotFound if none.",
     "importance_to_learning_weight": "A persona-era importance (0..1) as a learning_weight (0..10).",
+    "purge_agent": "Erase an agent and everything of it, or count what would go (memories.purge.purge_agent).",
 }
+# What a caller is told when nothing provides a point (the persona-era points: compat is not installed).
+MISSING = {"purge_agent": "{field}: purging needs the memories app, which is not installed."}
+PERSONA_ERA_MISSING = "{field} is a persona-era parameter, and the compatibility layer is not installed."
 
 _provided: dict[str, Callable[..., Any]] = {}
 
@@ -34,6 +38,5 @@ def call(point: str, *args, field: str, **kwargs):
     """What the function provided for `point` answers; a 400 naming `field` when nothing provides it."""
     function = _provided.get(point)
     if function is None:
-        raise InvalidInput(f"{field} is a persona-era parameter, and the compatibility layer is not installed.",
-                           field=field)
+        raise InvalidInput(MISSING.get(point, PERSONA_ERA_MISSING).format(field=field), field=field)
     return function(*args, **kwargs)

@@ -134,6 +134,22 @@ def flag(*, description: str | None = None):
     return Annotated[bool, Strict(), Field(description=description)]
 
 
+QUERY_TRUE, QUERY_FALSE = ("true", "1"), ("false", "0", "")
+
+
+def query_flag(*, description: str | None = None):
+    """A yes or no in a query string: true/false or 1/0 (a JSON boolean too); absent is false."""
+
+    def clean(value, field):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in QUERY_TRUE + QUERY_FALSE:
+            return value.strip().lower() in QUERY_TRUE
+        raise InvalidInput(f"{field} must be true or false.", field=field)
+
+    return Annotated[bool, cleaned_by(clean), Field(description=description)]
+
+
 def value(cleaner: Callable[[Any, str], Any], python_type: Any, *, description: str | None = None, **constraints):
     """A field checked by an app's own cleaner `cleaner(value, field)` (which raises InvalidInput)."""
     return Annotated[python_type, cleaned_by(cleaner), Field(description=description, **constraints)]

@@ -6,13 +6,15 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.search import SearchQuery
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 import access
 from access.admin_base import ServiceModelAdmin
+from core.errors import ServiceError
 
-from . import services
-from .contracts import StoreMemory, UpdateMemory
+from . import consolidation, services
+from .contracts import MergeMemories, StoreMemory, UpdateMemory
 from .models import TEXT_SEARCH_CONFIG, Memory, MemoryVersion, preview
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
@@ -48,7 +50,7 @@ class MemoryAdmin(ServiceModelAdmin):
     search_fields = ["content"]
     search_help_text = "Full-text search on the content (words, \"quoted phrases\", -excluded), or a memory id."
     autocomplete_fields = ["agent"]
-    actions = ["re_embed"]
+    actions = ["re_embed", "merge"]
     service_field_names = {"agent_id": "agent"}
 
     def get_queryset(self, request):
@@ -167,6 +169,19 @@ class MemoryAdmin(ServiceModelAdmin):
         skipped = queryset.count() - queued
         if skipped:
             messages.error(request, f"Skipped {skipped} memory(ies) outside the namespaces you may change.")
+
+    @admin.action(description="Merge the selected memories into one (the oldest leads; originals restorable)",
+                  permissions=["change"])
+    def merge(self, request, queryset):
+        ids = [str(pk) for pk in queryset.order_by("created_at", "pk").values_list("pk", flat=True)]
+        try:
+            merged = consolidation.merge_memories(request.user, MergeMemories.parse({"memory_ids": ids}))
+        except ServiceError as exc:
+            messages.error(request, f"Not merged: {exc.message}")
+            return
+        messages.success(request, format_html('Merged {} memories into <a href="{}">{}</a>; the originals are retired '
+                                              "and can be restored from their history.", len(ids),
+                                              reverse("admin:memories_memory_change", args=[merged.pk]), merged.preview))
 
 
 HISTORY_SHOWN = 50

@@ -8,7 +8,12 @@ class MemoriesConfig(AppConfig):
     name = "memories"
 
     def ready(self):
+        from core import extensions
+
+        from .purge import purge_agent
+
         checks.register(embedding_model_check)
+        extensions.provide("purge_agent", purge_agent)
 
 
 def embedding_model_check(app_configs=None, **kwargs) -> list:

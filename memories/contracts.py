@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import unicodedata
+import uuid
 from typing import Annotated, Literal
 
 from django.conf import settings
@@ -143,6 +144,30 @@ class UpdateMemory(Expiring):
 
 class RestoreVersion(Contract):
     version: fields.integer(1, validation.INT32_MAX, description="The version to make current again (see the history).")
+
+
+MAX_MERGE = 50
+
+
+class MergeMemories(Contract):
+    """A group of memories (near duplicates, say) to fold into one; the originals are retired, restorable."""
+
+    memory_ids: Annotated[
+        list[Annotated[uuid.UUID, fields.cleaned_by(validation.uuid_value)]],
+        Field(min_length=2, max_length=MAX_MERGE, description="The memories to merge (2-50), the first one leading: "
+              "the merged memory takes its namespace (and, for operators, its owner)."),
+    ]
+    content: Annotated[Content, Field(description="The merged memory's text; default: the distinct texts of the "
+                                      "group, in the order given, separated by blank lines.")] = None
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        seen = set()
+        for index, memory_id in enumerate(self.memory_ids):
+            if memory_id in seen:
+                raise InvalidInput(f"memory_ids[{index}] repeats {memory_id}.", field=f"memory_ids[{index}]")
+            seen.add(memory_id)
+        return self
 
 
 class ShareMemory(Contract):

@@ -67,8 +67,8 @@ def subject(actor, agent_id=None) -> Agent:
 
 
 def _own(agent, actor=None, action=access.Action.VIEW):
-    """The agent's memories that `actor` (default: the agent itself) may read, or change for CHANGE."""
-    return Memory.objects.filter(access.learning_memories_q(agent if actor is None else actor, agent, action))
+    """The agent's current memories that `actor` (default: the agent itself) may read, or change for CHANGE."""
+    return Memory.objects.filter(access.learning_memories_q(agent if actor is None else actor, agent, action)).current()
 
 
 def usage_report(agent, now=None, *, actor=None) -> dict:
@@ -237,7 +237,9 @@ def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None
             "count": len(alike),
             "groups": [group["memory_ids"] for group in alike[:LISTED_IDS]],
             "message": f"{len(alike)} groups of memories are worded almost alike: repeats, or a fact that changed. "
-            "Keep the one that is true and delete the others: copies take places in search results.",
+            "Merge each group into one memory (POST /api/v2/memories/merge with its memory_ids, or the merge_memories "
+            "tool; the originals stay restorable), or keep the one that is true and delete the others: copies take "
+            "places in search results.",
         })
     frequent = _own(agent, actor).filter(usage__access_count__gte=FREQUENT_HITS, learning_weight__lt=1.0)
     if frequent.exists():

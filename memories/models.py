@@ -55,6 +55,13 @@ class Memory(BaseModel):
     parent_memory = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="children"
     )
+    # Set when a merge folded this memory into another (memories.consolidation): a retired memory is
+    # never returned, keeps its history, can be restored, and is deleted with the memory it went into
+    # (ON DELETE CASCADE in the database, migration 0015, which reaches rows the deleting agent cannot see).
+    retired_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="merged_originals", editable=False,
+    )
     search_vector = models.GeneratedField(
         expression=SearchVector("content", config=TEXT_SEARCH_CONFIG),
         output_field=SearchVectorField(),
@@ -96,6 +103,7 @@ class Memory(BaseModel):
             models.Index(fields=["access_level"], name="memories_access_level_idx"),
             models.Index(fields=["memory_category"], name="memories_category_idx"),
             models.Index(fields=["expires_at"], name="memories_expiry_idx", condition=Q(expires_at__isnull=False)),
+            models.Index(fields=["retired_into"], name="memories_retired_idx", condition=Q(retired_into__isnull=False)),
             GinIndex(fields=["context_tags"], name="memories_tags_gin"),
             GinIndex(fields=["search_vector"], name="memories_search_gin"),
             models.Index(
@@ -239,3 +247,16 @@ class MemoryUserObjectPermission(UserObjectPermissionBase):
 class MemoryGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Memory, on_delete=models.CASCADE)
 
+
+
+class WeightDecay(models.Model):
+    """When the weights of an agent's memories last decayed (memories.decay): the next run decays by the time since."""
+
+    agent = models.OneToOneField("agents.Agent", primary_key=True, on_delete=models.CASCADE, related_name="+")
+    decayed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "memory_weight_decay"
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.decayed_at:%Y-%m-%d %H:%M}"

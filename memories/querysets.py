@@ -22,16 +22,21 @@ class MemoryQuerySet(models.QuerySet):
         """Memories as answers show them: owner, namespace and usage joined in, undisplayed columns left unread."""
         return self.select_related("agent", "namespace", "usage").defer(*UNDISPLAYED_COLUMNS)
 
-    def visible_to(self, actor, *, expired: bool = False) -> MemoryQuerySet:
-        """Only the memories `actor` (agent, operator user or Principal) may read, and only unexpired ones.
+    def visible_to(self, actor, *, current: bool = True) -> MemoryQuerySet:
+        """Only the memories `actor` (agent, operator user or Principal) may read, and only current ones.
 
-        `expired=True` keeps expired rows in: for search's rankings alone, whose page of results is then
-        read through `unexpired()` (the expiry test costs the rankings a scan of every candidate).
+        `current=False` keeps expired and retired rows in: for search's rankings, whose page of results is
+        then read through `current()` (the expiry test costs the rankings a scan of every candidate), and for
+        the history and restoring of a memory a merge retired.
         """
         from access import memory_visibility_q
 
         queryset = self.filter(memory_visibility_q(actor))
-        return queryset if expired else queryset.unexpired()
+        return queryset.current() if current else queryset
+
+    def current(self) -> MemoryQuerySet:
+        """Memories neither expired nor retired by a merge: what get, list and search return."""
+        return self.unexpired().filter(retired_into__isnull=True)
 
     def unexpired(self) -> MemoryQuerySet:
         """Memories whose expiry has not come: by the database's clock at the start of the statement that reads."""

@@ -386,8 +386,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
-        # Resolves the caller's namespaces once; expired rows may rank, the page below leaves them out.
-        visible = Memory.objects.visible_to(actor, expired=True)
+        # Resolves the caller's namespaces once; expired and retired rows may rank, the page below leaves them out.
+        visible = Memory.objects.visible_to(actor, current=False)
         base = candidates(actor, request, rls, visible)
         words = keyword_query(actor, request.query) if mode != "semantic" else None
         keyword = []
@@ -418,8 +418,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
                 score = _scaled(score, context_factor(rows[pk], request, boost_namespace_id))
             scores[pk] = score
         top = sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[: request.limit]
-        # Deleted or expired meanwhile: left out (a keyword ranking over every visible row reads no queryset).
-        memories = _result_rows(Memory.objects.unexpired().filter(pk__in=top), vector).in_bulk()
+        # Deleted, expired or retired meanwhile: left out (a keyword ranking over every visible row reads no queryset).
+        memories = _result_rows(Memory.objects.current().filter(pk__in=top), vector).in_bulk()
     hits = [
         SearchHit(memory=memory, score=float(scores[pk]), similarity=_similarity(memory))
         for pk in top

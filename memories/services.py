@@ -46,9 +46,12 @@ def clean_owned_metadata(actor, metadata: dict, stored: dict | None = None, kind
 
 # --- Lookups -------------------------------------------------------------------------------
 
-def get_visible_memory(actor, memory_id) -> Memory:
-    """A memory the actor may read, or NotFound (hidden and missing look the same)."""
-    return find_visible(Memory.objects.visible_to(actor).for_display(), memory_id, "Memory")
+def get_visible_memory(actor, memory_id, *, current: bool = True) -> Memory:
+    """A memory the actor may read, or NotFound (hidden and missing look the same).
+
+    `current=False` also finds memories a merge retired (and expired ones not deleted yet): for history and restore.
+    """
+    return find_visible(Memory.objects.visible_to(actor, current=current).for_display(), memory_id, "Memory")
 
 
 def _owner_for(actor, agent_id, access_level: str) -> Agent | None:
@@ -140,6 +143,11 @@ def bulk_create_memories(actor, data: StoreMemories) -> list[Memory]:
 @transaction.atomic
 def update_memory(actor, memory: Memory, data: UpdateMemory) -> Memory:
     """Change a memory the actor may write (the fields given only); new content resets the embedding to pending."""
+    return _save_changes(actor, memory, _apply_changes(actor, memory, data))
+
+
+def _apply_changes(actor, memory: Memory, data: UpdateMemory) -> set[str]:
+    """Set the changes on `memory` after the checks; returns the fields to save."""
     if not access.can(actor, access.Action.CHANGE, memory):
         raise Forbidden("You may read this memory but not change it.")
     changes = data.given()
@@ -175,6 +183,10 @@ def update_memory(actor, memory: Memory, data: UpdateMemory) -> Memory:
     if "expires_at" in changes or "ttl_seconds" in changes:
         memory.expires_at = data.expiry(timezone.now())
         fields.add("expires_at")
+    return fields
+
+
+def _save_changes(actor, memory: Memory, fields: set[str]) -> Memory:
     with change_noted(access.Principal.of(actor)):
         memory.save(update_fields=sorted(fields))
     if "embedding_status" in fields:
@@ -189,7 +201,10 @@ def memory_history(actor, memory: Memory):
 
 @transaction.atomic
 def restore_memory(actor, memory: Memory, data: RestoreVersion) -> Memory:
-    """Make an earlier version current again, as a new version (the actor must be able to change the memory)."""
+    """Make an earlier version current again, as a new version (the actor must be able to change the memory).
+
+    A memory a merge retired becomes current again too; the merged memory stays as it is.
+    """
     version = MemoryVersion.objects.visible_to(actor).select_related("namespace").filter(
         memory=memory, version=data.version).first()
     if version is None:
@@ -199,8 +214,12 @@ def restore_memory(actor, memory: Memory, data: RestoreVersion) -> Memory:
         "context_tags": version.context_tags, "memory_category": version.memory_category,
         "learning_weight": version.learning_weight,
     })
+    fields = _apply_changes(actor, memory, changes)
+    if memory.retired_into_id is not None:
+        memory.retired_into = None
+        fields.add("retired_into")
     with change_noted(access.Principal.of(actor), VersionChange.RESTORE):
-        return update_memory(actor, memory, changes)
+        return _save_changes(actor, memory, fields)
 
 
 @transaction.atomic

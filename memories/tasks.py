@@ -182,6 +182,14 @@ def delete_expired_memories() -> int:
 
 
 @shared_task
+def decay_weights() -> dict:
+    """Decay the weights of agents that turned decay on (the beat runs this every TMWS_DECAY_SECONDS)."""
+    from .decay import decay_weights as decay
+
+    return decay()
+
+
+@shared_task
 def flush_memory_hits() -> int:
     """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
     return hits.record_hits(hits.take_buffered_hits())

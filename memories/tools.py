@@ -14,12 +14,13 @@ from core import extensions
 from core.errors import InvalidInput
 from core.tools import agent_tool, render_json
 
-from . import contextual, learning, services
+from . import consolidation, contextual, learning, services
 from . import search as memory_search
 from .contracts import (
     Categorise,
     ContextualSearch,
     Feedback,
+    MergeMemories,
     PersonaEraChanges,
     RestoreVersion,
     SearchMemories,
@@ -121,7 +122,8 @@ def memory_history(
 ) -> dict[str, Any]:
     from .api.serializers import MemoryVersionSerializer
 
-    versions = list(services.memory_history(agent, services.get_visible_memory(agent, memory_id))[:limit])
+    memory = services.get_visible_memory(agent, memory_id, current=False)
+    versions = list(services.memory_history(agent, memory)[:limit])
     return {"id": str(memory_id), "count": len(versions),
             "versions": render_json(MemoryVersionSerializer(versions, many=True, context={"viewer": agent}).data)}
 
@@ -132,8 +134,20 @@ def memory_history(
     'restore can itself be undone. Example: {"memory_id": "<uuid>", "version": 2}.',
 )
 def restore_memory(agent: Agent, memory_id: MemoryId, data: RestoreVersion) -> dict[str, Any]:
-    memory = services.get_visible_memory(agent, memory_id)
+    memory = services.get_visible_memory(agent, memory_id, current=False)
     return render_memory(services.restore_memory(agent, memory, data))
+
+
+@agent_tool(
+    title="Merge memories",
+    description="Fold a group of memories you may change (the near_duplicates of memory_insights, say) into one new "
+    "memory: the union of their tags and shares, the widest access you may grant, their ids in metadata.merge. The "
+    "originals are retired (no read returns them) and restore_memory brings one back. Without content, the merged "
+    'text is the distinct texts in the order given. Example: {"memory_ids": ["<uuid>", "<uuid>"], '
+    '"content": "The launch is in June."}.',
+)
+def merge_memories(agent: Agent, data: MergeMemories) -> dict[str, Any]:
+    return render_memory(consolidation.merge_memories(agent, data))
 
 
 @agent_tool(

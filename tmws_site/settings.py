@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from .embedded_db import default_data_dir, embedded_database_url, parse_database_url
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = default_data_dir(BASE_DIR)
@@ -233,12 +233,17 @@ TMWS_EMBEDDING_DRAIN_TTL_SECONDS = env_int("TMWS_EMBEDDING_DRAIN_TTL_SECONDS", 6
 TMWS_AUTO_CATEGORISE_SECONDS = env_int("TMWS_AUTO_CATEGORISE_SECONDS", 86400)
 # Seconds between deletions of expired memories (reads hide them from the moment they expire); 0 turns it off.
 TMWS_EXPIRY_SWEEP_SECONDS = env_int("TMWS_EXPIRY_SWEEP_SECONDS", 60)
+# Seconds between runs of weight decay for agents that turned it on (docs/lifecycle.md); 0 turns it off.
+TMWS_DECAY_SECONDS = env_int("TMWS_DECAY_SECONDS", 3600)
+# The weight decay moves toward, unless an agent's configuration names its own decay_floor.
+TMWS_DECAY_FLOOR = env_float("TMWS_DECAY_FLOOR", 0.25)
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(seconds)}
     for name, task, seconds in [
         ("sweep-pending-embeddings", "memories.tasks.sweep_pending_embeddings", TMWS_EMBEDDING_SWEEP_SECONDS),
         ("categorise-opted-in-agents", "memories.tasks.categorise_opted_in_agents", TMWS_AUTO_CATEGORISE_SECONDS),
         ("delete-expired-memories", "memories.tasks.delete_expired_memories", TMWS_EXPIRY_SWEEP_SECONDS),
+        ("decay-weights", "memories.tasks.decay_weights", TMWS_DECAY_SECONDS),
     ]
     if seconds > 0
 }

@@ -23,3 +23,21 @@ class AgentWithKeySerializer(AgentSerializer):
     class Meta(AgentSerializer.Meta):
         fields = [*AgentSerializer.Meta.fields, "api_key"]
         read_only_fields = fields
+
+
+class PurgeCountsSerializer(serializers.Serializer):
+    memories = serializers.IntegerField(help_text="Memories erased (private ones, and the rest unless handed over).")
+    handed_over = serializers.IntegerField(help_text="Shared, public and system memories given to hand_to.")
+    versions = serializers.IntegerField(help_text="History versions erased.")
+    shares_granted_to_it = serializers.IntegerField()
+    shares_of_its_memories = serializers.IntegerField()
+    votes = serializers.IntegerField()
+    keys = serializers.IntegerField()
+    memberships = serializers.IntegerField()
+
+
+class PurgeReportSerializer(serializers.Serializer):
+    agent_id = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    hand_to = serializers.CharField(allow_null=True)
+    counts = PurgeCountsSerializer()

@@ -1,20 +1,21 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
+from core import extensions
 from core.api import BaseViewSet
 from core.errors import error_body
 from core.schema import errors
 
 from .. import services
-from ..contracts import RegisterAgent, UpdateAgent
+from ..contracts import PurgeAgent, RegisterAgent, UpdateAgent
 from ..filters import AgentFilter
 from ..models import Agent
-from .serializers import AgentSerializer, AgentWithKeySerializer
+from .serializers import AgentSerializer, AgentWithKeySerializer, PurgeReportSerializer
 
 
 def _with_key(agent: Agent, key: str) -> dict:
@@ -49,9 +50,24 @@ class AgentViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         agent = services.update_agent(self.principal, agent, UpdateAgent.parse(request.data))
         return Response(AgentSerializer(agent).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("purge", bool, description="true: erase the agent and everything of it for good "
+                             "(operators who manage it; superusers for admin agents)."),
+            OpenApiParameter("hand_to", str, description="With purge: the agent that receives its shared, public and "
+                             "system memories (default: they are erased too)."),
+            OpenApiParameter("dry_run", bool, description="With purge: only count what would go; nothing changes."),
+        ],
+        responses={204: None, 200: PurgeReportSerializer},
+        description="Retire the agent (204: deactivated, keys revoked, memories kept), or with `purge=true` "
+        "(operators) erase it and everything of it for good (200: what went; `dry_run=true` only counts).",
+    )
     def destroy(self, request, agent_id=None):
-        services.retire_agent(self.principal, self.get_object())
+        agent = self.get_object()
+        data = PurgeAgent.parse(request.query_params.dict())
+        if data.purge:
+            return Response(extensions.call("purge_agent", self.principal, agent, data, field="purge"))
+        services.retire_agent(self.principal, agent)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: AgentSerializer, **errors((404, "The caller is an operator, not an agent."))})

@@ -9,12 +9,13 @@ from rest_framework.response import Response
 from core.api import BaseViewSet
 from core.schema import errors
 
-from .. import contextual, learning, services
+from .. import consolidation, contextual, learning, services
 from .. import search as memory_search
 from ..contracts import (
     Categorise,
     ContextualSearch,
     Feedback,
+    MergeMemories,
     RestoreVersion,
     SearchMemories,
     ShareMemory,
@@ -49,6 +50,10 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def get_object(self):
         return services.get_visible_memory(self.principal, self.kwargs["pk"])
 
+    def _any_state(self):
+        """The memory also when a merge retired it: its history stays readable and it can be restored."""
+        return services.get_visible_memory(self.principal, self.kwargs["pk"], current=False)
+
     @extend_schema(request=StoreMemory, responses={201: MemorySerializer})
     def create(self, request):
         memory = services.create_memory(self.principal, StoreMemory.parse(request.data))
@@ -74,6 +79,12 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return Response(
             {"count": len(memories), "ids": [str(m.pk) for m in memories]}, status=status.HTTP_201_CREATED
         )
+
+    @extend_schema(request=MergeMemories, responses={201: MemorySerializer})
+    @action(detail=False, methods=["post"])
+    def merge(self, request):
+        memory = consolidation.merge_memories(self.principal, MergeMemories.parse(request.data))
+        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=SearchMemories, responses=SearchResponseSerializer)
     @action(detail=False, methods=["post"])
@@ -117,14 +128,14 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     @extend_schema(responses=MemoryVersionSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
-        versions = services.memory_history(self.principal, self.get_object())
+        versions = services.memory_history(self.principal, self._any_state())
         page = self.paginate_queryset(versions)
         return self.get_paginated_response(MemoryVersionSerializer(page, many=True, context={"viewer": self.principal}).data)
 
     @extend_schema(request=RestoreVersion, responses=MemorySerializer)
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
-        memory = services.restore_memory(self.principal, self.get_object(), RestoreVersion.parse(request.data))
+        memory = services.restore_memory(self.principal, self._any_state(), RestoreVersion.parse(request.data))
         return Response(MemorySerializer(memory).data)
 
     @extend_schema(request=Feedback, responses=MemorySerializer)

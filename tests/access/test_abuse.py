@@ -821,13 +821,16 @@ def test_case08_owner_deletes_a_memory_whose_child_it_cannot_see(world, api):
 
 
 def test_case08_the_parent_link_is_cleared_by_the_database_itself():
-    # then: ON DELETE SET NULL on the foreign key, which PostgreSQL runs as the table owner, outside RLS
+    # then: ON DELETE SET NULL on the parent link, which PostgreSQL runs as the table owner, outside RLS (and a
+    # merge's retired originals go with the merged memory by ON DELETE CASCADE, for the same reason)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'memories'::regclass AND contype = 'f'"
-            " AND confrelid = 'memories'::regclass"
+            "SELECT attname, confdeltype FROM pg_constraint"
+            " JOIN pg_attribute ON attrelid = conrelid AND attnum = conkey[1]"
+            " WHERE conrelid = 'memories'::regclass AND contype = 'f' AND confrelid = 'memories'::regclass"
+            " ORDER BY attname"
         )
-        assert cursor.fetchall() == [("n",)]
+        assert cursor.fetchall() == [("parent_memory_id", "n"), ("retired_into_id", "c")]
 
 
 def test_case08_deleting_a_namespace_that_holds_only_a_hidden_memory_answers_409(world, make_namespace):

@@ -85,6 +85,8 @@ def test_import_copies_everything_and_validates(legacy_source, tmp_path):
     assert first.created_at.isoformat() == "2025-03-01T12:00:00+00:00"
     assert first.metadata["legacy"]["importance"] == 0.3
     assert first.metadata["source"] == "chat"
+    # the persona-era decay_rate (0.01 per day) becomes the owner's weight decay: half-life ln 2 / 0.01 days
+    assert first.agent.configuration["decay_half_life_days"] == 69.31
     # tasks and workflows mapped
     audit, optimise, notes = (Task.objects.get(pk=pk) for pk in ids["tasks"])
     assert audit.assigned_agent.agent_id == "hestia" and audit.status == "completed"
