@@ -668,6 +668,27 @@ def can_run_workflows(actor) -> bool:
     return principal.agent is not None or principal.is_operator
 
 
+# --- Audit trail ------------------------------------------------------------------------------
+# The trail records who changed shares, memberships, roles, keys, agents, namespaces and admin objects.
+# It is read by operators only: an operator reads the entries of the namespaces (and their subtrees) it
+# holds rights on, a superuser every entry; entries outside any namespace (an operator's own keys, users
+# and groups changed in the admin) are superuser-only. Agents never read it, not even about themselves.
+
+def can_read_audit(actor) -> bool:
+    """Operators read the audit trail (what they see is narrowed by `audit_visibility_q`); agents never."""
+    return Principal.of(actor).is_operator
+
+
+def audit_visibility_q(actor) -> Q:
+    """The audit entries a principal may read, as a filter on AuditEntry (its `namespace_id`)."""
+    principal = Principal.of(actor)
+    if principal.is_superuser:
+        return Q()
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal))
+    return Q(pk__in=[])
+
+
 # --- Statistics -------------------------------------------------------------------------------
 
 def statistics_namespace_ids(actor) -> list | None:

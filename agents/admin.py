@@ -210,5 +210,5 @@ class ApiKeyAdmin(OperatorScopedAdmin):
 
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request, queryset):
-        revoked = services.revoke_keys(self.changeable(request, queryset))
+        revoked = services.revoke_api_keys(request.user, self.changeable(request, queryset))
         messages.success(request, f"Revoked {revoked} key(s).")

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import access
+import audit
 from access.choices import Role
 from core.db import as_service
 from core.errors import Conflict, Forbidden, InvalidInput
@@ -117,8 +118,20 @@ def register_agent(actor, data: RegisterAgent) -> tuple[Agent, str]:
         user=user,
     )
     set_role(agent, home, Role.MEMBER)
-    _, key = ApiKey.issue(user)
+    issued, key = ApiKey.issue(user)
+    audit.record(actor, audit.AuditAction.AGENT_REGISTER, obj=agent,
+                 after={**_audited_state(agent), "key": str(issued)})
     return agent, key
+
+
+def _audited_state(agent: Agent) -> dict:
+    """What the audit trail keeps of an agent's registration (descriptions and configuration: their names only)."""
+    return {"agent_id": agent.agent_id, "namespace": agent.namespace.path, "access_level": agent.access_level,
+            "is_active": agent.is_active}
+
+
+def _active_keys(agent: Agent) -> int:
+    return ApiKey.objects.filter(user_id=agent.user_id, revoked_at__isnull=True).count()
 
 
 UPDATABLE_BY_SELF = {"display_name", "capabilities", "configuration", "metadata", "agent_type"}
@@ -143,6 +156,7 @@ def update_agent(actor, agent: Agent, data: UpdateAgent) -> Agent:
     refused = sorted(set(changes) - allowed)
     if refused:
         raise Forbidden(f"You may not change {', '.join(refused)}.", field=refused[0])
+    before = _audited_state(agent)
     if "capabilities" in changes:
         agent.capabilities = dict(changes["capabilities"])
     if "configuration" in changes:
@@ -163,6 +177,9 @@ def update_agent(actor, agent: Agent, data: UpdateAgent) -> Agent:
     if "is_active" in changes:
         agent.is_active = changes["is_active"]
     agent.save()
+    if changes:
+        audit.record(principal, audit.AuditAction.AGENT_UPDATE, obj=agent, before=before,
+                     after={**_audited_state(agent), "fields": sorted(changes)})
     return agent
 
 
@@ -176,9 +193,12 @@ def revoke_keys(keys) -> int:
 def retire_agent(actor, agent: Agent) -> None:
     """Deactivate an agent and revoke its keys; its memories stay, owned by it."""
     _require_manager(actor, agent)
+    before = {"is_active": agent.is_active, "active_keys": _active_keys(agent)}
     agent.is_active = False
     agent.save(update_fields=["is_active", "updated_at"])
     revoke_keys(ApiKey.objects.filter(user=agent.user))
+    audit.record(actor, audit.AuditAction.AGENT_RETIRE, obj=agent, before=before,
+                 after={"is_active": False, "active_keys": 0})
 
 
 @transaction.atomic
@@ -194,8 +214,11 @@ def rotate_key(actor, agent: Agent) -> str:
             "An agent rotates only its own key; operators rotate the keys of agents in their namespaces, "
             "and superusers those of admin agents."
         )
+    before = {"active_keys": _active_keys(agent)}
     revoke_keys(ApiKey.objects.filter(user=agent.user))
-    _, key = ApiKey.issue(agent.user)
+    issued, key = ApiKey.issue(agent.user)
+    audit.record(actor, audit.AuditAction.AGENT_KEY_ROTATE, obj=agent, before=before,
+                 after={"active_keys": 1, "key": str(issued)})
     return key
 
 
@@ -205,5 +228,20 @@ def issue_operator_key(user, data: IssueOperatorKey) -> str:
     """A bearer key for an operator's scripts."""
     if getattr(user, "agent", None) is not None:
         raise InvalidInput("That user belongs to an agent; rotate the agent's key instead.")
-    _, key = ApiKey.issue(user, name=data.name)
+    issued, key = ApiKey.issue(user, name=data.name)
+    # Issued by the deployment itself (manage.py create_operator_key), for `user`.
+    audit.record(access.SYSTEM, audit.AuditAction.AGENT_KEY_ISSUE, obj=user, after={"key": str(issued), "name": issued.name})
     return key
+
+
+@transaction.atomic
+@as_service
+def revoke_api_keys(actor, keys) -> int:
+    """Revoke the still-active keys among `keys` (an ApiKey queryset the caller may change), recording each."""
+    revoked = list(keys.filter(revoked_at__isnull=True).select_related("user__agent"))
+    count = revoke_keys(ApiKey.objects.filter(pk__in=[key.pk for key in revoked]))
+    for key in revoked:
+        agent = getattr(key.user, "agent", None)
+        audit.record(actor, audit.AuditAction.AGENT_KEY_REVOKE, obj=agent if agent is not None else key.user,
+                     before={"key": str(key), "name": key.name}, after={"revoked": True})
+    return count

@@ -96,6 +96,10 @@ class MemoryAdmin(ServiceModelAdmin):
         query = SearchQuery(term, config=TEXT_SEARCH_CONFIG, search_type="websearch")
         return queryset.filter(search_vector=query), False
 
+    def log_label(self, obj):
+        """How Django's admin log names a memory: by id, never by a preview of its content (audit.admin_log)."""
+        return f"memory {obj.pk}"
+
     @admin.display(description="content", ordering="created_at")
     def preview(self, obj):
         return obj.preview

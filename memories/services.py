@@ -9,6 +9,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 import access
+import audit
 from agents.models import Agent
 from agents.services import get_agent
 from core import validation
@@ -214,12 +215,22 @@ def restore_memory(actor, memory: Memory, data: RestoreVersion) -> Memory:
         "context_tags": version.context_tags, "memory_category": version.memory_category,
         "learning_weight": version.learning_weight,
     })
+    before = {**_audited_state(memory), "retired": memory.retired_into_id is not None}
     fields = _apply_changes(actor, memory, changes)
     if memory.retired_into_id is not None:
         memory.retired_into = None
         fields.add("retired_into")
     with change_noted(access.Principal.of(actor), VersionChange.RESTORE):
-        return _save_changes(actor, memory, fields)
+        restored = _save_changes(actor, memory, fields)
+    audit.record(actor, audit.AuditAction.MEMORY_RESTORE, obj=restored, before=before,
+                 after={"restored_version": data.version, **_audited_state(restored)})
+    return restored
+
+
+def _audited_state(memory: Memory) -> dict:
+    """What the audit trail keeps of a memory's state: never its content or its tags, only their count."""
+    return {"access_level": memory.access_level, "namespace": memory.namespace.path,
+            "owner": memory.agent.agent_id if memory.agent_id else None, "tags_count": len(memory.context_tags or [])}
 
 
 @transaction.atomic
@@ -240,6 +251,7 @@ def re_embed_memories(ids) -> int:
 def delete_memory(actor, memory: Memory) -> None:
     if not access.can(actor, access.Action.DELETE, memory):
         raise Forbidden("You may read this memory but not delete it.")
+    audit.record(actor, audit.AuditAction.MEMORY_DELETE, obj=memory, before=_audited_state(memory))
     memory.delete()
 
 
@@ -260,9 +272,10 @@ def share_memory(actor, memory: Memory, data: ShareMemory) -> list[str]:
     if memory.access_level != AccessLevel.SHARED:
         raise InvalidInput("Only memories with access_level 'shared' can be shared with agents.", field="access_level")
     agents = _agents_named(data.agent_ids)
+    before = shared_agent_ids(memory)
     for agent in agents:
         assign_perm(access.SHARE_PERMISSION, agent.user, memory)
-    return shared_agent_ids(memory)
+    return _record_shares(actor, audit.AuditAction.MEMORY_SHARE, memory, before)
 
 
 @transaction.atomic
@@ -270,9 +283,19 @@ def share_memory(actor, memory: Memory, data: ShareMemory) -> list[str]:
 def unshare_memory(actor, memory: Memory, data: ShareMemory) -> list[str]:
     if not access.can(actor, access.Action.SHARE, memory):
         raise Forbidden("Only the owner or an admin of the memory's namespace may un-share it.")
-    for agent in _agents_named(data.agent_ids):
+    agents = _agents_named(data.agent_ids)
+    before = shared_agent_ids(memory)
+    for agent in agents:
         remove_perm(access.SHARE_PERMISSION, agent.user, memory)
-    return shared_agent_ids(memory)
+    return _record_shares(actor, audit.AuditAction.MEMORY_UNSHARE, memory, before)
+
+
+def _record_shares(actor, action, memory: Memory, before: list[str]) -> list[str]:
+    """The agents the memory is shared with now, recording the change (if any) in the audit trail."""
+    after = shared_agent_ids(memory)
+    if after != before:
+        audit.record(actor, action, obj=memory, before={"shared_with": before}, after={"shared_with": after})
+    return after
 
 
 def shared_agent_ids(memory: Memory) -> list[str]:

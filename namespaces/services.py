@@ -5,11 +5,21 @@ from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 import access
+import audit
 from core.db import as_service
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from .contracts import AddMember, CreateNamespace, UpdateNamespace
-from .models import MAX_DEPTH, PATH_SEPARATOR, ROLE_PERMISSIONS, AccessPolicy, Namespace, Role, agent_model
+from .models import (
+    MAX_DEPTH,
+    PATH_SEPARATOR,
+    ROLE_PERMISSIONS,
+    AccessPolicy,
+    Namespace,
+    NamespaceUserObjectPermission,
+    Role,
+    agent_model,
+)
 
 
 def get_namespace(slug, *, field: str = "namespace") -> Namespace:
@@ -78,7 +88,13 @@ def create_namespace(actor, data: CreateNamespace) -> Namespace:
     creator = access.administers_what_it_creates(actor)
     if creator is not None:
         set_role(creator, created, Role.ADMIN)
+    audit.record(actor, audit.AuditAction.NAMESPACE_CREATE, obj=created, after={
+        **_audited_state(created), "admin": creator.agent_id if creator is not None else None})
     return created
+
+
+def _audited_state(namespace: Namespace) -> dict:
+    return {"namespace": namespace.namespace, "path": namespace.path, "access_policy": namespace.access_policy}
 
 
 @transaction.atomic
@@ -88,6 +104,7 @@ def update_namespace(actor, namespace: Namespace, data: UpdateNamespace) -> Name
     if not access.is_namespace_admin(actor, namespace):
         raise Forbidden("Only admins of this namespace, admin agents and operators may change it.")
     changes = data.given()
+    before = _audited_state(namespace)
     for field in ("display_name", "description", "metadata"):
         if field in changes:
             setattr(namespace, field, changes[field])
@@ -122,6 +139,11 @@ def update_namespace(actor, namespace: Namespace, data: UpdateNamespace) -> Name
             descendant.depth = namespace_depth(descendant.path)
         Namespace.objects.bulk_update(descendants, ["path", "depth"])
     namespace.save()
+    after = _audited_state(namespace)
+    fields = sorted(changes)
+    if fields:
+        audit.record(actor, audit.AuditAction.NAMESPACE_UPDATE, obj=namespace,
+                     before=before, after={**after, "fields": fields})
     return namespace
 
 
@@ -140,7 +162,30 @@ def delete_namespace(actor, namespace: Namespace) -> None:
     # another agent's private ones, hold the namespace too, and it is never deleted from under them.
     if namespace.memories.exists() or namespace.home_agents.exists():
         raise Conflict("The namespace still holds memories or is an agent's home namespace.", code="not_empty")
+    audit.record(actor, audit.AuditAction.NAMESPACE_DELETE, obj=namespace, before=_audited_state(namespace))
     namespace.delete()
+
+
+def role_of(agent, namespace: Namespace) -> Role | None:
+    """The role `agent` holds in `namespace` by grant (admin, member) or None (the home namespace aside)."""
+    codenames = set(NamespaceUserObjectPermission.objects.filter(
+        user_id=agent.user_id, content_object=namespace, permission__codename__in=ROLE_PERMISSIONS.values()
+    ).values_list("permission__codename", flat=True))
+    for role in (Role.ADMIN, Role.MEMBER):
+        if ROLE_PERMISSIONS[role] in codenames:
+            return role
+    return None
+
+
+def _record_role(actor, namespace: Namespace, agent, before: Role | None, after: Role | None) -> None:
+    """Record a membership change in the audit trail: added, removed, or a new role (nothing when none changed)."""
+    if before == after:
+        return
+    action = (audit.AuditAction.NAMESPACE_MEMBER_ADD if before is None
+              else audit.AuditAction.NAMESPACE_MEMBER_REMOVE if after is None
+              else audit.AuditAction.NAMESPACE_ROLE_CHANGE)
+    audit.record(actor, action, obj=agent, namespace=namespace,
+                 before={"agent_id": agent.agent_id, "role": before}, after={"agent_id": agent.agent_id, "role": after})
 
 
 def set_role(agent, namespace: Namespace, role: Role | str) -> None:
@@ -161,7 +206,9 @@ def add_member(actor, namespace: Namespace, data: AddMember):
         if namespace.access_policy == AccessPolicy.CLOSED:
             raise Forbidden("Only operators add members to a closed namespace.")
         raise Forbidden("Only admins of this namespace and operators add members.")
+    before = role_of(agent, namespace)
     set_role(agent, namespace, data.role)
+    _record_role(actor, namespace, agent, before, Role(data.role))
     return agent
 
 
@@ -172,8 +219,10 @@ def remove_member(actor, namespace: Namespace, agent) -> None:
         raise Forbidden("Only admins of this namespace and operators remove members.")
     if agent.namespace_id == namespace.pk:
         raise InvalidInput("An agent cannot leave its home namespace; change its home namespace first.")
+    before = role_of(agent, namespace)
     for codename in ROLE_PERMISSIONS.values():
         remove_perm(codename, agent.user, namespace)
+    _record_role(actor, namespace, agent, before, None)
 
 
 @transaction.atomic
@@ -187,7 +236,9 @@ def join_namespace(actor, namespace: Namespace) -> None:
         return
     if not access.can_join(agent, namespace):
         raise Forbidden(f"Namespace '{namespace.namespace}' is {namespace.access_policy}: ask an admin to add you.")
+    before = role_of(agent, namespace)
     set_role(agent, namespace, Role.MEMBER)
+    _record_role(actor, namespace, agent, before, Role.MEMBER)
 
 
 def visible_namespace_or_404(actor, slug: str) -> Namespace:

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "memories",
     "workflows",
     "compat",
+    "audit",
 ]
 
 MIDDLEWARE = [

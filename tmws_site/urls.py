@@ -13,6 +13,7 @@ api_v2 = [
     path("", include("namespaces.api.urls")),
     path("", include("memories.api.urls")),
     path("", include("workflows.api.urls")),
+    path("", include("audit.api.urls")),
 ]
 
 urlpatterns = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = {"agents", "compat", "memories", "namespaces", "workflows", "tmws_site", "tests"}
+PROJECT_PACKAGES = {"access", "agents", "audit", "compat", "core", "memories", "namespaces", "workflows", "tmws_site", "tests"}
 MIGRATIONS = sorted(path for path in ROOT.glob("*/migrations/0*.py"))
 
 # Not SQL, and deliberate: the field validator Django's autodetector referenced, and the persona
