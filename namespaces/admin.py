@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
@@ -11,8 +12,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdminMixin
+from guardian.shortcuts import get_user_perms
 
 import access
+import audit
 from access.admin_base import ServiceModelAdmin
 from core.admin import count_of
 from core.errors import ServiceError
@@ -141,7 +144,18 @@ class NamespaceAdmin(GuardedModelAdminMixin, ServiceModelAdmin):
 
     def obj_perms_manage_user_view(self, request, object_pk, user_id):
         self._require_superuser(request)
-        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+        namespace = self.get_object(request, object_pk) if request.method == "POST" else None
+        user = get_user_model().objects.filter(pk=user_id).first() if str(user_id).isdigit() else None
+        if namespace is None or user is None:
+            return super().obj_perms_manage_user_view(request, object_pk, user_id)
+        before = sorted(get_user_perms(user, namespace))
+        response = super().obj_perms_manage_user_view(request, object_pk, user_id)
+        after = sorted(get_user_perms(user, namespace))
+        if after != before:  # guardian's form saved them: the audit trail names the operator and its rights
+            audit.record(request.user, audit.AuditAction.NAMESPACE_OPERATOR_RIGHTS, obj=user, namespace=namespace,
+                         before={"user": user.get_username(), "permissions": before},
+                         after={"user": user.get_username(), "permissions": after})
+        return response
 
     def obj_perms_manage_group_view(self, request, object_pk, group_id):
         self._require_superuser(request)

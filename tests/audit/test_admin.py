@@ -146,3 +146,27 @@ def test_keys_revoked_in_the_admin_are_recorded_one_by_one(team, superuser_clien
         ("agent.key_revoke", str(team["outsider"].agent.pk), "other", str(keys[1])),
     ])
     assert ApiKey.objects.filter(pk__in=[key.pk for key in keys], revoked_at__isnull=True).count() == 0
+
+
+def test_operator_rights_granted_and_revoked_in_the_admin_are_recorded(team, superuser_client, django_user_model):
+    # given
+    operator = django_user_model.objects.create_user("new-op", password="unused-pass-123!", is_staff=True)
+    team_ns = Namespace.objects.get(namespace="team")
+    url = reverse("admin:namespaces_namespace_permissions_manage_user", args=[team_ns.pk, operator.pk])
+    since = mark()
+    # when
+    granted = superuser_client.post(url, {"permissions": ["view_namespace", "change_namespace"]})
+    same = superuser_client.post(url, {"permissions": ["view_namespace", "change_namespace"]})
+    narrowed = superuser_client.post(url, {"permissions": ["view_namespace"]})
+    # then
+    assert (granted.status_code, same.status_code, narrowed.status_code) == (302, 302, 302)
+
+    def entry(before, after):
+        return {"actor": "operator:operator", "actor_kind": "operator", "action": "namespace.operator_rights",
+                "object_type": "auth.user", "object_id": str(operator.pk), "namespace_path": "company/team",
+                "before": {"user": "new-op", "permissions": before}, "after": {"user": "new-op", "permissions": after}}
+
+    assert entries_since(since) == [
+        entry([], ["change_namespace", "view_namespace"]),
+        entry(["change_namespace", "view_namespace"], ["view_namespace"]),
+    ]
