@@ -413,6 +413,29 @@ def _read_rule_q(actor, memory_field: str) -> Q:
     return Q(pk__in=[])
 
 
+def memory_export_q(actor) -> Q:
+    """The memories a principal exports (GET /api/v2/memories/export, `manage.py export_memories`).
+
+    An export carries a memory's shares and its history along with it, so it is the business of whoever keeps
+    the memory: agents export the memories they own (never one merely shared with them), operators the
+    memories of their namespaces (superusers and the system: all). Expired memories are left out by the caller.
+    """
+    principal = Principal.of(actor)
+    if principal.is_superuser:
+        return Q()
+    if principal.agent is not None:
+        return Q(agent_id=principal.agent.pk)
+    if principal.is_operator:
+        return Q(namespace_id__in=operator_namespace_ids(principal))
+    return Q(pk__in=[])
+
+
+def can_export_agent(actor, agent) -> bool:
+    """Whether a principal may ask for the export of `agent`'s memories: the agent itself, and operators."""
+    principal = Principal.of(actor)
+    return principal.is_agent(agent) or principal.is_operator
+
+
 def memory_change_q(actor) -> Q:
     """The write rule of `can(actor, CHANGE, memory)` as a filter on Memory (for bulk changes)."""
     principal = Principal.of(actor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from rest_framework.exceptions import ParseError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -55,6 +56,17 @@ def body_object(request) -> dict:
     if not isinstance(request.data, dict):
         raise InvalidInput("The request body must be a JSON object.")
     return request.data
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """For views whose answer has one format of its own (metrics, an export): errors are always JSON, whatever
+    the Accept header asks for."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class PrincipalMixin:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from django.conf import settings
 from pydantic import BeforeValidator, Field, model_validator
 
-from access.choices import AccessLevel
+from access.choices import AccessLevel, AccessPolicy, Role
 from core import fields, validation
 from core.contracts import FIELD, Contract, FieldError
 from core.errors import InvalidInput
@@ -261,3 +261,168 @@ class PersonaEraChanges(Contract):
                 raise InvalidInput(f"Give {new} or the persona-era {old}, not both.", field=old)
             merged[new] = convert_importance(value) if old == "importance" else value
         return UpdateMemory.parse(merged)
+
+
+# --- Export and import (memories.transfer) -------------------------------------------------------------------
+
+TRANSFER_FORMAT = "tmws-memories"
+TRANSFER_VERSION = 1
+MAX_EMBEDDING_DIMENSIONS = 16_000  # pgvector's limit for an indexed vector
+MAX_TRANSFER_SHARES = 10_000
+MAX_TRANSFER_VERSIONS = 100_000
+
+
+def clean_namespace_path(value, field: str) -> str:
+    """A namespace path as exports write it: slugs joined by '/', root first (at most 8 levels)."""
+    from namespaces.models import MAX_DEPTH, PATH_SEPARATOR, validate_namespace_slug
+
+    if not isinstance(value, str) or not value:
+        raise FieldError(f"{field} must be a namespace path such as 'company/team'.")
+    parts = value.split(PATH_SEPARATOR)
+    if len(parts) > MAX_DEPTH:
+        raise FieldError(f"{field} nests more than {MAX_DEPTH} namespaces deep.")
+    for part in parts:
+        try:
+            validation.slug(part, field, validate_namespace_slug)
+        except InvalidInput as exc:
+            raise FieldError(f"{field}: '{part[:64]}': {exc.message}") from None
+    return value
+
+
+def clean_embedding(value, field: str) -> list[float] | None:
+    """An embedding: a list of finite numbers, or null."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > MAX_EMBEDDING_DIMENSIONS:
+        raise FieldError(f"{field} must be a list of 1-{MAX_EMBEDDING_DIMENSIONS} numbers, or null.")
+    for number in value:
+        if isinstance(number, bool) or not isinstance(number, int | float) or number != number or abs(number) == float("inf"):
+            raise FieldError(f"{field} must hold finite numbers only.")
+    return [float(number) for number in value]
+
+
+def clean_transfer_version(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FieldError(f"{field} must be a whole number of at least 1.")
+    if value > TRANSFER_VERSION:
+        raise FieldError(f"{field} {value} of the format is newer than this installation reads "
+                         f"(1 to {TRANSFER_VERSION}).")
+    return value
+
+
+def clean_required_uuid(value, field: str):
+    return validation.uuid_value(value, field)
+
+
+def clean_moment(value, field: str):
+    moment = validation.datetime_value(value, field)
+    if moment is None:
+        raise FieldError(f"{field} is required.")
+    return moment
+
+
+NamespacePath = fields.value(clean_namespace_path, str, description="A namespace path, root first: 'company/team'.")
+OptionalNamespacePath = Annotated[str | None, BeforeValidator(
+    lambda value: None if value in (None, "") else clean_namespace_path(value, FIELD)),
+    Field(description="A namespace path, root first; null when not given.")]
+MemoryIdentifier = fields.value(clean_required_uuid, uuid.UUID, description="The memory's id (a UUID).")
+Moment = fields.value(clean_moment, datetime.datetime, description="An ISO 8601 date and time.")
+
+
+class TransferHeader(Contract):
+    """The first line of an export: what it is and which embedding model made its vectors."""
+
+    format: fields.choice((TRANSFER_FORMAT,), description=f"Always '{TRANSFER_FORMAT}'.")
+    version: fields.value(clean_transfer_version, int, description=f"The format's version (this installation "
+                                                                    f"reads 1 to {TRANSFER_VERSION}).")
+    embedding_model: fields.text(100, description="The model that made the embeddings in the file.") = ""
+    embedding_dimensions: fields.integer(0, MAX_EMBEDDING_DIMENSIONS, description="Their dimensions.") = 0
+    exported_at: fields.optional_datetime(description="When the export was made.") = None
+    source: fields.text(1000, description="The installation the export was made on.") = ""
+
+
+class TransferNamespace(Contract):
+    """What an import needs to create a namespace that does not exist yet."""
+
+    access_policy: fields.choice(AccessPolicy.values, description="open, invite_only or closed.") = \
+        AccessPolicy.INVITE_ONLY
+    display_name: fields.text(200, description="Human-readable name.") = ""
+    description: fields.text(10_000, description="What the namespace is for.") = ""
+
+
+class TransferMembership(Contract):
+    namespace: NamespacePath
+    role: fields.choice(Role.values, description="member or admin.") = Role.MEMBER
+
+
+class TransferAgent(Contract):
+    """An agent as an export names it: its public id, and what an import needs to register it."""
+
+    agent_id: fields.text(MAX_AGENT_ID_LENGTH, required=True, description="The agent's public id.")
+    display_name: fields.text(200, description="Human-readable name.") = ""
+    agent_type: fields.text(64, description="Free text, e.g. 'language_model'.") = ""
+    capabilities: fields.json_object(max_depth=None, description="The agent's capabilities.") = {}
+    access_level: fields.choice(("standard", "admin"), description="standard or admin.") = "standard"
+    is_active: fields.flag(description="Whether the agent's keys work.") = True
+    namespace: OptionalNamespacePath = None
+    memberships: Annotated[list[TransferMembership], Field(max_length=1000)] = []
+
+
+class TransferVersion(Contract):
+    """One state of a memory's history."""
+
+    version: fields.integer(1, validation.INT32_MAX, description="The version's number.")
+    change: fields.choice(("create", "update", "restore", "merge"), description="How the version came about.")
+    content: Content
+    access_level: fields.choice(AccessLevel.values, description="The access level then.")
+    namespace: NamespacePath
+    agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description="The owner then.") = None
+    context_tags: fields.tags(description="The tags then.") = []
+    memory_category: Category = "general"
+    learning_weight: LearningWeight = 1.0
+    changed_at: Moment
+    changed_by: fields.optional_text(200, description="The agent id, 'operator:<username>', 'operator' or null.") = None
+
+
+class TransferredMemory(Contract):
+    """One memory line of an export (memories.transfer)."""
+
+    id: MemoryIdentifier
+    content: Content
+    agent: Annotated[TransferAgent | None, Field(description="The owner; null for a system memory.")] = None
+    namespace: NamespacePath
+    namespaces: Annotated[dict[str, TransferNamespace], Field(
+        description="Namespaces the line names (and their ancestors) by path, to create those that are missing.")] = {}
+    access_level: fields.choice(AccessLevel.values, description="private, shared, public or system.")
+    context_tags: fields.tags(description="Context tags.") = []
+    memory_category: Category = "general"
+    learning_weight: LearningWeight = 1.0
+    metadata: fields.json_object(max_depth=MAX_METADATA_DEPTH, description="Free JSON object.") = {}
+    parent_memory_id: fields.optional_uuid(description="The memory this one refines or answers.") = None
+    expires_at: fields.optional_datetime(description="When the memory expires.") = None
+    created_at: fields.optional_datetime(description="When it was stored.") = None
+    updated_at: fields.optional_datetime(description="When it last changed.") = None
+    embedding_model: fields.optional_text(100, description="The model that made `embedding`.") = None
+    embedding: Annotated[list[float] | None, fields.cleaned_by(clean_embedding), Field(
+        description="The embedding, or null when the memory was not embedded.")] = None
+    shares: Annotated[list[TransferAgent], Field(max_length=MAX_TRANSFER_SHARES)] = []
+    history: Annotated[list[TransferVersion], Field(max_length=MAX_TRANSFER_VERSIONS)] = []
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.agent is None and self.access_level != AccessLevel.SYSTEM:
+            raise InvalidInput("agent is required unless access_level is system.", field="agent")
+        if self.embedding is not None and not self.embedding_model:
+            raise InvalidInput("embedding_model is required with an embedding.", field="embedding_model")
+        for path in self.namespaces:
+            clean_namespace_path(path, "namespaces")
+        return self
+
+
+class ExportMemories(Contract):
+    """What to export (GET /api/v2/memories/export, `manage.py export_memories`)."""
+
+    namespace: fields.optional_text(64 * 8 + 8, description=(
+        "Only memories in this namespace and the namespaces below it (a name or a path).")) = None
+    agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description=(
+        "Only memories owned by this agent (operators; an agent exports its own memories only).")) = None

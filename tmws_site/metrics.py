@@ -8,12 +8,11 @@ from django.db.models import Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework.negotiation import BaseContentNegotiation
 
 import access
 from agents.models import Agent
 from core import limits
-from core.api import BaseAPIView
+from core.api import BaseAPIView, IgnoreAccept
 from core.errors import Forbidden
 from core.models import count_by
 from core.redis_client import broker_redis
@@ -100,19 +99,10 @@ def render(metrics: list[Metric]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class IgnoreAccept(BaseContentNegotiation):
-    """The scrape is always text and errors always JSON, whatever a scraper's Accept header asks for."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0]
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class MetricsView(BaseAPIView):
     """`GET /metrics` in the Prometheus text format, for operators granted `memories.view_metrics`."""
 
+    # The scrape is always text and errors always JSON, whatever a scraper's Accept header asks for.
     content_negotiation_class = IgnoreAccept
 
     @extend_schema(

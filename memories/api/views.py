@@ -1,19 +1,21 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.mixins import ListModelMixin, RetrieveModelMixin
 from rest_framework.response import Response
 
-from core.api import BaseViewSet
+from core.api import BaseViewSet, IgnoreAccept
 from core.schema import errors
 
-from .. import consolidation, contextual, learning, services
+from .. import consolidation, contextual, learning, services, transfer
 from .. import search as memory_search
 from ..contracts import (
     Categorise,
     ContextualSearch,
+    ExportMemories,
     Feedback,
     MergeMemories,
     RestoreVersion,
@@ -106,6 +108,30 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def insights(self, request):
         agent = learning.subject(self.principal, request.query_params.get("agent_id"))
         return Response(learning.insights(agent, actor=self.principal))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("namespace", str, description=(
+                "Only memories in this namespace and the namespaces below it (a name or a path).")),
+            OpenApiParameter("agent_id", str, description=(
+                "Operators: only memories owned by this agent. Agents export their own memories only.")),
+        ],
+        responses={
+            (200, transfer.CONTENT_TYPE): OpenApiResponse(str, description=(
+                "JSON Lines: a header line (format, version, embedding_model, embedding_dimensions, exported_at, "
+                "source), then one line per memory with its embedding, shares and history (docs/lifecycle.md). "
+                "Agents get the memories they own; operators those of their namespaces.")),
+            **errors((403, "An agent asked for another agent's memories.")),
+        },
+        filters=False,
+    )
+    @action(detail=False, methods=["get"], content_negotiation_class=IgnoreAccept)
+    def export(self, request):
+        data = ExportMemories.parse(request.query_params.dict())
+        plan = transfer.export_plan(self.principal, data, source=request.build_absolute_uri("/"))
+        response = StreamingHttpResponse(transfer.export_lines(plan), content_type=transfer.CONTENT_TYPE)
+        response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
+        return response
 
     @extend_schema(request=Categorise, responses=CategoriseResultSerializer)
     @action(detail=False, methods=["post"])
