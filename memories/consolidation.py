@@ -15,6 +15,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 import access
+import audit
 from core.db import as_service, change_noted
 from core.errors import Forbidden, InvalidInput, NotFound
 
@@ -127,6 +128,11 @@ def merge_memories(actor, data: MergeMemories) -> Memory:
             retired_into=merged, updated_at=timezone.now())
     if level == AccessLevel.SHARED:
         _carry_shares(group, merged)
+    audit.record(actor, audit.AuditAction.MEMORY_MERGE, obj=merged,
+                 before={"memory_ids": [str(memory.pk) for memory in group],
+                         "access_levels": [memory.access_level for memory in group]},
+                 after={"memory_id": str(merged.pk), "access_level": level, "owner": owner.agent_id if owner else None,
+                        "tags_count": len(merged.context_tags)})
     merged.has_no_usage_yet()
     if reused is None:
         enqueue_embedding([merged.pk])

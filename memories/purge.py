@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 import access
+import audit
 from agents.contracts import PurgeAgent
 from agents.models import Agent, ApiKey
 from core.db import as_service
@@ -88,7 +89,12 @@ def purge_agent(actor, agent: Agent, data: PurgeAgent) -> dict:
     agent = Agent.objects.select_for_update().select_related("user").get(pk=agent.pk)
     outcome = {"agent_id": agent.agent_id, "dry_run": data.dry_run, "hand_to": data.hand_to}
     if not data.dry_run:
-        return {**outcome, "counts": _erase(agent, recipient)}
+        namespace = agent.namespace
+        report = {**outcome, "counts": _erase(agent, recipient)}
+        # The one row that names the agent afterwards: that it was purged, by whom, and the counts (no content).
+        audit.record(actor, audit.AuditAction.AGENT_PURGE, object_type="agents.agent", object_id=report["agent_id"],
+                     namespace=namespace, after={"hand_to": data.hand_to, **report["counts"]})
+        return report
     try:
         with transaction.atomic():
             counts = _erase(agent, recipient)

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 from django.db import connection
 
-# Tables that keep an erased agent's id on purpose: none today (the audit trail, when it lands, names it).
-KEPT_ON_PURPOSE: set[str] = set()
+# The audit trail keeps who did what with ids, an erased agent's name included (never content).
+AUDIT_TABLE = "audit_entries"
 
 
 def tables() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
-        return [row[0] for row in cursor.fetchall() if row[0] not in KEPT_ON_PURPOSE]
+        return [row[0] for row in cursor.fetchall()]
 
 
-def rows_mentioning(*needles: str) -> dict[str, int]:
-    """{table: rows whose text holds any needle}, over every table of the schema (raw SQL, no ORM filter)."""
+def rows_mentioning(*needles: str, skip: tuple[str, ...] = ()) -> dict[str, int]:
+    """{table: rows whose text holds any needle}, over every table of the schema but `skip` (raw SQL, no ORM)."""
     found = {}
     with connection.cursor() as cursor:
         for table in tables():
+            if table in skip:
+                continue
             cursor.execute(
                 f'SELECT count(*) FROM "{table}" row_ WHERE ' + " OR ".join("row_::text LIKE %s" for _ in needles),
                 [f"%{needle}%" for needle in needles],

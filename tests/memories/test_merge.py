@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from mcp.server.mcpserver.exceptions import ToolError
 
+from audit.models import AuditEntry
 from memories.consolidation import merge_memories
 from memories.contracts import MergeMemories, ShareMemory, StoreMemory
 from memories.embedding_jobs import embed_batch
@@ -56,6 +57,10 @@ def test_the_owner_merges_a_group_into_one_memory(team, pair):
     assert set(Memory.objects.filter(pk__in=[private.pk, shared.pk]).values_list("retired_into_id", flat=True)) == {
         Memory.objects.get(pk=merged["id"]).pk}
     assert MemoryVersion.objects.get(memory_id=merged["id"]).change == "merge"
+    assert list(AuditEntry.objects.filter(action="memory.merge").values_list("actor", "object_id", "before", "after")) == [
+        ("owner-agent", merged["id"], {"memory_ids": [str(private.pk), str(shared.pk)],
+                                       "access_levels": ["private", "shared"]},
+         {"memory_id": merged["id"], "access_level": "shared", "owner": "owner-agent", "tags_count": 2})]
 
 
 def test_retired_originals_are_never_returned_but_their_history_stays(team, pair):

@@ -14,6 +14,7 @@ from access import SYSTEM
 from agents.contracts import UpdateAgent
 from agents.models import Agent
 from agents.services import update_agent
+from audit.models import AuditEntry
 from memories.contracts import Feedback, ShareMemory, StoreMemory, UpdateMemory
 from memories.decay import decay_weights
 from memories.models import Memory, MemoryVersion
@@ -21,7 +22,7 @@ from memories.services import create_memory, record_feedback, share_memory, upda
 from namespaces.contracts import AddMember
 from namespaces.models import Namespace
 from namespaces.services import add_member
-from tests.database_rows import rows_mentioning, rows_referencing_user, table_sizes
+from tests.database_rows import AUDIT_TABLE, rows_mentioning, rows_referencing_user, table_sizes
 from workflows.models import Task
 
 pytestmark = pytest.mark.django_db
@@ -68,8 +69,12 @@ def test_a_purge_leaves_no_row_of_the_agent_behind(victim, operator_client):
     # then
     assert response.status_code == 200, response.content
     assert response.json() == {"agent_id": "owner-agent", "dry_run": False, "hand_to": None, "counts": EXPECTED_COUNTS}
-    assert rows_mentioning(*_needles(agent)) == {}
+    assert rows_mentioning(*_needles(agent), skip=(AUDIT_TABLE,)) == {}
     assert rows_referencing_user(user_id) == {}
+    # the audit trail names it (ids, never content), the purge included
+    assert rows_mentioning("Victim private", "vault code") == {}
+    assert list(AuditEntry.objects.filter(action="agent.purge").values_list("actor", "object_id", "after")) == [
+        ("operator:operator", "owner-agent", {"hand_to": None, **EXPECTED_COUNTS})]
     # what others own stays, without it
     assert Memory.objects.filter(pk=victim["members_note"].pk).exists()
     assert Task.objects.get(pk=victim["task"].pk).assigned_agent_id is None
@@ -100,7 +105,7 @@ def test_shared_and_public_memories_can_be_handed_to_another_agent(victim, opera
     # their history stays, under the heir, and names no one for the victim's changes
     assert list(MemoryVersion.objects.filter(memory=victim["shared"]).order_by("version").values_list(
         "version", "agent_id", "changed_by_agent_id")) == [(1, heir.pk, None), (2, heir.pk, None)]
-    assert rows_mentioning(str(agent.pk), agent.agent_id, "vault code") == {}
+    assert rows_mentioning(str(agent.pk), agent.agent_id, "vault code", skip=(AUDIT_TABLE,)) == {}
     # the sharee of the handed memory still reads it
     assert team["sharee"].client.get(f"/api/v2/memories/{victim['shared'].pk}").status_code == 200
 
