@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 import access
+from access import explain
 from access.admin_base import ServiceModelAdmin
 from core.errors import ServiceError
 
@@ -21,7 +22,7 @@ EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "c
 READ_ONLY_FIELDS = [
     "id", "embedding_status", "embedding_model", "embedding_error", "embedding_attempts", "access_count",
     "last_accessed_at",
-    "shared_with", "created_at", "updated_at", "history",
+    "shared_with", "readers", "created_at", "updated_at", "history",
 ]
 
 
@@ -107,6 +108,23 @@ class MemoryAdmin(ServiceModelAdmin):
     @admin.display(description="shared with agents")
     def shared_with(self, obj):
         return ", ".join(services.shared_agent_ids(obj)) or "—"
+
+    @admin.display(description="who can read this")
+    def readers(self, memory):
+        """Every agent that may read the memory, and why (access.explain); operators are not listed."""
+        viewer = getattr(memory, "shown_to", None)
+        if viewer is None or memory.pk is None:
+            return "—"
+        listed = explain.readers(viewer, memory)
+        if listed["everyone"]:
+            return explain.describe({"reason": listed["reason"]})
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", (
+            (entry["agent_id"], "; ".join(explain.describe(reason) for reason in entry["reasons"]))
+            for entry in listed["agents"]))
+        more = format_html("<p>Only the first {} agents are listed.</p>", explain.MAX_LISTED_READERS) \
+            if listed["truncated"] else ""
+        return format_html('<table class="readers"><tr><th>agent</th><th>why</th></tr>{}</table>{}', rows, more) \
+            if rows else "nobody but operators"
 
     @admin.display(description="history")
     def history(self, memory):

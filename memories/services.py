@@ -195,6 +195,16 @@ def _save_changes(actor, memory: Memory, fields: set[str]) -> Memory:
     return memory
 
 
+def explain_access(actor, memory: Memory) -> dict:
+    """Why the actor may read the memory and, for its owner and operators, who else may (access.explain)."""
+    from access.explain import readers, why_can_read
+
+    principal = access.Principal.of(actor)
+    sees_readers = principal.agent is None or memory.agent_id == principal.agent.pk
+    return {"memory_id": str(memory.pk), "access_level": memory.access_level, "namespace": memory.namespace.path,
+            "you": why_can_read(principal, memory), "readers": readers(principal, memory) if sees_readers else None}
+
+
 def memory_history(actor, memory: Memory):
     """The versions of a memory the actor could read while they were current, newest first."""
     return MemoryVersion.objects.visible_to(actor).for_display().filter(memory=memory).order_by("-version")

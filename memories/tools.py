@@ -139,6 +139,16 @@ def restore_memory(agent: Agent, memory_id: MemoryId, data: RestoreVersion) -> d
 
 
 @agent_tool(
+    title="Why can I read this memory",
+    description="Why you may read a memory (owner; member of its namespace or of one below it; shared with you, by "
+    "whom; public; system) and, for your own memories, which agents may read it and why. Example: "
+    '{"memory_id": "<uuid>"}.',
+)
+def memory_access(agent: Agent, memory_id: MemoryId) -> dict[str, Any]:
+    return render_json(services.explain_access(agent, services.get_visible_memory(agent, memory_id)))
+
+
+@agent_tool(
     title="Merge memories",
     description="Fold a group of memories you may change (the near_duplicates of memory_insights, say) into one new "
     "memory: the union of their tags and shares, the widest access you may grant, their ids in metadata.merge. The "

@@ -113,3 +113,33 @@ class InsightsSerializer(serializers.Serializer):
         child=serializers.DictField(), help_text="Groups of memories worded almost alike: memory_ids (newest first), preview."
     )
     suggestions = serializers.ListField(child=serializers.DictField())
+
+
+class AccessReasonSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=["owner", "public", "system", "member", "member_below", "shared_with",
+                                              "superuser", "operator_scope"])
+    namespace = serializers.CharField(required=False, help_text="member, member_below, operator_scope: the namespace.")
+    via = serializers.CharField(required=False, help_text="member_below: the namespace below it the agent belongs to.")
+    shared_by = serializers.CharField(required=False, allow_null=True,
+                                      help_text="shared_with: who granted the share (null when the audit trail has no "
+                                      "record of it); `operator` for operators, unless you are one.")
+
+
+class ReaderSerializer(serializers.Serializer):
+    agent_id = serializers.CharField()
+    reasons = AccessReasonSerializer(many=True)
+
+
+class ReadersSerializer(serializers.Serializer):
+    everyone = serializers.BooleanField(help_text="Public and system memories: every agent reads them.")
+    reason = serializers.CharField(allow_null=True)
+    agents = ReaderSerializer(many=True)
+    truncated = serializers.BooleanField(help_text="The list stopped at 200 agents.")
+
+
+class MemoryAccessSerializer(serializers.Serializer):
+    memory_id = serializers.UUIDField()
+    access_level = serializers.CharField()
+    namespace = serializers.CharField()
+    you = AccessReasonSerializer(many=True, help_text="Why you may read it.")
+    readers = ReadersSerializer(allow_null=True, help_text="Who else may read it: for its owner and operators only.")

@@ -30,6 +30,7 @@ from ..models import Memory
 from .serializers import (
     CategoriseResultSerializer,
     InsightsSerializer,
+    MemoryAccessSerializer,
     MemoryBulkCreatedSerializer,
     MemorySerializer,
     MemoryVersionSerializer,
@@ -163,6 +164,11 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def restore(self, request, pk=None):
         memory = services.restore_memory(self.principal, self._any_state(), RestoreVersion.parse(request.data))
         return Response(MemorySerializer(memory).data)
+
+    @extend_schema(responses=MemoryAccessSerializer)
+    @action(detail=True, methods=["get"], url_path="access")
+    def access(self, request, pk=None):
+        return Response(services.explain_access(self.principal, self.get_object()))
 
     @extend_schema(request=Feedback, responses=MemorySerializer)
     @action(detail=True, methods=["post"])

@@ -136,3 +136,22 @@ def _system():
     from access import SYSTEM
 
     return SYSTEM
+
+
+def test_the_change_page_says_who_can_read_the_memory_and_why(scoped_tree, make_agent, superuser_client):
+    # given: alpha's shared memory; an agent homed below alpha; one outside it, shared with
+    from memories.contracts import ShareMemory
+    from memories.services import share_memory
+
+    memory = scoped_tree["memories"]["alpha"]
+    make_agent("outside-agent", "beta")
+    share_memory(_system(), memory, ShareMemory.parse({"agent_ids": ["outside-agent"]}))
+    # when
+    page = superuser_client.get(reverse("admin:memories_memory_change", args=[memory.pk]))
+    # then
+    text = page.content.decode()
+    assert "<td>alpha-agent</td><td>owner; member of alpha</td>" in text
+    assert "<td>alpha-sub-agent</td><td>member of alpha/alpha-sub, below alpha</td>" in text
+    assert "<td>outside-agent</td><td>shared with it</td>" in text  # by the system: no one to name
+    readers = text.split('<table class="readers">')[1].split("</table>")[0]
+    assert "beta-agent" not in readers
