@@ -43,19 +43,9 @@ def operator_dashboard(request) -> list[dict]:
     if user.has_perm("memories.view_memory"):
         sections.append({"title": "Memories by embedding status", "url": "admin:memories_memory_changelist",
                          "rows": _embedding_rows(Memory.objects.visible_to(user))})
-    if user.has_perm("workflows.view_task"):
-        sections.append({"title": "Tasks by status", "url": "admin:workflows_task_changelist",
-                         "rows": _by_status(Task.objects.filter(access.operator_scope_q(user)), "status", TaskStatus)})
     for section in sections:
         section["url"] = reverse(section["url"])
     return sections
-
-
-def _by_status(queryset, field: str, choices) -> list[tuple]:
-    counts = count_by(queryset, field)
-    rows = [("All", sum(counts.values()), "")]
-    rows += [(label, counts.get(value, 0), f"{field}__exact={value}") for value, label in choices.choices]
-    return rows
 
 
 def _embedding_rows(memories) -> list[tuple]:
