@@ -33,10 +33,16 @@ class TmwsAdminSite(admin.AdminSite):
         return super().register(model_or_iterable, audited(admin_class or admin.ModelAdmin), **options)
 
     def get_urls(self):
-        from .admin_views import search_as_agent_view  # imports the apps' models: loaded once they are
+        from .admin_views import agent_suggestions_view, search_as_agent_view  # imports models: loaded once they are
 
-        return [path("search-as-agent/", self.admin_view(lambda request: search_as_agent_view(request, self)),
-                     name="search_as_agent"), *super().get_urls()]
+        return [
+            path("search-as-agent/", self.admin_view(lambda request: search_as_agent_view(request, self)),
+                 name="search_as_agent"),
+            path("agents/agent/<uuid:object_id>/suggestions/",
+                 self.admin_view(lambda request, object_id: agent_suggestions_view(request, self, object_id)),
+                 name="agent_suggestions"),
+            *super().get_urls(),
+        ]
 
     def each_context(self, request):
         return {**super().each_context(request), "operator_nav": _operator_nav(request.user)}

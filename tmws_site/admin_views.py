@@ -1,4 +1,4 @@
-"""Admin pages that are not a model's: "search as this agent".
+"""Admin pages that are not a model's: "search as this agent" and an agent's learning suggestions.
 
 An operator picks an agent in its scope and a query and sees exactly the results that agent gets, with their
 scores: the search runs as the agent, under its row-level-security context, through the same code as the API.
@@ -9,16 +9,21 @@ for a scoped operator) is listed by rank and score only.
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
 import access
 from agents.models import Agent
 from core.db import agent_context
 from core.errors import ServiceError
+from memories import learning
 from memories import search as memory_search
+from memories.choices import EmbeddingStatus
 from memories.contracts import SEARCH_MODES, SearchMemories
 from memories.models import Memory
 
@@ -78,4 +83,29 @@ def search_as_agent_view(request, admin_site):
     return TemplateResponse(request, "admin/search_as_agent.html", {
         **admin_site.each_context(request), "title": "Search as an agent", "form": form, "result": result,
         "rows": rows,
+    })
+
+
+@staff_member_required
+def agent_suggestions_view(request, admin_site, object_id):
+    """The learning suggestions for one agent, each with the button that carries it out.
+
+    Memory actions post to the memory changelist's own admin actions (re-embed, merge), with the memories
+    selected; applying categories runs here. What is listed is narrowed to what the operator may read.
+    """
+    agent = Agent.objects.select_related("namespace").filter(pk=object_id).first()
+    if agent is None or not access.can_analyse(request.user, agent):
+        raise Http404("No such agent in your namespaces.")
+    if request.method == "POST" and request.POST.get("apply") == "categories":
+        applied = learning.categorise(agent, apply=True, actor=request.user)
+        messages.success(request, f"Filed {applied['applied']} memories of {agent.agent_id} under their neighbours' "
+                                  "categories.")
+        return redirect(request.path)
+    insights = learning.insights(agent, actor=request.user)
+    failed = list(Memory.objects.filter(access.learning_memories_q(request.user, agent, access.Action.CHANGE))
+                  .filter(embedding_status=EmbeddingStatus.FAILED).values_list("pk", flat=True)[:500])
+    return TemplateResponse(request, "admin/agents/agent/suggestions.html", {
+        **admin_site.each_context(request), "title": f"Learning suggestions for {agent.agent_id}", "agent": agent,
+        "opts": Agent._meta, "insights": insights, "suggestions": insights["suggestions"], "failed_ids": failed,
+        "near_duplicates": insights["near_duplicates"],
     })
