@@ -111,6 +111,12 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return Response(learning.insights(agent, actor=self.principal))
 
     @extend_schema(
+        summary="Export memories as JSON Lines",
+        description=(
+            "The caller's memories, streamed in the format `manage.py import_memories` reads: agents get the memories "
+            "they own (never one merely shared with them) with the versions they may read and their shares; "
+            "operators the memories of their namespaces. Expired and deleted memories are not in it."
+        ),
         parameters=[
             OpenApiParameter("namespace", str, description=(
                 "Only memories in this namespace and the namespaces below it (a name or a path).")),

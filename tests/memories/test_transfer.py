@@ -227,7 +227,7 @@ def test_importing_into_the_installation_it_came_from_changes_nothing(corpus, tm
     path, _ = _export(tmp_path)
     before, state = _counts(), transfer_probe.state()
     summary = _import(path)
-    assert f"skipped {len(corpus[1])} already here" in summary
+    assert f"Skipped {len(corpus[1])} already here" in summary
     assert "Agents created: 0; namespaces created: 0." in summary
     assert _counts() == before and transfer_probe.state() == state
 
@@ -247,8 +247,8 @@ def test_a_bad_line_stops_the_import_naming_it_and_a_second_run_imports_the_rest
     first = _import(path, "--batch-size", "2")
     second = _import(path, "--batch-size", "2")
     # then: the rest came in once, with history, shares and parents as they were
-    assert f"Imported {len(lines) - 3} memories" in first and "skipped 2 already here" in first
-    assert "Imported 0 memories" in second and f"skipped {len(lines) - 1} already here" in second
+    assert f"Imported {len(lines) - 3} memories" in first and "Skipped 2 already here" in first
+    assert "Imported 0 memories" in second and f"Skipped {len(lines) - 1} already here" in second
     assert transfer_probe.state() == expected
 
 
@@ -292,7 +292,7 @@ def test_on_conflict_skip_leaves_a_colliding_memory_out(corpus, tmp_path):
     _update(team["owner"].agent, memories["fact0"], content="The staging database is gone.")
     before = _counts()
     summary = _import(path, "--on-conflict", "skip")
-    assert "1 whose id is taken (--on-conflict skip)" in summary
+    assert "1 whose id is taken here (--on-conflict skip)" in summary
     assert _counts() == before
 
 

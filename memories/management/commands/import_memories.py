@@ -139,10 +139,10 @@ class Command(BaseCommand):
 
     def _summary(self, summary) -> None:
         done = self.style.SUCCESS
-        self.stdout.write(done(
-            f"Imported {summary.imported + summary.mapped} memories ({summary.mapped} under a new id: theirs was "
-            f"taken here); skipped {summary.skipped} already here, {summary.conflicts} whose id is taken "
-            f"(--on-conflict skip), {summary.expired} expired."))
+        self.stdout.write(done(f"Imported {summary.imported + summary.mapped} memories ({summary.mapped} under a new id, "
+                               "theirs being taken here by other content)."))
+        self.stdout.write(f"Skipped {summary.skipped} already here, {summary.conflicts} whose id is taken here "
+                          f"(--on-conflict skip), {summary.expired} expired.")
         self.stdout.write(f"Agents created: {summary.agents_created}; namespaces created: {summary.namespaces_created}.")
         if summary.to_embed:
             self.stdout.write(f"{summary.to_embed} memories were imported without an embedding of this installation's "
