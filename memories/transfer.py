@@ -12,6 +12,7 @@ an interruption, it skips what is there already: nothing is imported or created 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections import defaultdict
@@ -373,6 +374,7 @@ class Importer:
         self._waiting: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)  # parent in the file -> children here
         self._conflicting: set[uuid.UUID] = set()
         self._share_permission = None
+        self._positions = itertools.count()  # the order rows are inserted in: the file's
 
     # A batch ---------------------------------------------------------------------------------------------------
 
@@ -380,10 +382,8 @@ class Importer:
     def import_batch(self, lines: list[tuple[int, TransferredMemory]]) -> None:
         """Import parsed lines [(line number, line)] all or nothing; a refusal names its line."""
         lines = self._unexpired(lines, timezone.now())
-        decisions = self._decide_ids(lines)
         rows, versions, grants = {}, [], []
-        for number, line in lines:
-            target, outcome = decisions[line.id]
+        for (number, line), (target, outcome) in zip(lines, self._decide_ids(lines), strict=True):
             if outcome == "conflict":
                 continue
             self._targets[line.id] = target
@@ -431,29 +431,30 @@ class Importer:
                 kept.append((number, line))
         return kept
 
-    def _decide_ids(self, lines) -> dict:
-        """{file id: (id here, outcome)}: new, mapped, present (the same content is there) or conflict."""
+    def _decide_ids(self, lines) -> list[tuple]:
+        """(id here, outcome) of each line: new, mapped, present (the same content is there) or conflict.
+
+        A line repeating an id earlier in the batch meets it as if it were stored already.
+        """
         wanted = {line.id for _, line in lines} | {self._mapped(line.id) for _, line in lines}
         stored = dict(Memory.objects.filter(pk__in=wanted).values_list("pk", "content"))
         planned: dict[uuid.UUID, str] = {}
-        decisions = {}
+        decisions = []
         for _, line in lines:
-            if line.id in decisions:
-                continue
             candidate = line.id
             while True:
                 if candidate not in stored and candidate not in planned:
                     stored.update(Memory.objects.filter(pk=candidate).values_list("pk", "content"))
                 content = planned.get(candidate, stored.get(candidate))
                 if content is None:
-                    decisions[line.id] = (candidate, "new" if candidate == line.id else "mapped")
+                    decisions.append((candidate, "new" if candidate == line.id else "mapped"))
                     planned[candidate] = line.content
                     break
                 if content == line.content:
-                    decisions[line.id] = (candidate, "present")
+                    decisions.append((candidate, "present"))
                     break
                 if self.on_conflict == "skip":
-                    decisions[line.id] = (None, "conflict")
+                    decisions.append((None, "conflict"))
                     self._conflicting.add(line.id)
                     self.summary.conflicts += 1
                     break
@@ -486,7 +487,7 @@ class Importer:
             "updated_at": _moment(line.updated_at or line.created_at or timezone.now()),
             "embedding": embedding, "embedding_model": line.embedding_model if embedding else "",
             "embedding_status": EmbeddingStatus.READY if embedding else EmbeddingStatus.PENDING,
-            "position": len(self._targets),
+            "position": next(self._positions),
         }
 
     def _insert(self, rows: list[dict]) -> None:

@@ -286,6 +286,14 @@ def test_an_id_taken_by_other_content_is_mapped_to_a_derived_id_once(corpus, tmp
     assert "Imported 0 memories (0 under a new id" in again
 
 
+def test_a_line_repeated_in_the_file_is_imported_once(corpus, tmp_path):
+    path, lines = _export(tmp_path)
+    _wipe_memories()
+    summary = _import(_write(tmp_path / "twice.jsonl", [lines[0], lines[1], lines[2], lines[1]]))
+    assert "Imported 2 memories (0 under a new id" in summary and "Skipped 1 already here" in summary
+    assert Memory.objects.count() == 2
+
+
 def test_on_conflict_skip_leaves_a_colliding_memory_out(corpus, tmp_path):
     team, memories = corpus
     path, _ = _export(tmp_path)
