@@ -28,6 +28,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 import access
+import audit
 from agents.contracts import DEFAULT_AGENT_TYPE, RegisterAgent
 from agents.models import Agent
 from agents.services import register_agent
@@ -95,6 +96,8 @@ def export_plan(actor, data: ExportMemories, *, source: str) -> ExportPlan:
         memories = memories.filter(Q(namespace__path=namespace.path)
                                    | Q(namespace__path__startswith=namespace.path + PATH_SEPARATOR))
     scope = {"namespace": data.namespace, "agent_id": data.agent_id}
+    with transaction.atomic():
+        audit.record(principal, audit.AuditAction.MEMORIES_EXPORT, object_type="memories.memory", after=scope)
     return ExportPlan(principal=principal, memories=memories, scope=scope, source=source)
 
 
@@ -582,6 +585,12 @@ class Importer:
         present = set(Memory.objects.filter(pk__in=waiting).values_list("pk", flat=True))
         self._link([(child, parent) for parent in present for child in waiting[parent]])
         self._waiting.clear()
+        summary = self.summary
+        with transaction.atomic():
+            audit.record(access.SYSTEM, audit.AuditAction.MEMORIES_IMPORT, object_type="memories.memory", after={
+                "imported": summary.imported, "mapped": summary.mapped, "skipped": summary.skipped,
+                "conflicts": summary.conflicts, "agents_created": summary.agents_created,
+                "namespaces_created": summary.namespaces_created})
 
     # Agents and namespaces -------------------------------------------------------------------------------------
 

@@ -455,3 +455,23 @@ def test_the_connection_leaves_the_agents_role_after_a_streamed_export(corpus):
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
         assert cursor.fetchone()[0] == role_before
+
+
+def test_exports_and_imports_are_in_the_audit_trail(team, tmp_path):
+    from audit.models import AuditEntry
+
+    create_memory(team["owner"].agent, StoreMemory.parse({"content": "Audited export."}))
+    response = team["owner"].client.get("/api/v2/memories/export")
+    assert response.status_code == 200
+    b"".join(response.streaming_content)
+    path = tmp_path / "export.jsonl"
+    call_command("export_memories", "--output", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    call_command("import_memories", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    entries = list(AuditEntry.objects.filter(action__in=["memories.export", "memories.import"]).order_by("id")
+                   .values_list("action", "actor", "after"))
+    assert entries == [
+        ("memories.export", "owner-agent", {"namespace": None, "agent_id": None}),
+        ("memories.export", None, {"namespace": None, "agent_id": None}),
+        ("memories.import", None, {"imported": 0, "mapped": 0, "skipped": 1, "conflicts": 0, "agents_created": 0,
+                                   "namespaces_created": 0}),
+    ]
