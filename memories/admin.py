@@ -41,8 +41,7 @@ class MemoryForm(forms.ModelForm):
 class MemoryAdmin(ServiceModelAdmin):
     form = MemoryForm
     list_display = [
-        "preview", "agent", "namespace", "access_level", "memory_category", "embedding_status",
-        "access_count", "last_accessed_at", "created_at",
+        "preview", "agent", "namespace", "access", "memory_category", "embedding_state", "hits", "last_hit", "created",
     ]
     list_filter = [
         "access_level", "embedding_status", "memory_category", ("namespace", admin.RelatedOnlyFieldListFilter),
@@ -104,6 +103,27 @@ class MemoryAdmin(ServiceModelAdmin):
     @admin.display(description="content", ordering="created_at")
     def preview(self, obj):
         return obj.preview
+
+    @admin.display(description="embedding", ordering="embedding_status")
+    def embedding_state(self, obj):
+        return obj.embedding_status
+
+    @admin.display(description="hits", ordering="usage__access_count")
+    def hits(self, obj):
+        return obj.access_count
+
+    @admin.display(description="last hit", ordering="usage__last_accessed_at")
+    def last_hit(self, obj):
+        return f"{obj.last_accessed_at:%Y-%m-%d %H:%M}" if obj.last_accessed_at else "—"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return f"{obj.created_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="access", ordering="access_level")
+    def access(self, obj):
+        """The level's name: its rule is in the filter and on the memory's page, not on every row."""
+        return obj.access_level
 
     @admin.display(description="shared with agents")
     def shared_with(self, obj):

@@ -137,6 +137,10 @@ def test_the_operator_console_works_in_a_browser(live_server, workload, superuse
     change = console.visit(f"/admin/memories/memory/{memory.pk}/change/", "memory")
     assert re.search(r"member-agent</td><td>member of company/team", change)
     console.visit("/admin/memories/memory/", "memories")
+    # the list fits a 1280-pixel window: no column runs off the page
+    overflow = console.page.evaluate(
+        "() => { const t = document.querySelector('#result_list'); return t.scrollWidth - t.parentElement.clientWidth; }")
+    assert overflow <= 0
     console.visit("/admin/agents/agent/", "agents")
     console.visit("/admin/audit/auditentry/", "audit")
     console.visit("/admin/workflows/task/", "tasks")
