@@ -22,3 +22,16 @@ class Role(models.TextChoices):
 
 # A namespace role is held as this guardian object permission on the namespace.
 ROLE_PERMISSIONS = {Role.MEMBER: "member_namespace", Role.ADMIN: "admin_namespace"}
+
+
+class AccessReason(models.TextChoices):
+    """Why a principal may read a memory (access.explain)."""
+
+    OWNER = "owner", "Owner"
+    PUBLIC = "public", "Public: every agent"
+    SYSTEM = "system", "System: every agent"
+    MEMBER = "member", "Member of its namespace"
+    MEMBER_BELOW = "member_below", "Member of a namespace below its namespace"
+    SHARED_WITH = "shared_with", "Shared with it"
+    SUPERUSER = "superuser", "Superuser"
+    OPERATOR_SCOPE = "operator_scope", "Operator of its namespace"

@@ -195,6 +195,9 @@ SPECTACULAR_SETTINGS = {
         "WorkflowStatusEnum": "workflows.choices.WorkflowStatus",
         "WorkflowDefinitionStatusEnum": "workflows.choices.WorkflowDefinitionStatus",
         "VersionChangeEnum": "memories.models.VersionChange",
+        "AccessReasonEnum": "access.choices.AccessReason",
+        "AuditActionEnum": "audit.choices.AuditAction",
+        "ActorKindEnum": "audit.choices.ActorKind",
     },
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 import access
+from access.choices import AccessReason
 
 from ..models import Memory, MemoryVersion
 
@@ -116,8 +117,7 @@ class InsightsSerializer(serializers.Serializer):
 
 
 class AccessReasonSerializer(serializers.Serializer):
-    reason = serializers.ChoiceField(choices=["owner", "public", "system", "member", "member_below", "shared_with",
-                                              "superuser", "operator_scope"])
+    reason = serializers.ChoiceField(choices=AccessReason.choices)
     namespace = serializers.CharField(required=False, help_text="member, member_below, operator_scope: the namespace.")
     via = serializers.CharField(required=False, help_text="member_below: the namespace below it the agent belongs to.")
     shared_by = serializers.CharField(required=False, allow_null=True,

@@ -62,7 +62,8 @@ def test_a_restore_records_the_version_and_the_states_without_content(team, secr
     assert response.status_code == 200, response.content
     assert entries_since(since) == [_memory_entry(
         "owner-agent", "agent", "memory.restore", secret_memory,
-        {"access_level": "private", "namespace": "company/team", "owner": "owner-agent", "tags_count": 0},
+        {"access_level": "private", "namespace": "company/team", "owner": "owner-agent", "tags_count": 0,
+         "retired": False},
         {"restored_version": 1, "access_level": "shared", "namespace": "company/team", "owner": "owner-agent",
          "tags_count": 1},
     )]

@@ -126,8 +126,9 @@ def test_every_choice_set_has_one_readable_enum_name(schema):
              if name.endswith("Enum")}
     # then: no hashed names (AccessLevel495Enum) and no second name for one choice set (AccessLevelsEnum)
     assert sorted(enums) == [
-        "AccessLevelEnum", "AccessPolicyEnum", "AgentAccessLevelEnum", "AssignTaskStepActionEnum",
-        "CreateTaskStepActionEnum", "EmbeddingStatusEnum", "ModeEnum", "PriorityEnum", "RoleEnum", "RunStatusEnum",
+        "AccessLevelEnum", "AccessPolicyEnum", "AccessReasonEnum", "ActorKindEnum", "AgentAccessLevelEnum",
+        "AssignTaskStepActionEnum", "AuditActionEnum", "CreateTaskStepActionEnum", "EmbeddingStatusEnum", "ModeEnum",
+        "PriorityEnum", "RoleEnum", "RunStatusEnum",
         "SearchMemoriesStepActionEnum", "StepConditionStatusEnum", "StoreMemoryStepActionEnum", "TaskStatusEnum",
         "UpdateTaskStatusStepActionEnum", "VersionChangeEnum", "WaitStepActionEnum", "WorkflowDefinitionStatusEnum",
         "WorkflowStatusEnum", "WorkflowTypeEnum",

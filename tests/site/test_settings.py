@@ -69,11 +69,14 @@ def test_an_unknown_embedding_backend_or_precision_is_refused(name, value, messa
 @pytest.mark.parametrize(("overrides", "expected"), [
     ({}, "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 300.0\n"
          "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0\n"
-         "delete-expired-memories memories.tasks.delete_expired_memories 60.0"),
-    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "5"},
+         "delete-expired-memories memories.tasks.delete_expired_memories 60.0\n"
+         "decay-weights memories.tasks.decay_weights 3600.0"),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "5",
+      "TMWS_DECAY_SECONDS": "0"},
      "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0\n"
      "delete-expired-memories memories.tasks.delete_expired_memories 5.0"),
-    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "0"}, ""),
+    ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "0",
+      "TMWS_DECAY_SECONDS": "0"}, ""),
 ])
 def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     # given
