@@ -15,6 +15,9 @@ from django.db import DatabaseError, connection, transaction
 
 # The agent whose RLS context this thread's transaction is in (mirrors app.current_agent_id, saving a query).
 _context_agent_id: ContextVar[str] = ContextVar("tmws_context_agent_id", default="")
+# Whether a `service_role` block is open in this thread: an inner one then changes nothing, so leaving it does
+# not put the outer block back under the agent role.
+_in_service_role: ContextVar[bool] = ContextVar("tmws_in_service_role", default=False)
 
 
 def agent_role() -> str:
@@ -84,14 +87,19 @@ def service_role():
     """Briefly step out of the agent role for service-level reads (e.g. planner statistics).
 
     pg_stats hides tables under active row-level security, so lexeme statistics are read as the
-    connection's own role; nothing read here is returned to the agent.
+    connection's own role; nothing read here is returned to the agent. Blocks nest: only the outermost
+    steps out and back.
     """
+    if _in_service_role.get():
+        yield
+        return
     agent_id = current_agent_id()
     if not agent_id:
         yield
         return
     with connection.cursor() as cursor:
         cursor.execute("RESET ROLE")
+    token = _in_service_role.set(True)
     try:
         yield
     except DatabaseError:
@@ -101,7 +109,10 @@ def service_role():
     except BaseException:
         _restore_agent_role()
         raise
-    _restore_agent_role()
+    else:
+        _restore_agent_role()
+    finally:
+        _in_service_role.reset(token)
 
 
 def _restore_agent_role() -> None:

@@ -233,3 +233,16 @@ def test_an_agent_that_creates_a_namespace_is_named_as_its_admin(team):
         ("ns-admin-agent", "namespace.create", {"namespace": "den", "path": "company/team/den",
                                                 "access_policy": "invite_only", "admin": "ns-admin-agent"}),
     ]
+
+
+def test_an_admin_agent_deleting_a_namespace_is_recorded_and_the_delete_still_runs_as_the_service(team, make_namespace):
+    # given: the entry is written before the namespace is deleted, both past the agent role's grants
+    annex = make_namespace("annex")
+    since = mark()
+    # when
+    response = team["admin"].client.delete("/api/v2/namespaces/annex")
+    # then
+    assert response.status_code == 204, response.content
+    assert not Namespace.objects.filter(pk=annex.pk).exists()
+    assert [(e["actor"], e["action"], e["object_id"]) for e in entries_since(since)] == [
+        ("admin-agent", "namespace.delete", str(annex.pk))]
