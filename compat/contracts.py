@@ -3,9 +3,10 @@
 Each contract describes the input as old clients send it (persona_id, importance 0-1, tags,
 context_type, ...); the views and tools parse with it, then translate the parsed instance into the
 v2 input the service takes (`memories.contracts.StoreMemory`, `UpdateMemory`, `SearchMemories`, or
-the task and workflow fields of `workflows.services`). Types and limits are v2's wherever a field
-is a v2 field under another name; what only the database can tell (does the persona, namespace or
-dependency exist, may the caller write there) stays with the lookups and the services.
+the task and workflow fields of `workflows.task_services` and `workflows.workflow_services`). Types
+and limits are v2's wherever a field is a v2 field under another name; what only the database can
+tell (does the persona, namespace or dependency exist, may the caller write there) stays with the
+lookups and the services.
 
 API v1 is lenient where the persona-era service was, and these contracts keep that: unknown keys
 are ignored, a falsy `context_type` means `general`, a falsy search filter is no filter, and a

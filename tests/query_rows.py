@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from memories.contracts import ShareMemory, StoreMemory
 from memories.services import create_memory, share_memory
-from workflows import services as workflow_services
-from workflows.contracts import CreateTask, CreateWorkflow
+from workflows import task_services, workflow_services
+from workflows.contracts import CreateTask
+from workflows.definitions import CreateWorkflow
 from workflows.models import StepRun, WorkflowRun
 
 
@@ -31,10 +32,10 @@ def add_memories(team, count: int, word: str = "harbour") -> None:
 def add_tasks(team, count: int) -> None:
     """Tasks of two creators, assigned to several agents, each after the first one."""
     owner, member = team["owner"].agent, team["member"].agent
-    first = workflow_services.create_task(owner, CreateTask.parse({"title": "First"}))
+    first = task_services.create_task(owner, CreateTask.parse({"title": "First"}))
     for index in range(1, count):
         creator = owner if index % 2 else member
-        workflow_services.create_task(creator, CreateTask.parse({
+        task_services.create_task(creator, CreateTask.parse({
             "title": f"Task {index}", "assigned_agent_id": ["member-agent", "owner-agent", "squad-agent"][index % 3],
             "dependencies": [str(first.pk)], "tags": ["ops"],
         }))

@@ -1,4 +1,4 @@
-"""ASGI entry point: without a broker the process embeds new memories in a background thread."""
+"""ASGI entry point: without a broker the process embeds new memories and runs workflows in background threads."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -8,5 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 application = get_asgi_application()
 
 from memories.background import start_if_no_broker  # noqa: E402  (needs the settings above)
+from workflows import background as workflow_background  # noqa: E402
 
 start_if_no_broker()
+workflow_background.start_if_no_broker()

@@ -216,6 +216,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# The queue tasks are sent to and workers read by default (several deployments, or test runs, can share one Redis).
+CELERY_TASK_DEFAULT_QUEUE = env_str("TMWS_CELERY_QUEUE") or "celery"
 # Bounded waits on the broker: a write whose after-commit publish finds Redis down gives up in about
 # a second (its rows stay pending for the sweep) instead of holding the request.
 TMWS_REDIS_TIMEOUT_SECONDS = env_int("TMWS_REDIS_TIMEOUT_SECONDS", 2)
@@ -241,6 +243,12 @@ TMWS_EXPIRY_SWEEP_SECONDS = env_int("TMWS_EXPIRY_SWEEP_SECONDS", 60)
 TMWS_DECAY_SECONDS = env_int("TMWS_DECAY_SECONDS", 3600)
 # The weight decay moves toward, unless an agent's configuration names its own decay_floor.
 TMWS_DECAY_FLOOR = env_float("TMWS_DECAY_FLOOR", 0.25)
+# Workflow runs (docs/workflows.md, *Runs*): a step sent to a worker and not answered within the lease is
+# sent again; the sweep, every TMWS_WORKFLOW_SWEEP_SECONDS (0 turns it off), advances runs nothing has
+# moved by their wake time. Without a broker, web processes run workflow work on this many threads.
+TMWS_WORKFLOW_LEASE_SECONDS = env_int("TMWS_WORKFLOW_LEASE_SECONDS", 60)
+TMWS_WORKFLOW_SWEEP_SECONDS = env_int("TMWS_WORKFLOW_SWEEP_SECONDS", 30)
+TMWS_WORKFLOW_THREADS = env_int("TMWS_WORKFLOW_THREADS", 2)
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(seconds)}
     for name, task, seconds in [
@@ -248,6 +256,7 @@ CELERY_BEAT_SCHEDULE = {
         ("categorise-opted-in-agents", "memories.tasks.categorise_opted_in_agents", TMWS_AUTO_CATEGORISE_SECONDS),
         ("delete-expired-memories", "memories.tasks.delete_expired_memories", TMWS_EXPIRY_SWEEP_SECONDS),
         ("decay-weights", "memories.tasks.decay_weights", TMWS_DECAY_SECONDS),
+        ("sweep-workflow-runs", "workflows.tasks.sweep_workflow_runs", TMWS_WORKFLOW_SWEEP_SECONDS),
     ]
     if seconds > 0
 }

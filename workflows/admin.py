@@ -7,8 +7,9 @@ import access
 from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
 from core.admin import count_of
 
-from . import services
-from .contracts import CreateTask, CreateWorkflow, UpdateTask, UpdateWorkflow
+from . import task_services, workflow_services
+from .contracts import CreateTask, UpdateTask
+from .definitions import CreateWorkflow, UpdateWorkflow
 from .models import StepRun, Task, Workflow, WorkflowRun
 
 TASK_FIELDS = [
@@ -79,7 +80,7 @@ def _without_empty_json(values: dict) -> dict:
 
 @admin.register(Task)
 class TaskAdmin(ServiceModelAdmin):
-    """Tasks change through workflows.services, so status moves follow the same transitions as the API."""
+    """Tasks change through workflows.task_services, so status moves follow the same transitions as the API."""
 
     fields = [*TASK_FIELDS, "created_by", "started_at", "completed_at", "retry_count", "created_at", "updated_at"]
     list_display = ["title", "status", "priority", "progress", "assigned_agent", "namespace", "due_at", "created_at"]
@@ -114,7 +115,7 @@ class TaskAdmin(ServiceModelAdmin):
         }
         if not change:
             plain = {k: data.get(k) for k in TASK_PLAIN_FIELDS if k not in ("progress", "result", "error")}
-            return services.create_task(request.user, CreateTask.parse(_without_empty_json({**plain, **related})))
+            return task_services.create_task(request.user, CreateTask.parse(_without_empty_json({**plain, **related})))
         changes = _without_empty_json(self.changes_from(form, TASK_PLAIN_FIELDS))
         for field, name in (("namespace", "namespace"), ("assigned_agent", "assigned_agent_id"),
                             ("dependencies", "dependencies")):
@@ -122,15 +123,15 @@ class TaskAdmin(ServiceModelAdmin):
                 changes[name] = related[name]
         update = UpdateTask.parse(changes)
         task = Task.objects.select_for_update(of=("self",)).get(pk=form.instance.pk)
-        return services.update_task(request.user, task, update)
+        return task_services.update_task(request.user, task, update)
 
     def delete_via_service(self, request, obj):
-        services.delete_task(request.user, obj)
+        task_services.delete_task(request.user, obj)
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(ServiceModelAdmin):
-    """Workflows change through workflows.services, which validates the steps."""
+    """Workflows change through workflows.workflow_services, which validates the steps."""
 
     fields = [*WORKFLOW_FIELDS, "created_by", "execution_count", "last_executed_at", "created_at", "updated_at"]
     list_display = ["name", "workflow_type", "status", "namespace", "run_count", "execution_count", "last_executed_at"]
@@ -154,16 +155,16 @@ class WorkflowAdmin(ServiceModelAdmin):
         if not change:
             plain = {k: data.get(k) for k in WORKFLOW_PLAIN_FIELDS}
             created = CreateWorkflow.parse(_without_empty_json({**plain, "namespace": namespace}))
-            return services.create_workflow(request.user, created)
+            return workflow_services.create_workflow(request.user, created)
         changes = _without_empty_json(self.changes_from(form, WORKFLOW_PLAIN_FIELDS))
         if "namespace" in form.changed_data:
             changes["namespace"] = namespace
         update = UpdateWorkflow.parse(changes)
         workflow = Workflow.objects.select_for_update().get(pk=form.instance.pk)
-        return services.update_workflow(request.user, workflow, update)
+        return workflow_services.update_workflow(request.user, workflow, update)
 
     def delete_via_service(self, request, obj):
-        services.delete_workflow(request.user, obj)
+        workflow_services.delete_workflow(request.user, obj)
 
     def get_deleted_objects(self, objs, request):
         # Runs go with their workflow; delete_workflow refuses while one is unfinished.

@@ -1,48 +1,36 @@
 """The input of every task, workflow and run operation, declared once (core.contracts).
 
 REST views parse request bodies with these, MCP tools take them as their argument schema, the
-OpenAPI document shows them, and the admin builds them from its forms; workflows.services and
+OpenAPI document shows them, and the admin builds them from its forms; the services and
 workflows.runs receive the parsed instances.
 
-A workflow's steps are contracts too: one `Step` class per action, each with its params contract
-(the same contract the action's service takes, `CreateTask` for create_task, `StoreMemory` for
-store_memory, ...). A params value holding a `{{ ... }}` reference is taken as given when the workflow
-is saved and checked once the reference is resolved, when the step runs; every other value is
-checked when the workflow is saved. What needs the whole definition (unique names, known step
-references, cycles) is checked by workflows.steps.
+The params of each workflow step are contracts here too (the same contract the action's service
+takes where there is one: `CreateTask` for create_task, `StoreMemory` for store_memory, ...). The
+steps themselves, and the workflow contracts that hold them, are declared in workflows.definitions,
+from the action registry (workflows.actions), which sits above the task services.
 """
 from __future__ import annotations
 
-import functools
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
-    WithJsonSchema,
-    WrapValidator,
-    create_model,
     model_validator,
 )
 from pydantic_core import InitErrorDetails
 
 from core import fields, validation
-from core.contracts import FIELD, Contract, FieldError, refusal
+from core.contracts import FIELD, Contract, FieldError
 from memories.contracts import (
     MAX_AGENT_ID_LENGTH,
     MAX_METADATA_DEPTH,
     MAX_NAMESPACE_LENGTH,
-    SearchMemories,
-    StoreMemory,
 )
 
-from .choices import TaskPriority, TaskStatus, WorkflowDefinitionStatus, WorkflowStatus, WorkflowType
+from .choices import TaskPriority, TaskStatus, WorkflowDefinitionStatus
 
 MAX_TITLE_LENGTH = 255
 MAX_TEXT_LENGTH = 50_000
@@ -51,16 +39,23 @@ MAX_DEPENDENCIES = 100
 MAX_RETRIES = 100
 MAX_STEPS = 100
 MAX_STEP_NAME_LENGTH = 64
-MAX_WAIT_SECONDS = 60
+# A wait is scheduled, not slept: it holds no worker, so it may be long.
+MAX_WAIT_SECONDS = 86_400
+# How long an agent_task step (or any step) may wait at most before it times out: 30 days.
+MAX_TIMEOUT_SECONDS = 30 * 86_400
+MAX_STEP_RETRIES = 10
+MAX_BACKOFF_SECONDS = 3_600
 STEP_NAME_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_STEP_NAME_LENGTH - 1}}}$")
 # A `{{ input.key }}` or `{{ steps.<name>.<path> }}` inside a step's params.
 REFERENCE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 # A workflow's own status describes the definition; runs carry their own status.
 WORKFLOW_DEFINITION_STATUSES = tuple(WorkflowDefinitionStatus.values)
-CONDITION_STATUSES = ("completed", "skipped")
+CONDITION_STATUSES = ("completed", "skipped", "failed")
 STEP_PREDICATES = frozenset({"status", "result_count_gte", "result_count_lte", "result_count_eq"})
 INPUT_PREDICATES = frozenset({"equals", "exists"})
-STEP_KEYS = frozenset({"name", "action", "params", "depends_on", "when", "condition", "description"})
+STEP_KEYS = frozenset({"name", "action", "params", "depends_on", "when", "condition", "description", "retries",
+                       "retry_backoff_seconds", "timeout_seconds", "on_failure"})
+ON_FAILURE = ("fail_run", "continue")
 
 
 # The config of a contract that refuses unknown keys (it words the refusal in `unknown_field_message`).
@@ -228,300 +223,55 @@ class Wait(Contract):
 
     seconds: fields.value(_clean_seconds, Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)]
                           | Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)],
-                          description="How long to wait, 0-60 seconds.")
+                          description=f"How long to wait, 0 to {MAX_WAIT_SECONDS:,} seconds (scheduled: no worker is held).")
 
 
-# Each action's params: the contract its service takes.
-STEP_PARAMS: dict[str, type[Contract]] = {
-    "create_task": CreateTask,
-    "assign_task": AssignTaskParams,
-    "update_task_status": TaskStatusParams,
-    "store_memory": StoreMemory,
-    "search_memories": SearchMemories,
-    "wait": Wait,
-}
-REFERENCES_NOTE = (" String values may refer to the run input or to an earlier step's output, {{ input.<key> }} or "
-                   "{{ steps.<name>.<path> }}; such values are checked when the step runs.")
+TimeoutSeconds = fields.optional_integer(1, MAX_TIMEOUT_SECONDS, description=(
+    f"Seconds before the step times out, 1 to {MAX_TIMEOUT_SECONDS:,} (a timed-out attempt fails; the task it opened is "
+    "cancelled)."))
 
 
-def _unless_reference(value, handler):
-    return value if references_in(value) else handler(value)
-
-
-@functools.cache
-def _literal_values(contract: type[Contract]) -> type[BaseModel]:
-    """`contract` with every field optional and references taken as given: what a step's params say up front."""
-    optional = {
-        name: (Annotated[info.annotation, *info.metadata, WrapValidator(_unless_reference)], None)
-        for name, info in contract.model_fields.items()
-    }
-    return create_model(f"{contract.__name__}Literals", __config__=ConfigDict(arbitrary_types_allowed=True), **optional)
-
-
-def _params_checker(action: str, contract: type[Contract]):
-    def check(value, handler):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise FieldError(f"{FIELD} must be a JSON object.")
-        for name, info in contract.model_fields.items():
-            if info.is_required() and value.get(name) in (None, ""):
-                refuse_at((name,), f"The action '{action}' needs the param '{name}'.", value.get(name))
-        if contract.model_config.get("extra") == "forbid":
-            unknown = sorted(str(key) for key in value if key not in contract.model_fields)
-            if unknown:
-                refuse_at((unknown[0][:64],), contract.unknown_field_message, value[unknown[0]])
-        _literal_values(contract).model_validate(value)
-        return value  # as given: the contract parses it (`handler`'s work) once references are resolved, at run time
-
-    return WrapValidator(check)
-
-
-def step_params(action: str, contract: type[Contract]):
-    """A step's params: `contract`'s fields; references are checked when the step runs."""
-    return Annotated[contract, _params_checker(action, contract), Field(
-        default_factory=dict, validate_default=True,
-        description=f"The params of {action} (the fields of {contract.__name__}).{REFERENCES_NOTE}")]
-
-
-def step_action(name: str):
-    return Annotated[Literal[name], WithJsonSchema({"type": "string", "enum": [name]}),
-                     Field(description="What the step does.")]
-
-
-def _clean_step_name(value, field: str) -> str:
-    if not isinstance(value, str) or not STEP_NAME_PATTERN.match(value):
-        raise FieldError(f"A step name is 1-{MAX_STEP_NAME_LENGTH} letters, digits, '_' or '-', "
-                         "starting with a letter or digit.")
-    return value
-
-
-def _clean_depends_on(value, field: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise FieldError(f"{field} must be a list of step names.")
-    return list(dict.fromkeys(value))
-
-
-def _clean_count(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FieldError(f"{field} must be a non-negative integer.")
-    return value
-
-
-def _clean_input_key(value, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise FieldError(f"{field} must name a key of the run input.")
-    return value
-
-
-ResultCount = fields.value(_clean_count, Annotated[int, Field(ge=0)])
-
-
-class StepCondition(Contract):
-    """Run the step only if an earlier step ended so (status) or produced so many results (its output's count)."""
-
-    step: Annotated[str, Field(description="The name of an earlier step.")]
-    status: fields.choice(CONDITION_STATUSES, description="The earlier step's status.") = None
-    result_count_gte: Annotated[ResultCount, Field(description="At least this many results.")] = None
-    result_count_lte: Annotated[ResultCount, Field(description="At most this many results.")] = None
-    result_count_eq: Annotated[ResultCount, Field(description="Exactly this many results.")] = None
-
-    @model_validator(mode="after")
-    def _has_a_predicate(self):
-        if not self.model_fields_set & STEP_PREDICATES:
-            raise FieldError(f"A step condition needs one of {', '.join(sorted(STEP_PREDICATES))}.")
-        return self
-
-
-class InputCondition(Contract):
-    """Run the step only if a key of the run input equals a value, or exists (or not)."""
-
-    input: fields.value(_clean_input_key, Annotated[str, Field(min_length=1)],
-                        description="A key of the run input (dots go deeper: 'ticket.priority').")
-    equals: Annotated[Any, Field(description="The value the key must hold.")] = None
-    exists: fields.flag(description="Whether the key must be there (true) or absent (false).") = None
-
-    @model_validator(mode="after")
-    def _has_a_predicate(self):
-        if not self.model_fields_set & INPUT_PREDICATES:
-            raise FieldError("An input condition needs 'equals' or 'exists'.")
-        return self
-
-
-def _condition(value):
-    if value is None or isinstance(value, (StepCondition, InputCondition)):
-        return value
-    if not isinstance(value, dict) or not value:
-        raise FieldError("A condition must be a non-empty object.")
-    if ("step" in value) == ("input" in value):
-        raise FieldError("A condition names exactly one of 'step' or 'input'.")
-    kind, noun = (StepCondition, "a step") if "step" in value else (InputCondition, "an input")
-    unknown = sorted(str(key) for key in value if key not in kind.model_fields)
-    if unknown:
-        raise FieldError(f"Unknown condition key '{unknown[0][:64]}' for {noun} condition.")
-    return kind.model_validate(value)
-
-
-Condition = Annotated[StepCondition | InputCondition | None, BeforeValidator(_condition), Field(
-    description="Skip the step unless this holds: {step, status?, result_count_gte|lte|eq?} or {input, equals?, exists?}.")]
-
-
-class StepBase(Contract):
-    """What every step says besides its action and params."""
-
-    name: fields.value(_clean_step_name, Annotated[str, Field(pattern=STEP_NAME_PATTERN.pattern)],
-                       description="Unique in the workflow: 1-64 letters, digits, '_' or '-'.")
-    description: fields.text(MAX_TEXT_LENGTH, strip=False, description="What the step is for.") = ""
-    depends_on: fields.value(_clean_depends_on, list[str],
-                             description="Steps that must have finished first (parallel, conditional and hybrid "
-                                         "workflows; sequential ones run in list order).") = []
-    when: Condition = None
-    condition: Annotated[Condition, Field(description="Another name for when.")] = None
-
-    def definition(self) -> dict:
-        """The step as a workflow stores it (`condition` stored as `when`)."""
-        stored = {"name": self.name, "action": self.action, "params": dict(self.params),
-                  "depends_on": list(self.depends_on)}
-        when = self.when if self.when is not None else self.condition
-        if when is not None:
-            stored["when"] = when.model_dump(exclude_unset=True)
-        if self.description:
-            stored["description"] = self.description
-        return stored
-
-
-class CreateTaskStep(StepBase):
-    action: step_action("create_task")
-    params: step_params("create_task", CreateTask)
-
-
-class AssignTaskStep(StepBase):
-    action: step_action("assign_task")
-    params: step_params("assign_task", AssignTaskParams)
-
-
-class UpdateTaskStatusStep(StepBase):
-    action: step_action("update_task_status")
-    params: step_params("update_task_status", TaskStatusParams)
-
-
-class StoreMemoryStep(StepBase):
-    action: step_action("store_memory")
-    params: step_params("store_memory", StoreMemory)
-
-
-class SearchMemoriesStep(StepBase):
-    action: step_action("search_memories")
-    params: step_params("search_memories", SearchMemories)
-
-
-class WaitStep(StepBase):
-    action: step_action("wait")
-    params: step_params("wait", Wait)
-
-
-STEP_CLASSES: dict[str, type[StepBase]] = {
-    "create_task": CreateTaskStep,
-    "assign_task": AssignTaskStep,
-    "update_task_status": UpdateTaskStatusStep,
-    "store_memory": StoreMemoryStep,
-    "search_memories": SearchMemoriesStep,
-    "wait": WaitStep,
-}
-ACTIONS = tuple(STEP_CLASSES)
-
-
-def _step(value):
-    """The step class its action names, validated (so a refusal names the step's own fields)."""
-    if isinstance(value, StepBase):
-        return value
-    if not isinstance(value, dict):
-        raise FieldError("Each step must be an object.")
-    unknown = sorted(str(key) for key in value if key not in STEP_KEYS)
-    if unknown:
-        refuse_at((unknown[0][:64],), f"Unknown step key '{unknown[0][:64]}'.", value[unknown[0]])
-    action = value.get("action")
-    if not isinstance(action, str) or action not in STEP_CLASSES:
-        refuse_at(("action",), f"Unknown action '{str(action)[:64]}'; use one of {', '.join(ACTIONS)}.", action)
-    if "when" in value and "condition" in value:
-        refuse_at(("when",), "Give either 'when' or 'condition', not both.", value["when"])
-    return STEP_CLASSES[action].model_validate(value)
-
-
-Step = Annotated[
-    CreateTaskStep | AssignTaskStep | UpdateTaskStatusStep | StoreMemoryStep | SearchMemoriesStep | WaitStep,
-    Field(discriminator="action"),
-    BeforeValidator(_step),
-]
-
-
-def _step_list(value, field: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise FieldError(f"{field} must be a list of step objects.")
-    if len(value) > MAX_STEPS:
-        raise FieldError(f"A workflow has at most {MAX_STEPS} steps.")
-    return value
-
-
-Steps = Annotated[Annotated[list[Step], Field(max_length=MAX_STEPS)], fields.cleaned_by(_step_list), Field(
-    description="The steps (at most 100); names are unique, depends_on and references name other steps.")]
-_STEPS = TypeAdapter(Steps)
-
-
-def parse_steps(value) -> list[StepBase]:
-    """A workflow's steps (parsed JSON, e.g. as stored) as contracts, or InvalidInput naming the step at fault."""
-    try:
-        return _STEPS.validate_python(value)
-    except ValidationError as exc:
-        raise refusal(exc, "steps") from None
-
-
-# --- Workflows and runs ----------------------------------------------------------------------------
-
-WorkflowName = fields.text(MAX_TITLE_LENGTH, required=True, description="Name, 1-255 characters.")
-Kind = fields.choice(WorkflowType.values, description=(
-    "sequential: steps run in list order; parallel, conditional, hybrid: in the order their dependencies allow."))
-DefinitionStatus = fields.choice(WORKFLOW_DEFINITION_STATUSES, description="draft, active or inactive (not runnable).")
-Config = fields.json_object(description="Free JSON object.")
-
-
-class CreateWorkflow(Contract):
-    """A new workflow; its steps are checked (actions, params, names, dependencies, cycles) up front."""
+class AgentTask(Contract):
+    """The params of an agent_task step: a task for one agent, named or found by its capabilities."""
 
     model_config = FORBID_UNKNOWN
-    unknown_field_message = "Unknown field '{field}'."
+    unknown_field_message = "Unknown param '{field}'."
 
-    name: WorkflowName
+    title: Title
     description: Description = ""
-    workflow_type: Kind = WorkflowType.SEQUENTIAL.value
-    status: DefinitionStatus = WorkflowStatus.DRAFT.value
-    steps: Steps = []
-    config: Config = {}
+    agent_id: fields.optional_text(MAX_AGENT_ID_LENGTH, description=(
+        "The agent to give the task to (it must be able to read the workflow's namespace).")) = None
+    capability: fields.json_object(description=(
+        "Instead of agent_id: the task goes to an active agent of the workflow's namespace whose capabilities "
+        "contain this object (the one with the fewest open tasks).")) = None
+    priority: Priority = TaskPriority.MEDIUM.value
+    task_type: TaskType = "general"
     tags: Tags = []
-    namespace: NamespaceSlug = None
-    metadata: Metadata = {}
+    timeout_seconds: TimeoutSeconds = None
+
+    @model_validator(mode="after")
+    def _one_assignee(self):
+        check_one_assignee(self.agent_id, self.capability)
+        return self
+
+    @classmethod
+    def check_literals(cls, value: dict) -> None:
+        """When the workflow is saved: exactly one assignee, unless a reference decides it when the step runs."""
+        if references_in(value.get("agent_id")) or references_in(value.get("capability")):
+            return
+        try:
+            check_one_assignee(value.get("agent_id"), value.get("capability"))
+        except FieldError as exc:
+            refuse_at(("agent_id",), exc.message, value.get("agent_id"))
 
 
-class UpdateWorkflow(Contract):
-    """The fields to change; runs already started keep the steps they started with."""
+def check_one_assignee(agent_id, capability) -> None:
+    """An agent_task names exactly one of agent_id and a non-empty capability."""
+    if (agent_id not in (None, "")) == bool(capability):
+        raise FieldError("An agent_task step gives exactly one of 'agent_id' and a non-empty 'capability'.")
 
-    model_config = FORBID_UNKNOWN
-    unknown_field_message = "Unknown field '{field}'."
 
-    name: WorkflowName = None
-    description: Description = None
-    workflow_type: Kind = None
-    status: DefinitionStatus = None
-    steps: Annotated[Steps, Field(description="Replaces the steps.")] = None
-    config: Config = None
-    tags: Tags = None
-    namespace: Annotated[NamespaceSlug, Field(description="Move to this namespace (it cannot be removed).")] = None
-    metadata: Annotated[Metadata, Field(description="Replaces the metadata object.")] = None
-
+# --- Runs ------------------------------------------------------------------------------------------
 
 class StartRun(Contract):
     input: fields.json_object(description="The run's input, referred to by steps as {{ input.<key> }}.") = {}

@@ -6,7 +6,7 @@ from django.db import models
 
 from core.models import BaseModel, choices_check
 
-from .choices import RunStatus, TaskPriority, TaskStatus, WorkflowStatus, WorkflowType
+from .choices import RunStatus, StepStatus, TaskPriority, TaskStatus, WorkflowStatus, WorkflowType
 from .querysets import TaskQuerySet, WorkflowQuerySet, WorkflowRunQuerySet
 
 
@@ -104,12 +104,17 @@ class WorkflowRun(BaseModel):
     failed_step_index = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep advances this run if nothing else has by then (a lost message, a worker that died);
+    # null while the run only waits for something that wakes it (a task's end) or has finished.
+    wake_at = models.DateTimeField(null=True, blank=True)
 
     objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:
         db_table = "workflow_runs"
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["wake_at"], name="workflow_runs_wake_at_idx",
+                                condition=models.Q(wake_at__isnull=False))]
         constraints = [choices_check("status", RunStatus, "workflow_runs_status_valid")]
 
     def __str__(self) -> str:
@@ -117,25 +122,43 @@ class WorkflowRun(BaseModel):
 
 
 class StepRun(BaseModel):
-    """The record of one step inside a workflow run."""
+    """The record of one step inside a workflow run: its state in the run's state machine.
+
+    An attempt is claimed by locking this row (pending, attempt N) and commits together with the
+    step's effects, so a step's effect is applied once however often its message is delivered.
+    """
 
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="step_runs")
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=255)
     action = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Attempts begun; the retries a step took are attempt - 1.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    # Pending: not before this time (a retry's backoff). Waiting: a wait step ends then.
+    due_at = models.DateTimeField(null=True, blank=True)
+    # Waiting: the step times out then.
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # When the step's execution was last sent to a worker (the engine sends it again when that grows old).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The task an agent_task step opened (its latest attempt's).
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="step_runs")
 
     class Meta:
         db_table = "step_runs"
         ordering = ["run", "index"]
         constraints = [
-            choices_check("status", RunStatus, "step_runs_status_valid"),
+            choices_check("status", StepStatus, "step_runs_status_valid"),
             models.UniqueConstraint(fields=["run", "index"], name="step_runs_unique_index"),
         ]
+
+    @property
+    def retries(self) -> int:
+        return max(self.attempt - 1, 0)
 
     def __str__(self) -> str:
         return f"{self.index}: {self.name}"

@@ -1,7 +1,7 @@
-"""Workflow runs: started and cancelled here, executed on Celery (workflows.tasks, then workflows.engine).
+"""Workflow runs: started, read and cancelled here, executed by the engine on Celery (workflows.tasks).
 
-Apart from the task and workflow services, so that the engine, which creates and updates tasks
-for its steps, never depends on the module that starts it.
+Imports run one way: runs -> tasks (Celery) -> engine -> actions -> task services; the engine,
+which creates and updates tasks for its steps, never depends on the module that starts it.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import access
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.models import find_visible
 
+from . import dispatch, engine, tasks
+from .choices import StepStatus
 from .contracts import StartRun
-from .models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStatus
+from .models import RunStatus, Workflow, WorkflowRun, WorkflowStatus
 from .steps import clean_steps
-from .tasks import execute_workflow_run
 
 
 def get_visible_run(actor, workflow: Workflow, run_id) -> WorkflowRun:
@@ -31,10 +32,10 @@ def visible_runs(actor, workflow: Workflow):
 
 @transaction.atomic
 def start_workflow_run(actor, workflow: Workflow, data: StartRun | None = None) -> WorkflowRun:
-    """Create a pending run of a visible workflow and queue its execution once this transaction commits.
+    """Create a pending run of a visible workflow and send it to the engine once this transaction commits.
 
     The run executes as the caller, with the caller's permissions, on the steps as they are now;
-    `data` holds its input (none: an empty object).
+    `data` holds its input (none: an empty object). Nothing executes inside the caller's request.
     """
     principal = access.Principal.of(actor)
     if not Workflow.objects.visible_to(principal).filter(pk=workflow.pk).exists():
@@ -53,16 +54,17 @@ def start_workflow_run(actor, workflow: Workflow, data: StartRun | None = None) 
     if principal.agent is None:
         metadata["triggered_by_user_id"] = principal.user_id
     run = WorkflowRun.objects.create(
-        workflow=workflow, triggered_by=principal.agent, input=run_input, metadata=metadata
+        workflow=workflow, triggered_by=principal.agent, input=run_input, metadata=metadata,
+        wake_at=timezone.now() + engine.lease(),
     )
-    run_id = str(run.pk)
-    transaction.on_commit(lambda: execute_workflow_run.delay(run_id))
+    dispatch.send_on_commit(tasks.advance_run.name, str(run.pk))
     return run
 
 
 @transaction.atomic
 def cancel_workflow_run(actor, run: WorkflowRun) -> WorkflowRun:
-    """Stop a pending or running run before its next step; the step in flight finishes."""
+    """Stop a pending or running run: its pending and waiting steps are cancelled, and so are the tasks its
+    agent_task steps opened that are still open; a step in flight finishes, and no further step starts."""
     if not WorkflowRun.objects.visible_to(actor).filter(pk=run.pk).exists():
         raise NotFound("Workflow run not found.")
     if not access.can_cancel_workflow_run(actor, run):
@@ -74,6 +76,7 @@ def cancel_workflow_run(actor, run: WorkflowRun) -> WorkflowRun:
     run.status = RunStatus.CANCELLED
     run.finished_at = now
     run.error = "Cancelled."
-    run.save(update_fields=["status", "finished_at", "error", "updated_at"])
-    StepRun.objects.filter(run=run, status=RunStatus.PENDING).update(status=RunStatus.CANCELLED, updated_at=now)
+    run.wake_at = None
+    run.save(update_fields=["status", "finished_at", "error", "wake_at", "updated_at"])
+    engine.close_open_steps(run, now, pending_status=StepStatus.CANCELLED, reason="The run was cancelled.")
     return run

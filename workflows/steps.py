@@ -1,7 +1,6 @@
-"""Workflow steps beyond their contracts: checks of the whole definition, execution order, conditions, references.
+"""Workflow steps beyond their contracts: checks of the whole definition, ordering, conditions, references.
 
-A step is `{"name", "action", "params"?, "depends_on"?, "when"?, "description"?}`, declared by the
-`Step` contracts of workflows.contracts, which check each step on its own (action, params, shapes,
+A step is declared by the `Step` contracts of workflows.definitions, which check each step on its own (action, params, shapes,
 limits). What needs the whole definition is checked here: names are unique, `depends_on` and
 conditions name other steps, string values in `params` refer to the run input or to an earlier
 step's output with `{{ input.key }}` or `{{ steps.<name>.<path> }}`, and the dependencies form no
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 
 from core.errors import InvalidInput
 
-from .contracts import REFERENCE, STEP_PREDICATES, StepBase, StepCondition, parse_steps, references_in
+from .contracts import REFERENCE, STEP_PREDICATES, references_in
+from .definitions import StepBase, StepCondition, parse_steps
 from .models import WorkflowType
 
 
@@ -103,11 +103,25 @@ def clean_steps(steps, workflow_type: str = WorkflowType.SEQUENTIAL) -> list[dic
     return check_steps(parse_steps(steps), workflow_type)
 
 
-def execution_order(steps: list[dict], workflow_type: str = WorkflowType.SEQUENTIAL) -> list[int]:
-    """Indexes of `steps` in the order one worker runs them.
+def waits_for(steps: list[dict], workflow_type: str = WorkflowType.SEQUENTIAL) -> dict[str, set[str]]:
+    """For each step, the steps that must have finished before it starts.
 
-    Sequential workflows run in list order and may only look back. The others run in
-    topological order of their dependencies, earlier list position first among ready steps.
+    In sequential workflows that is the step before it as well as what it names; in the others only what it
+    depends on, refers to, or has a condition on, so steps whose dependencies are met run side by side.
+    """
+    before = {step["name"]: predecessors(step) for step in steps}
+    if workflow_type == WorkflowType.SEQUENTIAL:
+        for previous, step in zip(steps, steps[1:], strict=False):
+            before[step["name"]].add(previous["name"])
+    return before
+
+
+def execution_order(steps: list[dict], workflow_type: str = WorkflowType.SEQUENTIAL) -> list[int]:
+    """Indexes of `steps` in an order that respects their dependencies (refusing cycles).
+
+    Sequential workflows run in list order and may only look back. The others run in topological
+    order of their dependencies, earlier list position first among ready steps (steps that are ready
+    together run side by side).
     """
     position = {step["name"]: index for index, step in enumerate(steps)}
     if workflow_type == WorkflowType.SEQUENTIAL:

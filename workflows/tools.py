@@ -16,7 +16,7 @@ from core import extensions
 from core.errors import InvalidInput
 from core.tools import agent_tool, filtered, render_json
 
-from . import services
+from . import task_services
 from .contracts import AssignTask, CompleteTask, CreateTask, UpdateTaskStatus
 from .filters import TaskFilter
 from .models import Task, TaskPriority, TaskStatus
@@ -66,7 +66,7 @@ def create_task(
     if assigned_persona_id not in (None, ""):
         assignee = _agent_id_for(assigned_persona_id, data.assigned_agent_id, "assigned_persona_id")
         data = data.model_copy(update={"assigned_agent_id": assignee})
-    return render_task(services.create_task(agent, data))
+    return render_task(task_services.create_task(agent, data))
 
 
 @agent_tool(
@@ -108,7 +108,7 @@ def list_tasks(
     description='Read one task by id; a task you may not read answers "not found". Example: {"task_id": "<uuid>"}.',
 )
 def get_task(agent: Agent, task_id: TaskId) -> dict[str, Any]:
-    return render_task(services.get_visible_task(agent, task_id))
+    return render_task(task_services.get_visible_task(agent, task_id))
 
 
 @agent_tool(
@@ -128,8 +128,8 @@ def assign_task(
                            field="agent_id")
     target = _agent_id_for(persona_id, agent_id, "persona_id")
     data = AssignTask.parse({"agent_id": target or None})
-    task = services.get_visible_task(agent, task_id)
-    return render_task(services.assign_task(agent, task, data))
+    task = task_services.get_visible_task(agent, task_id)
+    return render_task(task_services.assign_task(agent, task, data))
 
 
 @agent_tool(
@@ -148,8 +148,8 @@ def update_task_status(
         if data.error is not None:
             raise InvalidInput("Give error or the persona-era error_message, not both.", field="error_message")
         data = UpdateTaskStatus.parse({**data.given(), "error": error_message})
-    task = services.get_visible_task(agent, task_id)
-    return render_task(services.update_task_status(agent, task, data))
+    task = task_services.get_visible_task(agent, task_id)
+    return render_task(task_services.update_task_status(agent, task, data))
 
 
 @agent_tool(
@@ -158,5 +158,5 @@ def update_task_status(
     'Example: {"task_id": "<uuid>", "result": {"summary": "Plan approved"}}.',
 )
 def complete_task(agent: Agent, task_id: TaskId, data: CompleteTask) -> dict[str, Any]:
-    task = services.get_visible_task(agent, task_id)
-    return render_task(services.complete_task(agent, task, data))
+    task = task_services.get_visible_task(agent, task_id)
+    return render_task(task_services.complete_task(agent, task, data))

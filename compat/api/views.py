@@ -18,8 +18,9 @@ from memories import services as memory_services
 from memories.models import Memory
 from workflows import contracts as workflow_contracts
 from workflows import runs as workflow_runs
-from workflows import services as workflow_services
-from workflows.contracts import CreateTask, CreateWorkflow, StartRun, UpdateTask, UpdateWorkflow
+from workflows import task_services, workflow_services
+from workflows.contracts import CreateTask, StartRun, UpdateTask
+from workflows.definitions import CreateWorkflow, UpdateWorkflow
 from workflows.models import Task, Workflow
 
 from ..adapter import (
@@ -266,7 +267,7 @@ class TaskListView(V1View):
         fields = task_fields(request)
         fields.pop("progress", None)
         fields.pop("result", None)
-        task = workflow_services.create_task(self.principal, CreateTask.parse(fields))
+        task = task_services.create_task(self.principal, CreateTask.parse(fields))
         return Response(task_to_dict(task), status=status.HTTP_201_CREATED)
 
 
@@ -274,26 +275,26 @@ class TaskDetailView(V1View):
     successor = "/api/v2/tasks/{pk}"
 
     def get(self, request, pk):
-        return Response(task_to_dict(workflow_services.get_visible_task(self.principal, pk)))
+        return Response(task_to_dict(task_services.get_visible_task(self.principal, pk)))
 
     def put(self, request, pk):
-        task = workflow_services.get_visible_task(self.principal, pk)
-        task = workflow_services.update_task(self.principal, task, UpdateTask.parse(task_fields(request)))
+        task = task_services.get_visible_task(self.principal, pk)
+        task = task_services.update_task(self.principal, task, UpdateTask.parse(task_fields(request)))
         return Response(task_to_dict(task))
 
     patch = put
 
     def delete(self, request, pk):
-        workflow_services.delete_task(self.principal, workflow_services.get_visible_task(self.principal, pk))
+        task_services.delete_task(self.principal, task_services.get_visible_task(self.principal, pk))
         return Response({"deleted": True, "id": str(pk)})
 
 
 class TaskCompleteView(TaskDetailView):
     def post(self, request, pk):
-        task = workflow_services.get_visible_task(self.principal, pk)
+        task = task_services.get_visible_task(self.principal, pk)
         data = CompleteTask.parse(_object_or_empty(request))
         completion = workflow_contracts.CompleteTask.parse({"result": data.result})
-        task = workflow_services.complete_task(self.principal, task, completion)
+        task = task_services.complete_task(self.principal, task, completion)
         return Response(task_to_dict(task))
 
 

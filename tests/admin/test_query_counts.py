@@ -28,8 +28,8 @@ from compat.models import ImportRun, Persona, PersonaLink
 from namespaces.contracts import CreateNamespace
 from namespaces.services import create_namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
-from workflows import services as workflow_services
-from workflows.contracts import CreateWorkflow
+from workflows import workflow_services
+from workflows.definitions import CreateWorkflow
 
 pytestmark = pytest.mark.django_db
 

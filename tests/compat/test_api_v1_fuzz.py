@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from memories.contracts import StoreMemory
 from memories.services import create_memory
-from workflows.contracts import CreateTask, CreateWorkflow
-from workflows.services import create_task, create_workflow
+from workflows.contracts import CreateTask
+from workflows.definitions import CreateWorkflow
+from workflows.task_services import create_task
+from workflows.workflow_services import create_workflow
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ import pytest
 
 from compat.models import Persona, PersonaLink
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
-from workflows import services as workflow_services
-from workflows.contracts import CreateWorkflow
+from workflows import workflow_services
+from workflows.definitions import CreateWorkflow
 
 pytestmark = pytest.mark.django_db
 

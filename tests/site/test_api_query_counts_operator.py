@@ -26,8 +26,8 @@ from agents.contracts import IssueOperatorKey
 from agents.services import issue_operator_key
 from namespaces.models import Namespace
 from tests.query_rows import STEPS, add_memories, add_runs, add_tasks, add_workflows
-from workflows import services as workflow_services
-from workflows.contracts import CreateWorkflow
+from workflows import workflow_services
+from workflows.definitions import CreateWorkflow
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db

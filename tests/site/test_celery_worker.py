@@ -72,6 +72,7 @@ def worker(broker, transactional_db, tmp_path):
         "DEBUG": "1",
         "DATABASE_URL": database_url(connection.settings_dict),
         "CELERY_BROKER_URL": broker_url,
+        "TMWS_CELERY_QUEUE": queue,  # what the worker sends itself stays on this test's queue
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }

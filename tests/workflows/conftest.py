@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import runs, services
-from workflows.contracts import CreateTask, CreateWorkflow, StartRun
+from workflows import runs, task_services, workflow_services
+from workflows.contracts import CreateTask, StartRun
+from workflows.definitions import CreateWorkflow
 
 
 @pytest.fixture
 def make_task(db):
     def make(handle, title: str = "Write the release notes", **data):
-        return services.create_task(handle.agent, CreateTask.parse({"title": title, **data}))
+        return task_services.create_task(handle.agent, CreateTask.parse({"title": title, **data}))
 
     return make
 
@@ -18,7 +19,7 @@ def make_task(db):
 @pytest.fixture
 def make_workflow(db):
     def make(handle, steps: list, name: str = "Nightly digest", **data):
-        return services.create_workflow(handle.agent, CreateWorkflow.parse({"name": name, "steps": steps, **data}))
+        return workflow_services.create_workflow(handle.agent, CreateWorkflow.parse({"name": name, "steps": steps, **data}))
 
     return make
 

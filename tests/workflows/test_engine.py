@@ -1,14 +1,17 @@
 """The execution engine: sequential and DAG runs, conditions, failures, cancellation and idempotency."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from core.errors import Conflict, InvalidInput
 from memories import services as memory_services
 from memories.contracts import StoreMemory
 from memories.models import Memory
-from workflows import engine, runs, services
-from workflows.contracts import StartRun, UpdateWorkflow
+from workflows import actions, engine, runs, workflow_services
+from workflows.contracts import StartRun
+from workflows.definitions import UpdateWorkflow
 from workflows.models import StepRun, Task, Workflow, WorkflowRun
 
 
@@ -159,14 +162,14 @@ def test_cancel_stops_the_run_before_the_next_step(team, make_workflow, run_now,
         {"name": "first", "action": "wait", "params": {"seconds": 0}},
         {"name": "second", "action": "create_task", "params": {"title": "Should not exist"}},
     ])
-    wait_handler, _ = engine.ACTION_HANDLERS["wait"]
+    wait = actions.ACTIONS["wait"]
 
-    def wait_then_cancel(principal, params):
+    def wait_then_cancel(context, params):
         run = WorkflowRun.objects.get(workflow=workflow)
-        runs.cancel_workflow_run(principal, run)
-        return wait_handler(principal, params)
+        runs.cancel_workflow_run(context.principal, run)
+        return wait.start(context, params)
 
-    monkeypatch.setitem(engine.ACTION_HANDLERS, "wait", (wait_then_cancel, False))
+    monkeypatch.setitem(actions.ACTIONS, "wait", dataclasses.replace(wait, start=wait_then_cancel))
     # when
     run = run_now(owner.agent, workflow)
     # then
@@ -185,9 +188,9 @@ def test_a_run_cancelled_before_it_starts_never_executes(team, make_workflow):
     run = runs.start_workflow_run(owner.agent, workflow)
     runs.cancel_workflow_run(owner.agent, run)
     # when
-    outcome = engine.execute_run(run.pk)
+    outcome = engine.advance_run(run.pk)
     # then
-    assert outcome is None
+    assert outcome == "cancelled"
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert (StepRun.objects.filter(run=run).count(), Task.objects.count()) == (0, 0)
@@ -200,10 +203,11 @@ def test_a_finished_run_is_not_executed_twice(team, make_workflow, run_now):
     owner = team["owner"]
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Once"}}])
     run = run_now(owner.agent, workflow)
-    # when
-    outcome = engine.execute_run(run.pk)
+    step_run = StepRun.objects.get(run=run)
+    # when: every message of the run comes again
+    outcomes = (engine.advance_run(run.pk), engine.execute_step(step_run.pk), engine.resume_step(step_run.pk))
     # then
-    assert outcome is None
+    assert outcomes == ("completed", None, None)
     assert Task.objects.filter(title="Once").count() == 1
     assert StepRun.objects.filter(run=run).count() == 1
     assert Workflow.objects.get(pk=workflow.pk).execution_count == 1
@@ -216,11 +220,12 @@ def test_a_run_uses_the_steps_as_they_were_when_it_started(team, make_workflow, 
     workflow = make_workflow(owner, [{"name": "make", "action": "create_task", "params": {"title": "Old plan"}}])
     with django_capture_on_commit_callbacks(execute=False) as queued:
         run = runs.start_workflow_run(owner.agent, workflow)
-    services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse({
+    workflow_services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse({
         "steps": [{"name": "make", "action": "create_task", "params": {"title": "New plan"}}]}))
     # when
-    for callback in queued:
-        callback()
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in queued:
+            callback()
     # then
     run.refresh_from_db()
     assert run.status == "completed"
@@ -236,8 +241,9 @@ def test_a_run_of_a_retired_agent_fails_without_running_steps(team, make_workflo
         run = runs.start_workflow_run(owner.agent, workflow)
     type(owner.agent).objects.filter(pk=owner.agent.pk).update(is_active=False)
     # when
-    for callback in queued:
-        callback()
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in queued:
+            callback()
     # then
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", "Agent 'owner-agent' is no longer active.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInput
-from workflows import services
-from workflows.contracts import CreateWorkflow, UpdateWorkflow
+from workflows import workflow_services
+from workflows.definitions import CreateWorkflow, UpdateWorkflow
 from workflows.models import Workflow
 from workflows.steps import clean_steps, condition_holds, execution_order, resolve
 
@@ -28,8 +28,8 @@ def step(name, action="wait", **extra):
         ([step("a", depends_on="b"), step("b")], "steps[0].depends_on", "list"),
         ([step("a", colour="red")], "steps[0].colour", "Unknown step key"),
         ([step("a", params=[])], "steps[0].params", "object"),
-        ([step("a", params={"seconds": 61})], "steps[0].params.seconds", "0 to 60"),
-        ([step("a", params={"seconds": "soon"})], "steps[0].params.seconds", "0 to 60"),
+        ([step("a", params={"seconds": 86_401})], "steps[0].params.seconds", "0 to 86400"),
+        ([step("a", params={"seconds": "soon"})], "steps[0].params.seconds", "0 to 86400"),
         ([step("t", action="create_task", params={})], "steps[0].params.title", "needs the param 'title'"),
         ([step("s", action="update_task_status", params={"task_id": "x", "status": "done"})],
          "steps[0].params.status", "status must be one of"),
@@ -40,7 +40,8 @@ def step(name, action="wait", **extra):
         ([step("a"), step("b", when={"step": "a"})], "steps[1].when", "needs one of"),
         ([step("a"), step("b", when={"step": "a", "result_count_gte": -1})], "steps[1].when.result_count_gte",
          "non-negative"),
-        ([step("a"), step("b", when={"step": "a", "status": "failed"})], "steps[1].when.status", "completed, skipped"),
+        ([step("a"), step("b", when={"step": "a", "status": "running"})], "steps[1].when.status",
+         "completed, skipped, failed"),
         ([step("a", when={"input": "flag"})], "steps[0].when", "'equals' or 'exists'"),
         ([step("a", when={"input": "x", "step": "a", "equals": 1})], "steps[0].when", "exactly one"),
         ([step("a", when={"input": "x", "equals": 1}, condition={"input": "x", "equals": 1})], "steps[0].when",
@@ -147,19 +148,19 @@ def test_condition_holds(condition, holds):
 def test_create_workflow_stores_normalised_steps_and_update_revalidates(team):
     # given
     owner = team["owner"]
-    workflow = services.create_workflow(owner.agent, CreateWorkflow.parse(
+    workflow = workflow_services.create_workflow(owner.agent, CreateWorkflow.parse(
         {"name": "Digest", "workflow_type": "hybrid", "steps": [step("a"), step("b", depends_on=["a"])]}
     ))
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
+        workflow_services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
             {"steps": [step("a", depends_on=["b"]), step("b", depends_on=["a"])]}))
     # then
     assert "cycle" in rejected.value.message
     workflow.refresh_from_db()
     assert [s["name"] for s in workflow.steps] == ["a", "b"]
     with pytest.raises(InvalidInput):
-        services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
+        workflow_services.update_workflow(owner.agent, workflow, UpdateWorkflow.parse(
             {"workflow_type": "sequential", "steps": [step("a", depends_on=["b"]), step("b")]}
         ))
     assert Workflow.objects.get(pk=workflow.pk).workflow_type == "hybrid"

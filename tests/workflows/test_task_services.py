@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from workflows import services
+from workflows import task_services
 from workflows.contracts import AssignTask, CompleteTask, CreateTask, UpdateTask, UpdateTaskStatus
 from workflows.models import Task
 
@@ -22,7 +22,8 @@ def test_create_task_defaults_to_the_agents_home_namespace(team):
     # given
     owner = team["owner"]
     # when
-    task = services.create_task(owner.agent, CreateTask.parse({"title": "  Write the release notes  ", "tags": ["docs", "docs"]}))
+    task = task_services.create_task(
+        owner.agent, CreateTask.parse({"title": "  Write the release notes  ", "tags": ["docs", "docs"]}))
     # then
     task.refresh_from_db()
     assert (task.title, task.namespace.namespace, task.created_by_id) == ("Write the release notes", "team", owner.agent.pk)
@@ -34,7 +35,7 @@ def test_create_task_defaults_to_the_agents_home_namespace(team):
 def test_create_task_in_a_namespace_the_agent_is_not_a_member_of_is_refused(team):
     # when
     with pytest.raises(Forbidden) as refused:
-        services.create_task(team["owner"].agent, CreateTask.parse({"title": "Sneak in", "namespace": "other"}))
+        task_services.create_task(team["owner"].agent, CreateTask.parse({"title": "Sneak in", "namespace": "other"}))
     # then
     assert refused.value.field == "namespace"
     assert Task.objects.count() == 0
@@ -66,7 +67,7 @@ def test_create_task_in_a_namespace_the_agent_is_not_a_member_of_is_refused(team
 def test_create_task_rejects_bad_input_naming_the_field(team, data, field):
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.create_task(team["owner"].agent, CreateTask.parse(data))
+        task_services.create_task(team["owner"].agent, CreateTask.parse(data))
     # then
     assert rejected.value.field == field
     assert Task.objects.count() == 0
@@ -75,7 +76,7 @@ def test_create_task_rejects_bad_input_naming_the_field(team, data, field):
 @pytest.mark.django_db
 def test_create_task_parses_due_at_and_takes_an_assignee_who_reads_the_namespace(team):
     # when
-    task = services.create_task(
+    task = task_services.create_task(
         team["owner"].agent,
         CreateTask.parse({"title": "Review", "due_at": "2026-12-01T09:30:00Z", "assigned_agent_id": "squad-agent",
                           "priority": "high"}),
@@ -107,7 +108,7 @@ def test_task_visibility(team, make_task, viewer, sees):
     assert visible is sees
     if not sees:
         with pytest.raises(NotFound):
-            services.get_visible_task(team[viewer].agent, task.pk)
+            task_services.get_visible_task(team[viewer].agent, task.pk)
 
 
 @pytest.mark.django_db
@@ -126,12 +127,12 @@ def test_status_moves_set_timestamps_and_progress(team, make_task):
     owner = team["owner"]
     task = make_task(owner)
     # when
-    started = services.update_task_status(owner.agent, task, moving_to("in_progress", progress=0.25))
+    started = task_services.update_task_status(owner.agent, task, moving_to("in_progress", progress=0.25))
     # then
     assert (started.status, started.progress) == ("in_progress", 0.25)
     assert started.started_at is not None and started.completed_at is None
     # when
-    done = services.complete_task(owner.agent, started, CompleteTask.parse({"result": {"pages": 3}}))
+    done = task_services.complete_task(owner.agent, started, CompleteTask.parse({"result": {"pages": 3}}))
     # then
     done.refresh_from_db()
     assert (done.status, done.progress, done.result) == ("completed", 1.0, {"pages": 3})
@@ -143,10 +144,10 @@ def test_status_moves_set_timestamps_and_progress(team, make_task):
 def test_final_statuses_cannot_move_again(team, make_task, final):
     # given
     owner = team["owner"]
-    task = services.update_task_status(owner.agent, make_task(owner), moving_to(final))
+    task = task_services.update_task_status(owner.agent, make_task(owner), moving_to(final))
     # when
     with pytest.raises(Conflict) as refused:
-        services.update_task_status(owner.agent, task, moving_to("in_progress"))
+        task_services.update_task_status(owner.agent, task, moving_to("in_progress"))
     # then
     assert (refused.value.code, refused.value.field) == ("invalid_transition", "status")
     task.refresh_from_db()
@@ -162,15 +163,15 @@ def test_a_task_cannot_start_or_complete_before_its_dependencies(team, make_task
     second = make_task(owner, "Write report", dependencies=[str(first.pk)])
     # when
     with pytest.raises(InvalidInput) as refused:
-        services.update_task_status(owner.agent, second, moving_to(target))
+        task_services.update_task_status(owner.agent, second, moving_to(target))
     # then
     assert (refused.value.code, refused.value.field) == ("dependencies_incomplete", "dependencies")
     assert str(first.pk) in refused.value.message
     second.refresh_from_db()
     assert (second.status, second.started_at) == ("pending", None)
     # when the dependency completes
-    services.complete_task(owner.agent, first)
-    moved = services.update_task_status(owner.agent, second, moving_to(target))
+    task_services.complete_task(owner.agent, first)
+    moved = task_services.update_task_status(owner.agent, second, moving_to(target))
     # then
     assert moved.status == target
 
@@ -179,15 +180,15 @@ def test_a_task_cannot_start_or_complete_before_its_dependencies(team, make_task
 def test_failed_task_is_retried_until_max_retries(team, make_task):
     # given
     owner = team["owner"]
-    task = services.update_task_status(owner.agent, make_task(owner, max_retries=1), moving_to("failed", error="timeout"))
+    task = task_services.update_task_status(owner.agent, make_task(owner, max_retries=1), moving_to("failed", error="timeout"))
     assert (task.error, task.completed_at is not None) == ("timeout", True)
     # when
-    retried = services.update_task_status(owner.agent, task, moving_to("in_progress"))
+    retried = task_services.update_task_status(owner.agent, task, moving_to("in_progress"))
     # then
     assert (retried.retry_count, retried.error, retried.completed_at) == (1, "", None)
-    failed_again = services.update_task_status(owner.agent, retried, moving_to("failed"))
+    failed_again = task_services.update_task_status(owner.agent, retried, moving_to("failed"))
     with pytest.raises(Conflict) as refused:
-        services.update_task_status(owner.agent, failed_again, moving_to("pending"))
+        task_services.update_task_status(owner.agent, failed_again, moving_to("pending"))
     assert refused.value.code == "retries_exhausted"
 
 
@@ -203,7 +204,7 @@ def test_update_task_status_validates_its_values(team, make_task, kwargs, field)
     task = make_task(owner)
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_task_status(owner.agent, task, moving_to("in_progress", **kwargs))
+        task_services.update_task_status(owner.agent, task, moving_to("in_progress", **kwargs))
     # then
     assert rejected.value.field == field
     task.refresh_from_db()
@@ -220,12 +221,12 @@ def test_dependencies_cannot_form_a_cycle(team, make_task):
     c = Task.objects.get(title="c")
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(c.pk)]}))
+        task_services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(c.pk)]}))
     # then
     assert rejected.value.field == "dependencies"
     assert list(a.dependencies.all()) == []
     with pytest.raises(InvalidInput):
-        services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(a.pk)]}))
+        task_services.update_task(owner.agent, a, UpdateTask.parse({"dependencies": [str(a.pk)]}))
 
 
 @pytest.mark.parametrize(
@@ -247,20 +248,20 @@ def test_who_may_change_and_delete_a_task(team, make_task, actor, may_change, ma
     agent = team[actor].agent
     # when / then
     if may_change:
-        assert services.update_task(agent, task, UpdateTask.parse({"priority": "critical"})).priority == "critical"
+        assert task_services.update_task(agent, task, UpdateTask.parse({"priority": "critical"})).priority == "critical"
     else:
         with pytest.raises(Forbidden):
-            services.update_task(agent, task, UpdateTask.parse({"priority": "critical"}))
+            task_services.update_task(agent, task, UpdateTask.parse({"priority": "critical"}))
         with pytest.raises(Forbidden):
-            services.assign_task(agent, task, assigning("member-agent"))
+            task_services.assign_task(agent, task, assigning("member-agent"))
         with pytest.raises(Forbidden):
-            services.update_task_status(agent, task, moving_to("in_progress"))
+            task_services.update_task_status(agent, task, moving_to("in_progress"))
     if may_delete:
-        services.delete_task(agent, task)
+        task_services.delete_task(agent, task)
         assert not Task.objects.filter(pk=task.pk).exists()
     else:
         with pytest.raises(Forbidden):
-            services.delete_task(agent, task)
+            task_services.delete_task(agent, task)
         task.refresh_from_db()
         assert task.assigned_agent.agent_id == "squad-agent"
         assert task.status == "pending"
@@ -274,11 +275,11 @@ def test_assign_task_validates_the_agent(team, make_task):
     task = make_task(owner)
     # when
     with pytest.raises(InvalidInput) as rejected:
-        services.assign_task(owner.agent, task, assigning("outsider-agent"))
+        task_services.assign_task(owner.agent, task, assigning("outsider-agent"))
     # then
     assert rejected.value.field == "agent_id"
-    assert services.assign_task(owner.agent, task, assigning("member-agent")).assigned_agent.agent_id == "member-agent"
-    assert services.assign_task(owner.agent, task, assigning(None)).assigned_agent is None
+    assert task_services.assign_task(owner.agent, task, assigning("member-agent")).assigned_agent.agent_id == "member-agent"
+    assert task_services.assign_task(owner.agent, task, assigning(None)).assigned_agent is None
 
 
 @pytest.mark.django_db
@@ -289,7 +290,7 @@ def test_a_task_others_wait_on_cannot_be_deleted(team, make_task):
     make_task(owner, "second", dependencies=[str(first.pk)])
     # when
     with pytest.raises(Conflict) as refused:
-        services.delete_task(owner.agent, first)
+        task_services.delete_task(owner.agent, first)
     # then
     assert refused.value.code == "has_dependents"
     assert Task.objects.filter(pk=first.pk).exists()

@@ -11,17 +11,9 @@ from core.api import BaseViewSet
 from core.schema import errors
 
 from .. import runs as run_services
-from .. import services
-from ..contracts import (
-    AssignTask,
-    CompleteTask,
-    CreateTask,
-    CreateWorkflow,
-    StartRun,
-    UpdateTask,
-    UpdateTaskStatus,
-    UpdateWorkflow,
-)
+from .. import task_services, workflow_services
+from ..contracts import AssignTask, CompleteTask, CreateTask, StartRun, UpdateTask, UpdateTaskStatus
+from ..definitions import CreateWorkflow, UpdateWorkflow
 from ..filters import TaskFilter, WorkflowFilter
 from ..models import Task, Workflow
 from .serializers import (
@@ -37,7 +29,7 @@ STATUS_CONFLICT = (409, "The status change is not allowed from the current statu
 
 
 class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
-    """Tasks the caller may read; writes go through workflows.services."""
+    """Tasks the caller may read; writes go through workflows.task_services."""
 
     queryset = Task.objects.select_related("assigned_agent", "created_by", "namespace").prefetch_related("dependencies")
     serializer_class = TaskSerializer
@@ -47,34 +39,34 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return queryset.visible_to(self.principal)
 
     def get_object(self):
-        return services.get_visible_task(self.principal, self.kwargs["pk"])
+        return task_services.get_visible_task(self.principal, self.kwargs["pk"])
 
     @extend_schema(request=CreateTask, responses={201: TaskSerializer})
     def create(self, request):
-        task = services.create_task(self.principal, CreateTask.parse(request.data))
+        task = task_services.create_task(self.principal, CreateTask.parse(request.data))
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateTask, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     def partial_update(self, request, pk=None):
         changes = UpdateTask.parse(request.data)
-        task = services.update_task(self.principal, self.get_object(), changes)
+        task = task_services.update_task(self.principal, self.get_object(), changes)
         return Response(TaskSerializer(task).data)
 
     @extend_schema(responses={204: None, **errors((409, "Unfinished tasks depend on this task."))})
     def destroy(self, request, pk=None):
-        services.delete_task(self.principal, self.get_object())
+        task_services.delete_task(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=AssignTask, responses=TaskSerializer)
     @action(detail=True, methods=["post"])
     def assign(self, request, pk=None):
-        task = services.assign_task(self.principal, self.get_object(), AssignTask.parse(request.data))
+        task = task_services.assign_task(self.principal, self.get_object(), AssignTask.parse(request.data))
         return Response(TaskSerializer(task).data)
 
     @extend_schema(request=UpdateTaskStatus, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
     @action(detail=True, methods=["post"], url_path="status")
     def change_status(self, request, pk=None):
-        task = services.update_task_status(self.principal, self.get_object(), UpdateTaskStatus.parse(request.data))
+        task = task_services.update_task_status(self.principal, self.get_object(), UpdateTaskStatus.parse(request.data))
         return Response(TaskSerializer(task).data)
 
     @extend_schema(request=CompleteTask, responses={200: TaskSerializer, **errors(STATUS_CONFLICT)})
@@ -82,12 +74,12 @@ class TaskViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def complete(self, request, pk=None):
         # The body is optional: anything but an object completes the task without a result.
         data = CompleteTask.parse(request.data if isinstance(request.data, dict) else {})
-        task = services.complete_task(self.principal, self.get_object(), data)
+        task = task_services.complete_task(self.principal, self.get_object(), data)
         return Response(TaskSerializer(task).data)
 
 
 class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
-    """Workflows the caller may read, and their runs; writes go through workflows.services."""
+    """Workflows the caller may read, and their runs; writes go through workflows.workflow_services and workflows.runs."""
 
     queryset = Workflow.objects.select_related("created_by", "namespace")
     serializer_class = WorkflowSerializer
@@ -97,7 +89,7 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return queryset.visible_to(self.principal)
 
     def get_object(self):
-        return services.get_visible_workflow(self.principal, self.kwargs["pk"])
+        return workflow_services.get_visible_workflow(self.principal, self.kwargs["pk"])
 
     def run_context(self) -> dict:
         """Run serializers show outputs only to whoever may read them."""
@@ -105,18 +97,18 @@ class WorkflowViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
 
     @extend_schema(request=CreateWorkflow, responses={201: WorkflowSerializer})
     def create(self, request):
-        workflow = services.create_workflow(self.principal, CreateWorkflow.parse(request.data))
+        workflow = workflow_services.create_workflow(self.principal, CreateWorkflow.parse(request.data))
         return Response(WorkflowSerializer(workflow).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UpdateWorkflow, responses=WorkflowSerializer)
     def partial_update(self, request, pk=None):
         changes = UpdateWorkflow.parse(request.data)
-        workflow = services.update_workflow(self.principal, self.get_object(), changes)
+        workflow = workflow_services.update_workflow(self.principal, self.get_object(), changes)
         return Response(WorkflowSerializer(workflow).data)
 
     @extend_schema(responses={204: None, **errors((409, "The workflow has unfinished runs."))})
     def destroy(self, request, pk=None):
-        services.delete_workflow(self.principal, self.get_object())
+        workflow_services.delete_workflow(self.principal, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

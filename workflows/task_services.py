@@ -1,10 +1,13 @@
-"""State changes on tasks and workflows. Every write checks access first.
+"""State changes on tasks. Every write checks access first.
 
-Callers: the REST API (workflows.api), the MCP tools, the admin, the workflow engine and the v1
-compatibility layer, each passing the operation's parsed contract (workflows.contracts): types,
-limits and choices are checked there, and only what needs the database (namespaces, agents,
-dependencies, transitions) or the whole definition (step names, cycles) is checked here. Errors
-are core.errors exceptions naming the field at fault; a refused call changes nothing.
+Callers: the REST API (workflows.api), the MCP tools, the admin, the workflow actions
+(workflows.actions) and the v1 compatibility layer, each passing the operation's parsed contract
+(workflows.contracts): types, limits and choices are checked there, and only what needs the
+database (namespaces, agents, dependencies, transitions) is checked here. Errors are core.errors
+exceptions naming the field at fault; a refused call changes nothing.
+
+This module knows nothing of runs but one thing: a task an agent_task step opened wakes that step
+when it reaches a final status or is deleted (`_wake_waiting_step`), through workflows.dispatch.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ from memories.services import clean_owned_metadata
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
 
-from .contracts import AssignTask, CompleteTask, CreateTask, CreateWorkflow, UpdateTask, UpdateTaskStatus, UpdateWorkflow
-from .models import Task, TaskStatus, Workflow
-from .steps import check_steps, parse_steps
+from . import dispatch
+from .choices import StepStatus
+from .contracts import AssignTask, CompleteTask, CreateTask, UpdateTask, UpdateTaskStatus
+from .models import RunStatus, StepRun, Task, TaskStatus, WorkflowRun
 
 TERMINAL_TASK_STATUSES = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
 # Which status a task may move to from each status. Completed, cancelled and skipped tasks are
@@ -41,7 +45,7 @@ TASK_TRANSITIONS = {
 STATUSES_AFTER_DEPENDENCIES = {TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED}
 
 
-def _namespace_for_create(actor, slug: str | None) -> Namespace:
+def namespace_for_create(actor, slug: str | None) -> Namespace:
     """The namespace a new task or workflow goes into: the named one, or the calling agent's home."""
     principal = access.Principal.of(actor)
     if slug is None and principal.agent is not None:
@@ -115,7 +119,7 @@ def create_task(actor, data: CreateTask) -> Task:
         max_retries=data.max_retries,
         created_by=principal.agent,
     )
-    task.namespace = _namespace_for_create(principal, data.namespace)
+    task.namespace = namespace_for_create(principal, data.namespace)
     task.assigned_agent = _assignee(task, data.assigned_agent_id)
     dependencies = _dependencies(principal, task, data.dependencies)
     task.save()
@@ -148,7 +152,7 @@ def update_task(actor, task: Task, data: UpdateTask) -> Task:
     if "namespace" in changes:
         if data.namespace is None:
             raise InvalidInput("A task's namespace cannot be removed.", field="namespace")
-        task.namespace = _namespace_for_create(principal, data.namespace)
+        task.namespace = namespace_for_create(principal, data.namespace)
     if "assigned_agent_id" in changes:
         task.assigned_agent = _assignee(task, data.assigned_agent_id)
     if "dependencies" in changes:
@@ -214,7 +218,25 @@ def _move_to(task: Task, status: str) -> None:
         task.completed_at = None
     if status == TaskStatus.COMPLETED:
         task.progress = 1.0
+    if status in TERMINAL_TASK_STATUSES and status != current:
+        _wake_waiting_step(task)
     task.status = status
+
+
+def _wake_waiting_step(task: Task) -> None:
+    """A task an agent_task step waits on has ended (or goes): wake that step once this transaction commits.
+
+    The run's wake time is set too, so the sweep resumes the step should the message be lost.
+    """
+    if task.pk is None:
+        return
+    waiting = [str(pk) for pk in StepRun.objects.filter(task_id=task.pk, status=StepStatus.WAITING)
+               .values_list("pk", flat=True)]
+    if not waiting:
+        return
+    WorkflowRun.objects.filter(status=RunStatus.RUNNING, step_runs__pk__in=waiting).update(wake_at=timezone.now())
+    for step_run_id in waiting:
+        dispatch.send_on_commit(dispatch.RESUME_STEP, step_run_id)
 
 
 def _apply_status(task: Task, status: str, *, progress=None, result=None, error=None) -> None:
@@ -267,68 +289,5 @@ def delete_task(actor, task: Task) -> None:
             "remove the dependency or finish them first.",
             code="has_dependents",
         )
+    _wake_waiting_step(task)
     task.delete()
-
-
-# --- Workflows ------------------------------------------------------------------------------
-
-def get_visible_workflow(actor, workflow_id) -> Workflow:
-    """A workflow the actor may read, or NotFound."""
-    return find_visible(Workflow.objects.visible_to(actor).select_related("created_by", "namespace"), workflow_id,
-                        "Workflow")
-
-
-@transaction.atomic
-def create_workflow(actor, data: CreateWorkflow) -> Workflow:
-    """Create a workflow; its steps' names, references and dependencies are checked against each other up front."""
-    principal = access.Principal.of(actor)
-    workflow = Workflow(
-        name=data.name,
-        description=data.description,
-        workflow_type=data.workflow_type,
-        status=data.status,
-        steps=check_steps(data.steps, data.workflow_type),
-        config=dict(data.config),
-        tags=list(data.tags),
-        metadata=clean_owned_metadata(actor, dict(data.metadata), kind="workflow"),
-        created_by=principal.agent,
-    )
-    workflow.namespace = _namespace_for_create(principal, data.namespace)
-    workflow.save()
-    return workflow
-
-
-@transaction.atomic
-def update_workflow(actor, workflow: Workflow, data: UpdateWorkflow) -> Workflow:
-    """Change the fields `data` gives; runs already started keep the steps they started with."""
-    if not access.can_change_workflow(actor, workflow):
-        raise Forbidden("You may read this workflow but not change it.")
-    changes = data.given()
-    for name in ("name", "description", "status", "workflow_type"):
-        if name in changes:
-            setattr(workflow, name, changes[name])
-    if "steps" in changes or "workflow_type" in changes:
-        steps = data.steps if "steps" in changes else parse_steps(workflow.steps)
-        workflow.steps = check_steps(steps, workflow.workflow_type)
-    if "config" in changes:
-        workflow.config = dict(data.config)
-    if "tags" in changes:
-        workflow.tags = list(data.tags)
-    if "metadata" in changes:
-        workflow.metadata = clean_owned_metadata(actor, dict(data.metadata), workflow.metadata, "workflow")
-    if "namespace" in changes:
-        if data.namespace is None:
-            raise InvalidInput("A workflow's namespace cannot be removed.", field="namespace")
-        workflow.namespace = _namespace_for_create(actor, data.namespace)
-    workflow.save()
-    return workflow
-
-
-@transaction.atomic
-def delete_workflow(actor, workflow: Workflow) -> None:
-    """Delete a workflow and its finished runs; refused while a run is pending or running."""
-    if not access.can_change_workflow(actor, workflow):
-        raise Forbidden("You may read this workflow but not delete it.")
-    if workflow.runs.unfinished().exists():
-        raise Conflict("The workflow has unfinished runs; cancel them first.", code="has_active_runs")
-    workflow.delete()
