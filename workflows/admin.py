@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 import access
 from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
@@ -23,7 +25,7 @@ WORKFLOW_PLAIN_FIELDS = ["name", "description", "workflow_type", "status", "step
 EMPTY_JSON = {"tags": [], "steps": [], "config": {}, "metadata": {}}
 
 RUN_FIELDS = ["status", "triggered_by", "current_step_index", "failed_step_index", "started_at", "finished_at", "error"]
-STEP_FIELDS = ["index", "name", "action", "status", "started_at", "finished_at", "error", "output"]
+STEP_FIELDS = ["index", "name", "action", "status", "started_at", "finished_at", "retries", "task", "error", "output"]
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -67,11 +69,57 @@ class StepRunInline(ReadOnlyInline):
     readonly_fields = STEP_FIELDS
     show_change_link = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("task")
+
+    @admin.display(description="retries")
+    def retries(self, obj):
+        return obj.retries
+
     def get_fields(self, request, obj=None):
         return _without_outputs(request, obj, STEP_FIELDS)
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+
+TIMELINE_COLOURS = {"completed": "#4caf50", "failed": "#e53935", "waiting": "#ffb300", "running": "#1e88e5",
+                    "pending": "#bdbdbd", "cancelled": "#757575", "skipped": "#e0e0e0"}
+
+
+def step_timeline(run, step_runs) -> str:
+    """One row per step: a bar from its start to its end (or now) on the run's time axis, with its figures."""
+    starts = [step.started_at for step in step_runs if step.started_at] + ([run.started_at] if run.started_at else [])
+    if not starts:
+        return "Not started."
+    origin = min(starts)
+    ends = [moment for step in step_runs for moment in (step.finished_at, step.started_at) if moment]
+    end = max([run.finished_at or timezone.now(), *ends])
+    total = max((end - origin).total_seconds(), 0.001)
+
+    def row(step):
+        if step.started_at is None:
+            bar = ""
+        else:
+            left = (step.started_at - origin).total_seconds() / total * 100
+            width = max(((step.finished_at or end) - step.started_at).total_seconds() / total * 100, 0.5)
+            bar = format_html(
+                '<div style="margin-left:{}%;width:{}%;height:10px;background:{}"></div>',
+                f"{left:.2f}", f"{min(width, 100 - left):.2f}", TIMELINE_COLOURS.get(step.status, "#bdbdbd"))
+        seconds = ((step.finished_at - step.started_at).total_seconds()
+                   if step.started_at and step.finished_at else None)
+        return (step.name, step.status, step.retries,
+                step.started_at.strftime("%H:%M:%S.%f")[:-3] if step.started_at else "-",
+                step.finished_at.strftime("%H:%M:%S.%f")[:-3] if step.finished_at else "-",
+                f"{seconds:.1f} s" if seconds is not None else "-", bar)
+
+    rows = format_html_join(
+        "", '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            '<td style="width:40%;min-width:200px">{}</td></tr>',
+        (row(step) for step in step_runs))
+    return format_html(
+        '<table class="tmws-timeline"><thead><tr><th>step</th><th>status</th><th>retries</th><th>start</th>'
+        "<th>end</th><th>took</th><th>{} s</th></tr></thead><tbody>{}</tbody></table>", f"{total:.1f}", rows)
 
 
 def _without_empty_json(values: dict) -> dict:
@@ -187,9 +235,14 @@ class WorkflowRunAdmin(OperatorScopedAdmin):
     list_filter = ["status"]
     list_select_related = ["workflow", "triggered_by"]
     search_fields = ["workflow__name"]
-    fields = ["workflow", "input", "output", *RUN_FIELDS, "created_at"]
+    fields = ["workflow", "input", "output", *RUN_FIELDS, "timeline", "created_at"]
     readonly_fields = fields
     inlines = [StepRunInline]
+
+    @admin.display(description="timeline")
+    def timeline(self, run):
+        """The run's steps on one time axis: when each started and ended, its status and retries."""
+        return step_timeline(run, list(run.step_runs.order_by("index")))
 
     def scope_q(self, request, codenames=access.OPERATOR_NAMESPACE_PERMISSIONS):
         # The runs the API shows this operator (started by it, or of workflows it may change).

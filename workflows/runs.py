@@ -19,9 +19,11 @@ from .models import RunStatus, Workflow, WorkflowRun, WorkflowStatus
 from .steps import clean_steps
 
 
-def get_visible_run(actor, workflow: Workflow, run_id) -> WorkflowRun:
-    """A run of `workflow` the actor may read, or NotFound."""
-    visible = WorkflowRun.objects.visible_to(actor).select_related("workflow", "triggered_by").filter(workflow=workflow)
+def get_visible_run(actor, workflow: Workflow | None, run_id) -> WorkflowRun:
+    """A run (of `workflow`, when given) the actor may read, or NotFound."""
+    visible = WorkflowRun.objects.visible_to(actor).select_related("workflow", "triggered_by")
+    if workflow is not None:
+        visible = visible.filter(workflow=workflow)
     return find_visible(visible, run_id, "Workflow run")
 
 

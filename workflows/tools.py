@@ -1,4 +1,5 @@
-"""MCP tools for tasks: create, list, assign, report progress and complete.
+"""MCP tools for tasks (create, list, assign, report progress and complete) and workflows (create, list, run,
+read a run, cancel it).
 
 These are also the persona-era task tools of the same names: `create_task` accepts
 `assigned_persona_id`, `assign_task` accepts `persona_id`, `list_tasks` accepts
@@ -11,19 +12,26 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+import access
 from agents.models import Agent
 from core import extensions
 from core.errors import InvalidInput
 from core.tools import agent_tool, filtered, render_json
 
-from . import task_services
-from .contracts import AssignTask, CompleteTask, CreateTask, UpdateTaskStatus
-from .filters import TaskFilter
-from .models import Task, TaskPriority, TaskStatus
+from . import runs, task_services, workflow_services
+from .choices import WorkflowDefinitionStatus, WorkflowType
+from .contracts import AssignTask, CompleteTask, CreateTask, StartRun, UpdateTaskStatus
+from .definitions import CreateWorkflow
+from .filters import TaskFilter, WorkflowFilter
+from .models import Task, TaskPriority, TaskStatus, Workflow
 
 StatusName = Literal[tuple(TaskStatus.values)]
 PriorityName = Literal[tuple(TaskPriority.values)]
 TaskId = Annotated[str, Field(description="The task's UUID, as returned by create_task or list_tasks.")]
+WorkflowId = Annotated[str, Field(description="The workflow's UUID, as returned by create_workflow or list_workflows.")]
+RunId = Annotated[str, Field(description="The run's UUID, as returned by run_workflow.")]
+DefinitionStatusName = Literal[tuple(WorkflowDefinitionStatus.values)]
+WorkflowTypeName = Literal[tuple(WorkflowType.values)]
 MAX_LIST = 200
 
 
@@ -160,3 +168,87 @@ def update_task_status(
 def complete_task(agent: Agent, task_id: TaskId, data: CompleteTask) -> dict[str, Any]:
     task = task_services.get_visible_task(agent, task_id)
     return render_task(task_services.complete_task(agent, task, data))
+
+
+# --- Workflows ---------------------------------------------------------------------------------
+
+def render_workflows(workflows) -> list[dict]:
+    """Workflows in the REST API's shape (GET /api/v2/workflows/{id})."""
+    from .api.serializers import WorkflowSerializer
+
+    return render_json(WorkflowSerializer(workflows, many=True).data)
+
+
+def render_run(agent: Agent, run, *, steps: bool = True) -> dict:
+    """A run in the REST API's shape (GET /api/v2/workflows/{id}/runs/{run_id}); outputs only for its runner."""
+    from .api.serializers import WorkflowRunDetailSerializer, WorkflowRunSerializer
+
+    serializer = WorkflowRunDetailSerializer if steps else WorkflowRunSerializer
+    return render_json(serializer(run, context={"principal": access.Principal.of(agent)}).data)
+
+
+@agent_tool(
+    title="Create a workflow",
+    description="Create a workflow in a namespace you may write to (your home namespace by default): named steps, "
+    "each an action (create_task, assign_task, update_task_status, store_memory, search_memories, wait, agent_task) "
+    "with its params, optional depends_on, when, retries, retry_backoff_seconds, timeout_seconds and on_failure. "
+    "Steps are checked up front. Example: "
+    '{"name": "Review", "workflow_type": "parallel", "status": "active", "steps": [{"name": "review", '
+    '"action": "agent_task", "params": {"title": "Review {{ input.pr }}", "capability": {"review": true}}}, '
+    '{"name": "note", "action": "store_memory", "params": {"content": "Reviewed: {{ steps.review.result.verdict }}"}}]}.',
+)
+def create_workflow(agent: Agent, data: CreateWorkflow) -> dict[str, Any]:
+    return render_workflows([workflow_services.create_workflow(agent, data)])[0]
+
+
+@agent_tool(
+    title="List workflows",
+    read_only=True,
+    description="List the workflows you may read (yours and those of namespaces you read), newest first. "
+    'Example: {"status": "active", "namespace": "team-alpha"}.',
+)
+def list_workflows(
+    agent: Agent,
+    status: Annotated[DefinitionStatusName | None, Field(description="Only workflows in this status.")] = None,
+    workflow_type: Annotated[WorkflowTypeName | None, Field(description="Only workflows of this type.")] = None,
+    namespace: Annotated[str | None, Field(description="Only workflows in this namespace.")] = None,
+    tag: Annotated[str | None, Field(description="Only workflows carrying this tag.")] = None,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="At most this many workflows.")] = 50,
+) -> dict[str, Any]:
+    workflows = Workflow.objects.visible_to(agent).select_related("created_by", "namespace").order_by("-created_at")
+    workflows = filtered(WorkflowFilter, workflows, status=status, workflow_type=workflow_type, namespace=namespace,
+                         tag=tag)
+    found = render_workflows(workflows[: limit + 1])
+    return {"results": found[:limit], "count": len(found[:limit]), "truncated": len(found) > limit}
+
+
+@agent_tool(
+    title="Run a workflow",
+    description="Start a run of a workflow you may read, as yourself (it can do only what you could do by hand). "
+    "It answers at once with the pending run; read it with get_workflow_run. "
+    'Example: {"workflow_id": "<uuid>", "input": {"pr": "#42"}}.',
+)
+def run_workflow(agent: Agent, workflow_id: WorkflowId, data: StartRun) -> dict[str, Any]:
+    workflow = workflow_services.get_visible_workflow(agent, workflow_id)
+    return render_run(agent, runs.start_workflow_run(agent, workflow, data), steps=False)
+
+
+@agent_tool(
+    title="Get a workflow run",
+    read_only=True,
+    description="Read a run you started (or of a workflow you manage) with its step runs: status, times, attempts, "
+    "errors, and the outputs if you started it. Example: {\"run_id\": \"<uuid>\"}.",
+)
+def get_workflow_run(agent: Agent, run_id: RunId) -> dict[str, Any]:
+    return render_run(agent, runs.get_visible_run(agent, None, run_id))
+
+
+@agent_tool(
+    title="Cancel a workflow run",
+    destructive=True,
+    description="Cancel a pending or running run you started (or of a workflow you manage): its waiting steps stop "
+    "and the tasks they opened are cancelled. Example: {\"run_id\": \"<uuid>\"}.",
+)
+def cancel_workflow_run(agent: Agent, run_id: RunId) -> dict[str, Any]:
+    run = runs.get_visible_run(agent, None, run_id)
+    return render_run(agent, runs.cancel_workflow_run(agent, run))

@@ -41,10 +41,14 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
 class StepRunSerializer(serializers.ModelSerializer):
     reason = serializers.SerializerMethodField(help_text="Why the step was skipped or cancelled.")
+    retries = serializers.IntegerField(read_only=True, help_text="How many times the step was tried again.")
+    task_id = serializers.UUIDField(read_only=True, allow_null=True,
+                                    help_text="The task an agent_task step opened (its latest attempt's).")
 
     class Meta:
         model = StepRun
-        fields = ["index", "name", "action", "status", "output", "error", "reason", "started_at", "finished_at"]
+        fields = ["index", "name", "action", "status", "output", "error", "reason", "attempt", "retries", "task_id",
+                  "started_at", "finished_at", "due_at", "deadline_at"]
         read_only_fields = fields
 
     def get_reason(self, step_run) -> str:
