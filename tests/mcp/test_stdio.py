@@ -15,6 +15,7 @@ V2_TOOLS = {
     "whoami", "list_agents", "register_agent", "update_capabilities", "update_configuration",
     "store_memory", "search_memories", "get_memory", "update_memory", "delete_memory", "share_memory",
     "memory_feedback", "memory_insights", "categorise_memories", "list_namespaces", "join_namespace",
+    "create_workflow", "list_workflows", "run_workflow", "get_workflow_run", "cancel_workflow_run",
 }
 PERSONA_TOOLS = {
     "create_memory", "recall_memory", "get_memory_stats", "list_personas", "get_persona",
