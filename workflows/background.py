@@ -97,6 +97,9 @@ def _next_item():
 
 def run_task(name: str, args) -> None:
     """Run the registered Celery task `name` here and now."""
+    if name not in current_app.tasks:
+        # A web process imports the apps' task modules only when something needs them (a worker does at start).
+        current_app.loader.import_default_modules()
     current_app.tasks[name](*args)
 
 

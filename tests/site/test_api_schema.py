@@ -127,11 +127,11 @@ def test_every_choice_set_has_one_readable_enum_name(schema):
     # then: no hashed names (AccessLevel495Enum) and no second name for one choice set (AccessLevelsEnum)
     assert sorted(enums) == [
         "AccessLevelEnum", "AccessPolicyEnum", "AccessReasonEnum", "ActorKindEnum", "AgentAccessLevelEnum",
-        "AssignTaskStepActionEnum", "AuditActionEnum", "CreateTaskStepActionEnum", "EmbeddingStatusEnum", "ModeEnum",
-        "PriorityEnum", "RoleEnum", "RunStatusEnum",
-        "SearchMemoriesStepActionEnum", "StepConditionStatusEnum", "StoreMemoryStepActionEnum", "TaskStatusEnum",
-        "UpdateTaskStatusStepActionEnum", "VersionChangeEnum", "WaitStepActionEnum", "WorkflowDefinitionStatusEnum",
-        "WorkflowStatusEnum", "WorkflowTypeEnum",
+        "AgentTaskStepActionEnum", "AssignTaskStepActionEnum", "AuditActionEnum", "CreateTaskStepActionEnum",
+        "EmbeddingStatusEnum", "ModeEnum", "OnFailureEnum", "PriorityEnum", "RoleEnum", "RunStatusEnum",
+        "SearchMemoriesStepActionEnum", "StepConditionStatusEnum", "StepRunStatusEnum", "StoreMemoryStepActionEnum",
+        "TaskStatusEnum", "UpdateTaskStatusStepActionEnum", "VersionChangeEnum", "WaitStepActionEnum",
+        "WorkflowDefinitionStatusEnum", "WorkflowStatusEnum", "WorkflowTypeEnum",
     ]
     assert enums["AccessLevelEnum"] == ["private", "shared", "public", "system"]
     assert enums["AgentAccessLevelEnum"] == ["standard", "admin"]

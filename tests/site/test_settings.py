@@ -70,13 +70,15 @@ def test_an_unknown_embedding_backend_or_precision_is_refused(name, value, messa
     ({}, "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 300.0\n"
          "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0\n"
          "delete-expired-memories memories.tasks.delete_expired_memories 60.0\n"
-         "decay-weights memories.tasks.decay_weights 3600.0"),
+         "decay-weights memories.tasks.decay_weights 3600.0\n"
+         "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 30.0"),
     ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "5",
-      "TMWS_DECAY_SECONDS": "0"},
+      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "2"},
      "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0\n"
-     "delete-expired-memories memories.tasks.delete_expired_memories 5.0"),
+     "delete-expired-memories memories.tasks.delete_expired_memories 5.0\n"
+     "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 2.0"),
     ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "0",
-      "TMWS_DECAY_SECONDS": "0"}, ""),
+      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "0"}, ""),
 ])
 def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     # given
@@ -84,6 +86,7 @@ def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     env.pop("TMWS_EMBEDDING_SWEEP_SECONDS", None)
     env.pop("TMWS_AUTO_CATEGORISE_SECONDS", None)
     env.pop("TMWS_EXPIRY_SWEEP_SECONDS", None)
+    env.pop("TMWS_WORKFLOW_SWEEP_SECONDS", None)
     env.update(overrides)
     code = (
         "import tmws_site.settings as s\n"

@@ -96,6 +96,7 @@ def test_make_run_answers_202_at_once_and_runs_three_waits_side_by_side(transact
         assert response.json()["status"] == "pending"
         run_id = response.json()["id"]
         run = wait_for(lambda: finished(run_id), "the run to finish", lambda: server.log_path.read_text()[-3000:])
+        assert "Traceback" not in server.log_path.read_text()
     assert run.status == "completed"
     a, b, c = (step(run_id, name) for name in ("a", "b", "c"))
     assert max(s.started_at for s in (a, b, c)) < min(s.finished_at for s in (a, b, c))
