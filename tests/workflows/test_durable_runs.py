@@ -336,3 +336,23 @@ def test_agent_task_params_are_checked_when_the_workflow_is_saved(team):
 
 def test_start_run_contract_is_unchanged():
     assert StartRun.parse({}).input == {}
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_run_as_a_timeline_of_its_steps(team, make_workflow, run_now, client, operator_user):
+    # given: a run with a retried step
+    workflow = make_workflow(team["owner"], [
+        {"name": "leak", "action": "store_memory", "params": {"content": "x", "namespace": "other"},
+         "on_failure": "continue", "retries": 1, "retry_backoff_seconds": 0},
+        {"name": "pause", "action": "wait", "params": {"seconds": 0}},
+    ])
+    run = run_now(team["owner"].agent, workflow)
+    client.force_login(operator_user)
+    # when
+    response = client.get(f"/admin/workflows/workflowrun/{run.pk}/change/")
+    # then
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'class="tmws-timeline"' in page
+    assert "<td>leak</td><td>failed</td><td>1</td>" in page
+    assert "<td>pause</td><td>completed</td><td>0</td>" in page
