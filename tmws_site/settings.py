@@ -111,7 +111,7 @@ _database["CONN_HEALTH_CHECKS"] = True
 if env_bool("TMWS_DB_POOL", True):
     _database["OPTIONS"]["pool"] = {
         "min_size": env_int("TMWS_DB_POOL_MIN", 1),
-        "max_size": env_int("TMWS_DB_POOL_MAX", 10),
+        "max_size": env_int("TMWS_DB_POOL_MAX", 12),
         # Seconds a request waits for a connection; with the database down it then answers 503.
         "timeout": env_int("TMWS_DB_POOL_TIMEOUT", 5),
     }
