@@ -11,12 +11,12 @@ from django.utils.html import format_html, format_html_join
 
 import access
 from access import explain
-from access.admin_base import ServiceModelAdmin
+from access.admin_base import OperatorScopedAdmin, ServiceModelAdmin
 from core.errors import ServiceError
 
 from . import consolidation, services
 from .contracts import MergeMemories, StoreMemory, UpdateMemory
-from .models import TEXT_SEARCH_CONFIG, Memory, MemoryVersion, preview
+from .models import TEXT_SEARCH_CONFIG, LearningPattern, Memory, MemoryVersion, preview
 
 EDITABLE_FIELDS = ["content", "namespace", "access_level", "memory_category", "context_tags", "learning_weight", "metadata"]
 READ_ONLY_FIELDS = [
@@ -235,3 +235,43 @@ def _changed_by(version) -> str:
     if version.changed_by_user_id is not None:
         return f"operator {version.changed_by_user.username}" if version.changed_by_user else "(former operator)"
     return "system"
+
+
+@admin.register(LearningPattern)
+class LearningPatternAdmin(OperatorScopedAdmin):
+    """Read-only: what the nightly pattern job learned about each agent, narrowed to what the operator may read."""
+
+    scope_field = "agent__namespace"
+    list_display = ["agent", "computed_at", "window_end", "events", "memories", "topic_count"]
+    list_select_related = ["agent"]
+    search_fields = ["agent__agent_id"]
+    fields = ["agent", "computed_at", "window_start", "window_end", "events", "memories", "learned"]
+    readonly_fields = fields
+
+    @admin.display(description="topics")
+    def topic_count(self, obj):
+        return len(obj.topics)
+
+    @admin.display(description="patterns (memories you may read)")
+    def learned(self, obj):
+        import json
+
+        from .patterns import pattern_for
+
+        shown = pattern_for(self._viewer, obj.agent)
+        shown = {name: value for name, value in shown.items()
+                 if name not in ("agent_id", "computed_at", "window_start", "window_end", "events", "memories")}
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, default=str))
+
+    def get_object(self, request, object_id, from_field=None):
+        self._viewer = request.user
+        return super().get_object(request, object_id, from_field)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

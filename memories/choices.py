@@ -8,3 +8,12 @@ class EmbeddingStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+
+
+class UsageKind(models.TextChoices):
+    """What a usage event records: a search, or what the searcher then did with a memory."""
+
+    SEARCH = "search", "Search"
+    READ = "read", "Read"
+    FEEDBACK = "feedback", "Feedback"
+    TASK = "task", "Used in a task"

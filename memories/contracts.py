@@ -170,6 +170,30 @@ class MergeMemories(Contract):
         return self
 
 
+MAX_BULK_UPDATE = 1000
+
+
+class UpdateMemories(Expiring):
+    """One change to many memories at once, all or nothing: what a suggestion of the insights applies in one call."""
+
+    model_config = {**Contract.model_config, "extra": "forbid"}
+    unknown_field_message = "{field} cannot be changed in bulk."
+
+    memory_ids: Annotated[
+        list[Annotated[uuid.UUID, fields.cleaned_by(validation.uuid_value)]],
+        Field(min_length=1, max_length=MAX_BULK_UPDATE, description="The memories to change (1-1,000), each one you "
+              "may change."),
+    ]
+    memory_category: Category = None
+    learning_weight: LearningWeight = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self):
+        if not {"memory_category", "learning_weight", "expires_at", "ttl_seconds"} & self.given().keys():
+            raise InvalidInput("Nothing to change: give memory_category, learning_weight, expires_at or ttl_seconds.")
+        return self
+
+
 class ShareMemory(Contract):
     agent_ids: Annotated[
         list[Annotated[str, Field(max_length=MAX_AGENT_ID_LENGTH)]],

@@ -1,11 +1,13 @@
-"""Search hits: buffered in the broker's Redis and counted in one statement per flush.
+"""Search hits and usage events: buffered in the broker's Redis and written in one statement each per flush.
 
 A Celery task per search cost the worker more CPU than the search itself took; the buffer turns
-the hits of many searches into one UPDATE. The Celery wrappers that schedule and run the flush are
-in memories.tasks.
+the hits of many searches into one UPDATE, and their usage events (memories.usage) into one INSERT.
+Both ride in the same Redis pipeline as before, so recording events adds no round trip to a search.
+The Celery wrappers that schedule and run the flush are in memories.tasks.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from django.db import connection
@@ -13,37 +15,48 @@ from django.utils import timezone
 
 from core.redis_client import broker_redis
 
-from .models import Memory, MemoryUsage
+from .models import Memory, MemoryUsage, UsageEvent
 
 HIT_BUFFER_KEY = "tmws:memory-hits"
+EVENT_BUFFER_KEY = "tmws:usage-events"
 HIT_FLUSH_SCHEDULED_KEY = "tmws:memory-hits:flush-scheduled"
 HIT_FLUSH_DELAY_SECONDS = 2
 # With no worker running the buffer would grow without end: only the newest hits are kept.
 HIT_BUFFER_MAX = 100_000
+EVENT_BUFFER_MAX = 100_000
 
 
-
-def buffer_hits(buffer, ids: list[str]) -> bool:
-    """Add hits to the buffer; returns whether this call must schedule the flush (none is on its way)."""
+def buffer_hits(buffer, ids: list[str], events: list[dict] = ()) -> bool:
+    """Add hits and usage events to the buffer; returns whether this call must schedule the flush (none is on its way)."""
     pipeline = buffer.pipeline(transaction=False)
-    pipeline.rpush(HIT_BUFFER_KEY, *ids)
-    pipeline.ltrim(HIT_BUFFER_KEY, -HIT_BUFFER_MAX, -1)
+    if ids:
+        pipeline.rpush(HIT_BUFFER_KEY, *ids)
+        pipeline.ltrim(HIT_BUFFER_KEY, -HIT_BUFFER_MAX, -1)
+    if events:
+        pipeline.rpush(EVENT_BUFFER_KEY, *(json.dumps(event, separators=(",", ":")) for event in events))
+        pipeline.ltrim(EVENT_BUFFER_KEY, -EVENT_BUFFER_MAX, -1)
     # The flag expires on its own, so a flush lost with a crashed worker is scheduled again.
     pipeline.set(HIT_FLUSH_SCHEDULED_KEY, "1", nx=True, ex=HIT_FLUSH_DELAY_SECONDS * 30)
-    _, _, scheduled = pipeline.execute()
+    scheduled = pipeline.execute()[-1]
     return bool(scheduled)
 
 
-def take_buffered_hits() -> list[str]:
-    """Empty the buffer (and its flag) in one transaction; hits arriving after it schedule the next flush."""
+def take_buffered() -> tuple[list[str], list[dict]]:
+    """Empty the buffers (and the flag) in one transaction; what arrives after it schedules the next flush."""
     buffer = broker_redis()
     if buffer is None:
-        return []
+        return [], []
     pipeline = buffer.pipeline(transaction=True)
     pipeline.lrange(HIT_BUFFER_KEY, 0, -1)
-    pipeline.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
-    ids, _ = pipeline.execute()
-    return [raw.decode() for raw in ids]
+    pipeline.lrange(EVENT_BUFFER_KEY, 0, -1)
+    pipeline.delete(HIT_BUFFER_KEY, EVENT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
+    ids, events, _ = pipeline.execute()
+    return [raw.decode() for raw in ids], [json.loads(raw) for raw in events]
+
+
+def take_buffered_hits() -> list[str]:
+    """Empty the buffers and answer the hits only (the events are dropped)."""
+    return take_buffered()[0]
 
 
 def record_hits(ids: list[str]) -> int:
@@ -66,3 +79,39 @@ def record_hits(ids: list[str]) -> int:
             [timezone.now(), list(counts), list(counts.values())],
         )
         return cursor.rowcount
+
+
+# The events' columns, read from the buffered JSON objects (memories.usage.search_event and follow_up_event).
+EVENT_COLUMNS = """
+    kind text, agent uuid, at timestamptz, mode text, duration_ms float8, result_count integer,
+    memory_ids uuid[], useful boolean, query text
+"""
+
+
+def record_events(events: list[dict]) -> int:
+    """Insert usage events in one statement; returns rows written.
+
+    Events of an agent erased since they were buffered are dropped by the join.
+    """
+    if not events:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {UsageEvent._meta.db_table}
+                   (kind, agent_id, at, mode, duration_ms, result_count, memory_ids, useful, query)
+            SELECT event.kind, event.agent, event.at, coalesce(event.mode, ''), event.duration_ms,
+                   least(coalesce(event.result_count, 0), 32767), coalesce(event.memory_ids, '{{}}'),
+                   event.useful, coalesce(event.query, '')
+              FROM jsonb_to_recordset(%s::jsonb) AS event ({EVENT_COLUMNS})
+             WHERE event.agent IS NULL OR EXISTS (SELECT 1 FROM agents WHERE agents.id = event.agent)
+            """,
+            [json.dumps(events)],
+        )
+        return cursor.rowcount
+
+
+def record_usage(ids: list[str], events: list[dict]) -> int:
+    """Count the hits and write the events of one flush; returns memories whose counters changed."""
+    record_events(events)
+    return record_hits(ids)

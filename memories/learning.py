@@ -27,10 +27,11 @@ from django.utils import timezone
 import access
 from agents.models import Agent
 from agents.services import get_agent
-from core.errors import Forbidden, InvalidInput
+from core.errors import Forbidden, InvalidInput, NotFound
 from core.models import count_by
 
-from .choices import EmbeddingStatus
+from .choices import AccessLevel, EmbeddingStatus
+from .contracts import MAX_BULK_UPDATE, MAX_CATEGORY_LENGTH
 from .models import Memory, MemoryUsage, preview
 
 DEFAULT_CATEGORY = "general"
@@ -61,6 +62,16 @@ def subject(actor, agent_id=None) -> Agent:
             raise InvalidInput("agent_id is required: name the agent whose memories to analyse.", field="agent_id")
         return principal.agent
     agent = get_agent(agent_id)
+    if not access.can_analyse(actor, agent):
+        raise Forbidden(f"No right to analyse the memories of agent '{agent_id}'.", field="agent_id")
+    return agent
+
+
+def named_subject(actor, agent_id: str) -> Agent:
+    """The agent named in a URL: 404 when there is none, 403 when the caller may not analyse it."""
+    agent = Agent.objects.filter(agent_id=agent_id).select_related("namespace").first()
+    if agent is None:
+        raise NotFound(f"Agent '{agent_id}' not found.")
     if not access.can_analyse(actor, agent):
         raise Forbidden(f"No right to analyse the memories of agent '{agent_id}'.", field="agent_id")
     return agent
@@ -260,6 +271,102 @@ def suggestions(agent, report: dict, categorised: dict, alike: list[dict] | None
             "message": f"{unused['count']} memories older than {STALE_DAYS} days were not returned by any search in "
             f"{STALE_DAYS} days; delete those no longer true, or lower their learning_weight.",
         })
+    return advice + pattern_suggestions(agent, actor=actor)
+
+
+# Suggestions from the stored patterns (memories.patterns); each is applied by the one call in its "apply".
+SPLIT_MIN_MEMORIES = 8  # a category this large ...
+SPLIT_MIN_SHARE = 0.25  # ... whose memories fall into two topics or more holding this share each ...
+SPLIT_MIN_PART = 3  # ... and this many memories each, is over-broad
+LOWERED_WEIGHT = 0.5
+ARCHIVE_GRACE_DAYS = 30
+BULK_UPDATE = "POST /api/v2/memories/bulk-update"
+
+
+def _bulk(ids: list[str], **change) -> dict:
+    return {"endpoint": BULK_UPDATE, "tool": "bulk_update_memories", "body": {"memory_ids": ids, **change}}
+
+
+def pattern_suggestions(agent, *, actor=None) -> list[dict]:
+    """Split an over-broad category, share what other members keep looking for, lower the weight of memories
+    returned but never used, archive stale ones: from the agent's stored pattern, for memories the caller may change."""
+    from .patterns import get_pattern
+
+    pattern = get_pattern(actor, agent)
+    if pattern is None:
+        return []
+    changeable = dict(
+        (str(pk), (category, weight, expires_at)) for pk, category, weight, expires_at in
+        _own(agent, actor, access.Action.CHANGE).values_list("pk", "memory_category", "learning_weight", "expires_at")
+    )
+    advice = _split_suggestions(pattern, changeable)
+    for item in pattern.missed_by_members[:LISTED_IDS]:
+        if item["id"] in changeable:
+            advice.append({
+                "kind": "share_with_members",
+                "count": 1,
+                "memory_ids": [item["id"]],
+                "searches": item["searches"],
+                "agents": item["agents"],
+                "message": f"Other members of your namespace searched {item['searches']} times for something close to "
+                "this private memory and used nothing they found; sharing it in its namespace lets them find it.",
+                "apply": {"endpoint": f"PATCH /api/v2/memories/{item['id']}", "tool": "update_memory",
+                          "body": {"access_level": AccessLevel.SHARED}},
+            })
+    unused = [item["id"] for item in pattern.returned_unused
+              if item["id"] in changeable and changeable[item["id"]][1] > LOWERED_WEIGHT]
+    if unused:
+        advice.append({
+            "kind": "lower_weight",
+            "count": len(unused),
+            "memory_ids": unused[:LISTED_IDS],
+            "message": f"{len(unused)} memories were returned by your searches at least 5 times and never used (read, "
+            f"voted on or named by a task within the hour); a learning_weight of {LOWERED_WEIGHT} ranks them lower.",
+            "apply": _bulk(unused[:MAX_BULK_UPDATE], learning_weight=LOWERED_WEIGHT),
+        })
+    stale = [pk for pk in pattern.stale.get("memory_ids", []) if pk in changeable and changeable[pk][2] is None]
+    if stale:
+        advice.append({
+            "kind": "archive_stale",
+            "count": len(stale),
+            "memory_ids": stale[:LISTED_IDS],
+            "message": f"{len(stale)} memories older than {pattern.stale.get('days')} days were never returned by a "
+            f"search. Archiving gives them an expiry {ARCHIVE_GRACE_DAYS} days away: they stay readable until then "
+            "(clear expires_at to keep one) and are deleted after.",
+            "apply": _bulk(stale[:MAX_BULK_UPDATE], ttl_seconds=ARCHIVE_GRACE_DAYS * 86400),
+        })
+    return advice
+
+
+def _split_suggestions(pattern, changeable: dict) -> list[dict]:
+    """A part of an over-broad category per topic but its largest: moved to '<category>-<topic word>'."""
+    by_category: dict[str, list[list[str]]] = {}
+    for topic in pattern.topics:
+        parts: dict[str, list[str]] = {}
+        for pk in topic["memory_ids"]:
+            if pk in changeable:
+                parts.setdefault(changeable[pk][0], []).append(pk)
+        for category, ids in parts.items():
+            by_category.setdefault(category, []).append([topic["labels"][0] if topic["labels"] else "", *ids])
+    advice = []
+    for category, parts in sorted(by_category.items()):
+        total = sum(len(part) - 1 for part in parts)
+        broad = [part for part in parts if len(part) - 1 >= max(SPLIT_MIN_PART, SPLIT_MIN_SHARE * total)]
+        if total < SPLIT_MIN_MEMORIES or len(broad) < 2:
+            continue
+        broad.sort(key=lambda part: (-(len(part) - 1), part[0]))
+        for word, *ids in broad[1:]:
+            new_category = f"{category}-{word}"[:MAX_CATEGORY_LENGTH] if word else f"{category}-2"
+            advice.append({
+                "kind": "split_category",
+                "count": len(ids),
+                "memory_ids": ids[:LISTED_IDS],
+                "category": category,
+                "new_category": new_category,
+                "message": f"Category '{category}' holds {total} memories on {len(broad)} distinct topics; moving "
+                f"the {len(ids)} about '{word}' to '{new_category}' keeps each category about one thing.",
+                "apply": _bulk(ids[:MAX_BULK_UPDATE], memory_category=new_category),
+            })
     return advice
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
@@ -13,7 +14,7 @@ from pgvector.django import HnswIndex, VectorField
 
 from core.models import BaseModel, choices_check
 
-from .choices import AccessLevel, EmbeddingStatus
+from .choices import AccessLevel, EmbeddingStatus, UsageKind
 from .querysets import MemoryQuerySet, MemoryVersionQuerySet
 
 EMBEDDING_DIMENSIONS = 384
@@ -260,3 +261,68 @@ class WeightDecay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.decayed_at:%Y-%m-%d %H:%M}"
+
+
+class UsageEvent(models.Model):
+    """One compact row per search, or per use of a memory a search may have returned (read, feedback, task).
+
+    Written in bulk from the search-hit buffer (memories.hits), deleted after TMWS_USAGE_RETENTION_DAYS.
+    A search row names the returned memories best first; a follow-up row names the one memory used. Rows
+    keep ids and figures only: no query text unless TMWS_LOG_QUERIES is on (docs/learning.md).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16, choices=UsageKind.choices)
+    # The acting agent; None for an operator's search. Its events go with it.
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    mode = models.CharField(max_length=16, blank=True, default="")  # searches: hybrid, semantic or keyword
+    duration_ms = models.FloatField(null=True, blank=True)  # searches: time spent ranking, in milliseconds
+    result_count = models.PositiveSmallIntegerField(default=0)
+    memory_ids = ArrayField(models.UUIDField(), default=list, blank=True)
+    useful = models.BooleanField(null=True, blank=True)  # feedback: the vote
+    query = models.TextField(blank=True, default="")  # searches, with TMWS_LOG_QUERIES=1 only
+
+    class Meta:
+        db_table = "memory_usage_events"
+        ordering = ["-at"]
+        indexes = [
+            # Searches per day (counts, latency percentiles) and the retention sweep read by time.
+            models.Index(fields=["kind", "at"], name="usage_events_kind_time_idx"),
+            # The pattern job reads one agent's window.
+            models.Index(fields=["agent", "at"], name="usage_events_agent_time_idx"),
+        ]
+        constraints = [choices_check("kind", UsageKind, "usage_events_kind_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class LearningPattern(models.Model):
+    """What the nightly pattern job learned about one agent (memories.patterns), over a window of usage events.
+
+    Readers other than the job never see these fields raw: memories.patterns.pattern_for narrows every id
+    and label to what the reader may read.
+    """
+
+    agent = models.OneToOneField("agents.Agent", primary_key=True, on_delete=models.CASCADE, related_name="+")
+    computed_at = models.DateTimeField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    events = models.PositiveIntegerField(default=0)  # usage events of the agent in the window
+    memories = models.PositiveIntegerField(default=0)  # the agent's memories looked at
+    topics = models.JSONField(default=list, blank=True)
+    co_access = models.JSONField(default=list, blank=True)
+    search_categories = models.JSONField(default=dict, blank=True)
+    active_hours = models.JSONField(default=list, blank=True)
+    stale = models.JSONField(default=dict, blank=True)
+    returned = models.JSONField(default=list, blank=True)  # [id, times returned, times first, times used]
+    returned_unused = models.JSONField(default=list, blank=True)
+    missed_by_members = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "learning_patterns"
+        ordering = ["agent"]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.window_end:%Y-%m-%d}"

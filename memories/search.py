@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import FloatField, QuerySet, Value
@@ -42,6 +43,7 @@ from .contracts import SearchMemories
 from .keyword import KeywordQuery, bm25_ranking, keyword_query
 from .models import Memory
 from .neighbours import adjacency, neighbour_windows
+from .patterns import Signals, signals
 
 # Candidate sets up to this size are ranked by an exact scan; larger ones through HNSW.
 EXACT_SCAN_THRESHOLD = 4000
@@ -56,6 +58,10 @@ HYBRID_MIN_DEPTH = 20
 WEIGHT_BOOST = 0.05  # learning_weight moves a score by at most +/-5%
 RECENCY_BOOST = 0.03  # a memory created just now gains at most +3%, halving every RECENCY_HALF_LIFE_DAYS
 RECENCY_HALF_LIFE_DAYS = 30.0
+# Learned ranking (TMWS_LEARNED_RANKING, docs/learning.md): bounded moves from the agent's stored pattern.
+CO_ACCESS_BOOST = 0.05
+CO_ACCESS_ANCHORS = 3
+UNUSED_PENALTY = 0.05
 # One helper thread computes query embeddings while the request thread queries the database.
 _embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embedding")
 
@@ -272,6 +278,28 @@ def keyword_ranking(
     ]
 
 
+def learned_factors(scores: dict, learned: Signals) -> None:
+    """Move hybrid scores by what the agent's pattern learned, within bounded factors (TMWS_LEARNED_RANKING).
+
+    A memory often returned together with one of the current top CO_ACCESS_ANCHORS gains up to CO_ACCESS_BOOST
+    (by the strength of the pair); a memory the agent's searches returned often and it never used loses
+    UNUSED_PENALTY. So a factor stays within [1 - UNUSED_PENALTY, 1 + CO_ACCESS_BOOST].
+    """
+    if not learned.co_access and not learned.unused:
+        return
+    anchors = [str(pk) for pk in sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[:CO_ACCESS_ANCHORS]]
+    for pk, score in scores.items():
+        key = str(pk)
+        factor = 1.0
+        links = learned.co_access.get(key)
+        if links:
+            factor += CO_ACCESS_BOOST * max([0.0, *(links.get(anchor, 0.0) for anchor in anchors if anchor != key)])
+        if key in learned.unused:
+            factor -= UNUSED_PENALTY
+        if factor != 1.0:
+            scores[pk] = _scaled(score, factor)
+
+
 def learning_and_recency_factor(memory, now) -> float:
     """Bounded multiplier: learning_weight (1.0 neutral) and how recently the memory was made."""
     weight = max(memory.learning_weight, 0.0)
@@ -417,6 +445,8 @@ def search(actor, request: SearchRequest) -> SearchResult:
             if contextual:
                 score = _scaled(score, context_factor(rows[pk], request, boost_namespace_id))
             scores[pk] = score
+        if mode == "hybrid" and agent is not None and settings.TMWS_LEARNED_RANKING:
+            learned_factors(scores, signals(agent))
         top = sorted(scores, key=lambda pk: (-scores[pk], str(pk)))[: request.limit]
         # Deleted, expired or retired meanwhile: left out (a keyword ranking over every visible row reads no queryset).
         memories = _result_rows(Memory.objects.current().filter(pk__in=top), vector).in_bulk()
@@ -425,8 +455,9 @@ def search(actor, request: SearchRequest) -> SearchResult:
         for pk in top
         if (memory := memories.get(pk)) is not None
     ]
-    track_hits([hit.memory.pk for hit in hits])
-    return SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
+    result = SearchResult(hits=hits, mode=mode, took_ms=(time.perf_counter() - started) * 1000, plan=plan)
+    track_search(actor, request, result)
+    return result
 
 
 def hybrid_scores(
@@ -455,14 +486,13 @@ def _similarity(memory) -> float | None:
     return None if distance is None or memory.embedding_model != configured_model().name else 1.0 - distance
 
 
-def track_hits(ids) -> None:
-    """Count the hits in the background once the request commits, off the search path.
+def track_search(actor, request: SearchRequest, result: SearchResult) -> None:
+    """Count the hits and record the search's usage event in the background once the request commits.
 
-    A failure to queue them (the broker down) is logged and never fails the search.
+    Both ride in the hit buffer (memories.hits): no statement is added to the search. A failure to
+    queue them (the broker down) is logged and never fails the search.
     """
-    if not ids:
-        return
-    from .tasks import queue_hits
+    from .usage import search_event, track
 
-    ids = [str(pk) for pk in ids]
-    transaction.on_commit(lambda: queue_hits(ids), robust=True)
+    ids = [hit.memory.pk for hit in result.hits]
+    track(ids, [search_event(actor, mode=result.mode, duration_ms=result.took_ms, memory_ids=ids, query=request.query)])

@@ -18,7 +18,8 @@ from core.errors import Forbidden, InvalidInput, NotFound
 from core.models import find_visible
 from namespaces.services import get_namespace
 
-from .choices import AccessLevel, EmbeddingStatus
+from . import usage
+from .choices import AccessLevel, EmbeddingStatus, UsageKind
 from .contracts import (
     LEARNING_WEIGHT_RANGE,
     MAX_METADATA_DEPTH,
@@ -27,6 +28,7 @@ from .contracts import (
     ShareMemory,
     StoreMemories,
     StoreMemory,
+    UpdateMemories,
     UpdateMemory,
 )
 from .models import Memory, MemoryVersion, VersionChange
@@ -185,6 +187,34 @@ def _apply_changes(actor, memory: Memory, data: UpdateMemory) -> set[str]:
         memory.expires_at = data.expiry(timezone.now())
         fields.add("expires_at")
     return fields
+
+
+@transaction.atomic
+def bulk_update_memories(actor, data: UpdateMemories) -> list[Memory]:
+    """Set the category, weight or expiry of many memories, all or nothing: one memory the actor may not read
+    answers 404 and one it may not change 403, and then nothing changes."""
+    ids = list(dict.fromkeys(data.memory_ids))
+    found = Memory.objects.visible_to(actor).filter(pk__in=ids).in_bulk()
+    missing = [str(pk) for pk in ids if pk not in found]
+    if missing:
+        raise NotFound(f"Memory '{missing[0]}' not found.")
+    given = data.given()
+    expiry = data.expiry(timezone.now()) if {"expires_at", "ttl_seconds"} & given.keys() else None
+    memories = [found[pk] for pk in ids]
+    for memory in memories:
+        if not access.can(actor, access.Action.CHANGE, memory):
+            raise Forbidden(f"You may read memory '{memory.pk}' but not change it.", field="memory_ids")
+    for memory in memories:
+        fields = {"updated_at"}
+        for name in ("memory_category", "learning_weight"):
+            if name in given:
+                setattr(memory, name, given[name] if given[name] is not None else Memory._meta.get_field(name).default)
+                fields.add(name)
+        if {"expires_at", "ttl_seconds"} & given.keys():
+            memory.expires_at = expiry
+            fields.add("expires_at")
+        _save_changes(actor, memory, fields)
+    return memories
 
 
 def _save_changes(actor, memory: Memory, fields: set[str]) -> Memory:
@@ -348,4 +378,5 @@ def record_feedback(actor, memory: Memory, data: Feedback) -> Memory:
         moved = F("learning_weight") + FEEDBACK_STEP * (new_vote - old_vote)
         Memory.objects.filter(pk=memory.pk).update(learning_weight=Least(Greatest(moved, low), high))
         memory.learning_weight = Memory.objects.values_list("learning_weight", flat=True).get(pk=memory.pk)
+    usage.track_use(actor, UsageKind.FEEDBACK, [memory.pk], useful=useful)
     return memory

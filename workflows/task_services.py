@@ -20,6 +20,7 @@ from agents.services import get_agent
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.models import find_visible
 from memories.services import clean_owned_metadata
+from memories.usage import track_task_use
 from namespaces.models import Namespace
 from namespaces.services import get_namespace
 
@@ -127,6 +128,7 @@ def create_task(actor, data: CreateTask) -> Task:
     if data.status != TaskStatus.PENDING:
         _move_to(task, data.status)
         task.save()
+    track_task_use(actor, task.metadata)
     return task
 
 
@@ -149,6 +151,7 @@ def update_task(actor, task: Task, data: UpdateTask) -> Task:
         task.tags = list(data.tags)
     if "metadata" in changes:
         task.metadata = clean_owned_metadata(actor, dict(data.metadata), task.metadata, "task")
+        track_task_use(actor, task.metadata)
     if "namespace" in changes:
         if data.namespace is None:
             raise InvalidInput("A task's namespace cannot be removed.", field="namespace")

@@ -62,6 +62,11 @@ class MemoryBulkCreatedSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.UUIDField())
 
 
+class MemoryBulkUpdatedSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.UUIDField())
+
+
 class ShareSerializer(serializers.Serializer):
     agent_ids = serializers.ListField(child=serializers.CharField())
 
@@ -143,3 +148,46 @@ class MemoryAccessSerializer(serializers.Serializer):
     namespace = serializers.CharField()
     you = AccessReasonSerializer(many=True, help_text="Why you may read it.")
     readers = ReadersSerializer(allow_null=True, help_text="Who else may read it: for its owner and operators only.")
+class TopicSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField(), help_text="Its most distinctive words (tf-idf).")
+    size = serializers.IntegerField(help_text="Memories in the topic (that the reader may read).")
+    memory_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Up to 10, nearest the centre first.")
+
+
+class CoAccessSerializer(serializers.Serializer):
+    memory_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Two memories.")
+    count = serializers.IntegerField(help_text="Searches that returned both among their first five results.")
+
+
+class StaleSerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    count = serializers.IntegerField()
+    memory_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Oldest first (up to 1,000).")
+
+
+class ReturnedUnusedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    returned = serializers.IntegerField(help_text="Times searches returned it in the window.")
+
+
+class MissedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    searches = serializers.IntegerField(help_text="Searches of other members close to it that used nothing found.")
+    agents = serializers.IntegerField(help_text="Distinct members who made them.")
+
+
+class PatternSerializer(serializers.Serializer):
+    agent_id = serializers.CharField()
+    computed_at = serializers.DateTimeField(allow_null=True)
+    window_start = serializers.DateTimeField(allow_null=True)
+    window_end = serializers.DateTimeField(allow_null=True)
+    events = serializers.IntegerField(help_text="Usage events of the agent in the window.")
+    memories = serializers.IntegerField(help_text="Embedded memories of the agent clustered into topics.")
+    topics = TopicSerializer(many=True)
+    co_access = CoAccessSerializer(many=True)
+    search_categories = serializers.DictField(child=serializers.IntegerField(),
+                                              help_text="Searches whose best result was in each category.")
+    active_hours = serializers.ListField(child=serializers.IntegerField(), help_text="Events per hour of the day, UTC.")
+    stale = StaleSerializer()
+    returned_unused = ReturnedUnusedSerializer(many=True)
+    missed_by_members = MissedSerializer(many=True)

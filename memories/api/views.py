@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from core.api import BaseViewSet, IgnoreAccept
 from core.schema import errors
 
-from .. import consolidation, contextual, learning, services, transfer
+from .. import consolidation, contextual, learning, patterns, services, transfer, usage
 from .. import search as memory_search
+from ..choices import UsageKind
 from ..contracts import (
     Categorise,
     ContextualSearch,
@@ -23,6 +24,7 @@ from ..contracts import (
     ShareMemory,
     StoreMemories,
     StoreMemory,
+    UpdateMemories,
     UpdateMemory,
 )
 from ..filters import MemoryFilter
@@ -32,8 +34,10 @@ from .serializers import (
     InsightsSerializer,
     MemoryAccessSerializer,
     MemoryBulkCreatedSerializer,
+    MemoryBulkUpdatedSerializer,
     MemorySerializer,
     MemoryVersionSerializer,
+    PatternSerializer,
     SearchResponseSerializer,
     ShareSerializer,
     search_response,
@@ -56,6 +60,11 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def _any_state(self):
         """The memory also when a merge retired it: its history stays readable and it can be restored."""
         return services.get_visible_memory(self.principal, self.kwargs["pk"], current=False)
+
+    def retrieve(self, request, pk=None):
+        memory = self.get_object()
+        usage.track_use(self.principal, UsageKind.READ, [memory.pk])
+        return Response(MemorySerializer(memory).data)
 
     @extend_schema(request=StoreMemory, responses={201: MemorySerializer})
     def create(self, request):
@@ -82,6 +91,14 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         return Response(
             {"count": len(memories), "ids": [str(m.pk) for m in memories]}, status=status.HTTP_201_CREATED
         )
+
+    @extend_schema(request=UpdateMemories, responses=MemoryBulkUpdatedSerializer,
+                   description="Set the category, learning weight or expiry of many memories in one call, all or "
+                   "nothing (what the suggestions of the insights apply).")
+    @action(detail=False, methods=["post"], url_path="bulk-update")
+    def bulk_update(self, request):
+        memories = services.bulk_update_memories(self.principal, UpdateMemories.parse(request.data))
+        return Response({"count": len(memories), "ids": [str(m.pk) for m in memories]})
 
     @extend_schema(request=MergeMemories, responses={201: MemorySerializer})
     @action(detail=False, methods=["post"])
@@ -181,3 +198,28 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
     def feedback(self, request, pk=None):
         memory = services.record_feedback(self.principal, self.get_object(), Feedback.parse(request.data))
         return Response(MemorySerializer(memory).data)
+
+
+class AgentPatternsViewSet(BaseViewSet):
+    """GET /api/v2/agents/{agent_id}/patterns: what the nightly job learned about an agent (docs/learning.md).
+
+    Routed from the memories app, so the agents app below it needs to know nothing of memories.
+    """
+
+    queryset = Memory.objects.none()
+    serializer_class = PatternSerializer
+
+    def restrict(self, queryset):
+        return queryset
+
+    @extend_schema(
+        responses={200: PatternSerializer, **errors((403, "No right to analyse that agent's memories."))},
+        filters=False,
+        description="What the nightly pattern job learned about an agent: topics, memories returned together, the "
+        "categories its searches find, its active hours, stale memories, memories returned but never used, and private "
+        "memories other members keep looking for (docs/learning.md). The agent reads its own; operators and admin "
+        "agents who manage it read it too, naming only memories they may read.",
+    )
+    def retrieve(self, request, agent_id=None):
+        agent = learning.named_subject(self.principal, agent_id)
+        return Response(PatternSerializer(patterns.pattern_for(self.principal, agent)).data)

@@ -9,8 +9,8 @@ from django.db import DatabaseError, connection, transaction
 from core.db import enter_agent_context
 from core.redis_client import client_for
 from memories.contracts import StoreMemory
-from memories.hits import HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY
-from memories.models import Memory, MemoryUsage
+from memories.hits import EVENT_BUFFER_KEY, HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY
+from memories.models import Memory, MemoryUsage, UsageEvent
 from memories.services import create_memory
 from memories.tasks import flush_memory_hits, queue_hits, record_memory_hits
 
@@ -30,9 +30,9 @@ def redis_buffer(require_redis, settings):
     """Buffer hits in the test Redis, as a deployment with a Redis broker does."""
     settings.CELERY_BROKER_URL = require_redis
     client = client_for(require_redis)
-    client.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
+    client.delete(HIT_BUFFER_KEY, EVENT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
     yield client
-    client.delete(HIT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
+    client.delete(HIT_BUFFER_KEY, EVENT_BUFFER_KEY, HIT_FLUSH_SCHEDULED_KEY)
 
 
 def counts(*memories) -> list[int]:
@@ -126,6 +126,30 @@ def test_searches_through_the_api_are_counted_through_the_buffer(notes, redis_bu
     detail = team["member"].client.get(f"/api/v2/memories/{shared.pk}").json()
     assert detail["access_count"] == 2
     assert detail["last_accessed_at"] is not None
+
+
+@pytest.mark.django_db
+def test_usage_events_ride_in_the_buffer_and_are_written_in_one_flush(notes, redis_buffer,
+                                                                    django_capture_on_commit_callbacks):
+    # given: a flush is already on its way, so the searches only buffer
+    team, _, shared = notes
+    redis_buffer.set(HIT_FLUSH_SCHEDULED_KEY, "1")
+    # when
+    for query in ("where are the release notes", "nothing matches zzqx"):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = team["member"].client.post("/api/v2/memories/search", {"query": query, "limit": 1,
+                                                                               "mode": "keyword"}, format="json")
+        assert response.status_code == 200
+    waiting = (redis_buffer.llen(HIT_BUFFER_KEY), redis_buffer.llen(EVENT_BUFFER_KEY), UsageEvent.objects.count())
+    flushed = flush_memory_hits()
+    # then
+    assert waiting == (1, 2, 0)
+    assert flushed == 1
+    assert sorted(UsageEvent.objects.values_list("kind", "agent_id", "mode", "result_count", "memory_ids")) == sorted([
+        ("search", team["member"].agent.pk, "keyword", 1, [shared.pk]),
+        ("search", team["member"].agent.pk, "keyword", 0, []),
+    ])
+    assert redis_buffer.exists(EVENT_BUFFER_KEY) == 0
 
 
 @pytest.mark.django_db
