@@ -358,3 +358,31 @@ def test_categorise_memories_refuses_a_non_boolean_apply(live_server, mcp_team):
     [outcome] = run_http(live_server.url, mcp_team["a"].key, [("categorise_memories", {"apply": "everything"})])
     # then
     assert outcome.error
+
+
+def test_memory_patterns_and_bulk_updates_follow_the_access_rules(live_server, mcp_team, private_memory_of_a):
+    # given: agent A's pattern, learned from one search that returned its private memory
+    from datetime import UTC, datetime, timedelta
+
+    from memories.hits import record_events
+    from memories.patterns import learn_patterns
+    from memories.usage import search_event
+
+    a = mcp_team["a"].agent
+    at = datetime.now(UTC) - timedelta(days=1)
+    record_events([search_event(a, mode="hybrid", duration_ms=4, memory_ids=[private_memory_of_a.pk], at=at)])
+    learn_patterns(a, datetime.now(UTC) + timedelta(days=1))
+    # when
+    own, = run_http(live_server.url, mcp_team["a"].key, [("memory_patterns", {})])
+    other, change = run_http(live_server.url, mcp_team["b"].key, [
+        ("memory_patterns", {"agent_id": "mcp-agent-a"}),
+        ("bulk_update_memories", {"memory_ids": [str(private_memory_of_a.pk)], "learning_weight": 0.1}),
+    ])
+    admin, = run_http(live_server.url, mcp_team["admin"].key, [("memory_patterns", {"agent_id": "mcp-agent-a"})])
+    # then: A sees its search's best result; B is refused; the admin agent sees no private memory of A
+    assert not own.error and own.data["agent_id"] == "mcp-agent-a" and own.data["events"] == 1
+    assert own.data["search_categories"] == {"general": 1}
+    assert other.error and "No right to analyse" in other.text
+    assert change.error and "not found" in change.text.lower()
+    assert not admin.error and admin.data["search_categories"] == {} and admin.data["topics"] == []
+    assert Memory.objects.get(pk=private_memory_of_a.pk).learning_weight == 1.0
