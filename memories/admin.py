@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -237,6 +238,9 @@ def _changed_by(version) -> str:
     return "system"
 
 
+_viewer: ContextVar = ContextVar("learning_pattern_viewer", default=None)
+
+
 @admin.register(LearningPattern)
 class LearningPatternAdmin(OperatorScopedAdmin):
     """Read-only: what the nightly pattern job learned about each agent, narrowed to what the operator may read."""
@@ -258,14 +262,18 @@ class LearningPatternAdmin(OperatorScopedAdmin):
 
         from .patterns import pattern_for
 
-        shown = pattern_for(self._viewer, obj.agent)
+        shown = pattern_for(_viewer.get(), obj.agent)
         shown = {name: value for name, value in shown.items()
                  if name not in ("agent_id", "computed_at", "window_start", "window_end", "events", "memories")}
         return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, default=str))
 
-    def get_object(self, request, object_id, from_field=None):
-        self._viewer = request.user
-        return super().get_object(request, object_id, from_field)
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        token = _viewer.set(request.user)  # the page shows the pattern as this operator may see it
+        try:
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            return response.render() if hasattr(response, "render") else response  # rendered while it is set
+        finally:
+            _viewer.reset(token)
 
     def has_add_permission(self, request):
         return False

@@ -59,59 +59,66 @@ def take_buffered_hits() -> list[str]:
     return take_buffered()[0]
 
 
-def record_hits(ids: list[str]) -> int:
-    """Count search hits (an id listed twice counts twice) in one statement; returns memories updated."""
-    counts = Counter(ids)
-    if not counts:
-        return 0
-    with connection.cursor() as cursor:
-        # Ids of memories deleted since the search are dropped by the join.
-        cursor.execute(
-            f"""
-            INSERT INTO {MemoryUsage._meta.db_table} AS usage (memory_id, access_count, last_accessed_at)
-            SELECT memory.id, hit.count, %s
-              FROM unnest(%s::uuid[], %s::integer[]) AS hit (id, count)
-              JOIN {Memory._meta.db_table} memory ON memory.id = hit.id
-            ON CONFLICT (memory_id) DO UPDATE
-               SET access_count = usage.access_count + EXCLUDED.access_count,
-                   last_accessed_at = EXCLUDED.last_accessed_at
-            """,
-            [timezone.now(), list(counts), list(counts.values())],
-        )
-        return cursor.rowcount
-
-
+# Counts hits: ids of memories deleted since the search are dropped by the join.
+HITS_SQL = f"""
+INSERT INTO {MemoryUsage._meta.db_table} AS usage (memory_id, access_count, last_accessed_at)
+SELECT memory.id, hit.count, %s
+  FROM unnest(%s::uuid[], %s::integer[]) AS hit (id, count)
+  JOIN {Memory._meta.db_table} memory ON memory.id = hit.id
+ON CONFLICT (memory_id) DO UPDATE
+   SET access_count = usage.access_count + EXCLUDED.access_count,
+       last_accessed_at = EXCLUDED.last_accessed_at
+"""
 # The events' columns, read from the buffered JSON objects (memories.usage.search_event and follow_up_event).
 EVENT_COLUMNS = """
     kind text, agent uuid, at timestamptz, mode text, duration_ms float8, result_count integer,
     memory_ids uuid[], useful boolean, query text
 """
+# Writes events: those of an agent erased since they were buffered are dropped.
+EVENTS_SQL = f"""
+INSERT INTO {UsageEvent._meta.db_table}
+       (kind, agent_id, at, mode, duration_ms, result_count, memory_ids, useful, query)
+SELECT event.kind, event.agent, event.at, coalesce(event.mode, ''), event.duration_ms,
+       least(coalesce(event.result_count, 0), 32767), coalesce(event.memory_ids, '{{}}'),
+       event.useful, coalesce(event.query, '')
+  FROM jsonb_to_recordset(%s::jsonb) AS event ({EVENT_COLUMNS})
+ WHERE event.agent IS NULL OR EXISTS (SELECT 1 FROM agents WHERE agents.id = event.agent)
+"""
+
+
+def _hit_params(ids: list[str]) -> list | None:
+    counts = Counter(ids)
+    return [timezone.now(), list(counts), list(counts.values())] if counts else None
+
+
+def record_hits(ids: list[str]) -> int:
+    """Count search hits (an id listed twice counts twice) in one statement; returns memories updated."""
+    params = _hit_params(ids)
+    if params is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(HITS_SQL, params)
+        return cursor.rowcount
 
 
 def record_events(events: list[dict]) -> int:
-    """Insert usage events in one statement; returns rows written.
-
-    Events of an agent erased since they were buffered are dropped by the join.
-    """
+    """Insert usage events in one statement; returns rows written."""
     if not events:
         return 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {UsageEvent._meta.db_table}
-                   (kind, agent_id, at, mode, duration_ms, result_count, memory_ids, useful, query)
-            SELECT event.kind, event.agent, event.at, coalesce(event.mode, ''), event.duration_ms,
-                   least(coalesce(event.result_count, 0), 32767), coalesce(event.memory_ids, '{{}}'),
-                   event.useful, coalesce(event.query, '')
-              FROM jsonb_to_recordset(%s::jsonb) AS event ({EVENT_COLUMNS})
-             WHERE event.agent IS NULL OR EXISTS (SELECT 1 FROM agents WHERE agents.id = event.agent)
-            """,
-            [json.dumps(events)],
-        )
+        cursor.execute(EVENTS_SQL, [json.dumps(events)])
         return cursor.rowcount
 
 
 def record_usage(ids: list[str], events: list[dict]) -> int:
-    """Count the hits and write the events of one flush; returns memories whose counters changed."""
-    record_events(events)
-    return record_hits(ids)
+    """Write the events and count the hits of one flush in one statement; returns memories whose counters changed."""
+    params = _hit_params(ids)
+    if params is None:
+        record_events(events)
+        return 0
+    if not events:
+        return record_hits(ids)
+    with connection.cursor() as cursor:
+        # A data-modifying CTE: both tables in one statement (one round trip), whatever the two write.
+        cursor.execute(f"WITH written AS ({EVENTS_SQL}) {HITS_SQL}", [json.dumps(events), *params])
+        return cursor.rowcount

@@ -29,8 +29,9 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, FloatField, Func, Q, TextField
 from django.utils import timezone
 
 from agents.models import Agent
@@ -56,6 +57,7 @@ MIN_TOPIC_SIZE = 3
 MIN_SILHOUETTE = 0.1  # below this, the memories are one topic
 TOPIC_SAMPLE = 2000
 KMEANS_ITERATIONS = 30
+KMEANS_RESTARTS = 4  # seedings per k (from one fixed-seed generator); the tightest is kept
 SEED = 0
 LABEL_WORDS = 3
 MISSED_SIMILARITY = 0.6
@@ -63,6 +65,11 @@ MISSED_MIN_SEARCHES = 2
 MAX_MISSED_SEARCHES = 2000
 MISSED_PROXY_DEPTH = 3
 EVENT_CHUNK = 5000
+
+# Read as PostgreSQL arrays, which the driver parses in C: a vector read as pgvector's text and UUIDs as
+# Python objects cost more than the whole job's arithmetic.
+VECTOR = Func(F("embedding"), template="%(expressions)s::real[]", output_field=ArrayField(FloatField()))
+IDS = Func(F("memory_ids"), template="%(expressions)s::text[]", output_field=ArrayField(TextField()))
 
 PATTERN_FIELDS = ("window_start", "window_end", "events", "memories", "topics", "co_access", "search_categories",
                   "active_hours", "stale", "returned", "returned_unused", "missed_by_members")
@@ -139,7 +146,7 @@ class _Usage:
 def _read_usage(agent, start, end) -> _Usage:
     usage = _Usage()
     events = (UsageEvent.objects.filter(agent=agent, at__gte=start, at__lt=end).order_by("at", "id")
-              .values_list("kind", "at", "memory_ids"))
+              .values_list("kind", "at", IDS))
     for count, (kind, at, memory_ids) in enumerate(events.iterator(chunk_size=EVENT_CHUNK), start=1):
         usage.add(kind, at, memory_ids)
         if count % EVENT_CHUNK == 0:
@@ -259,9 +266,14 @@ def cluster(vectors: np.ndarray) -> np.ndarray:
     sample = np.sort(rng.choice(count, TOPIC_SAMPLE, replace=False)) if count > TOPIC_SAMPLE else np.arange(count)
     best = (MIN_SILHOUETTE, None)
     for k in range(2, largest + 1):
-        centres, assignment = _kmeans(vectors[sample], k, np.random.default_rng(SEED))
-        if len(np.unique(assignment)) < k:
+        rng = np.random.default_rng(SEED)
+        runs = [_kmeans(vectors[sample], k, rng) for _ in range(KMEANS_RESTARTS)]
+        runs = [run for run in runs if len(np.unique(run[1])) == k]
+        if not runs:
             continue
+        # The tightest of the restarts: the largest sum of each row's similarity to its centre.
+        centres, assignment = max(runs, key=lambda run: round(float(
+            (vectors[sample] * run[0][run[1]]).sum()), 4))
         score = _silhouette(vectors[sample], assignment, k)
         if score > best[0] + 1e-6:
             best = (score, centres)
@@ -278,7 +290,7 @@ def cluster(vectors: np.ndarray) -> np.ndarray:
 def _topics(agent) -> tuple[int, list[dict]]:
     rows = list(
         Memory.objects.current().filter(agent=agent, embedding_status=EmbeddingStatus.READY)
-        .embedded_by_configured_model().order_by("pk").values_list("pk", "content", "embedding")
+        .embedded_by_configured_model().order_by("pk").values_list("pk", "content", VECTOR)
     )
     if not rows:
         return 0, []
@@ -333,18 +345,18 @@ def _missed_by_members(agent, start, end) -> list[dict]:
     private = list(
         Memory.objects.current().filter(agent=agent, access_level=AccessLevel.PRIVATE,
                                         embedding_status=EmbeddingStatus.READY)
-        .embedded_by_configured_model().order_by("pk").values_list("pk", "embedding")
+        .embedded_by_configured_model().order_by("pk").values_list("pk", VECTOR)
     )
     if not private:
         return []
     searches = list(
         UsageEvent.objects.filter(agent_id__in=members, kind=UsageKind.SEARCH, at__gte=start, at__lt=end,
                                   result_count__gt=0)
-        .order_by("-at", "-id").values_list("agent_id", "at", "memory_ids")[:MAX_MISSED_SEARCHES]
+        .order_by("-at", "-id").values_list("agent_id", "at", IDS)[:MAX_MISSED_SEARCHES]
     )
     uses = defaultdict(list)
     follow_ups = (UsageEvent.objects.filter(agent_id__in=members, at__gte=start, at__lt=end + USE_WINDOW)
-                  .exclude(kind=UsageKind.SEARCH).values_list("agent_id", "at", "memory_ids"))
+                  .exclude(kind=UsageKind.SEARCH).values_list("agent_id", "at", IDS))
     for member, at, ids in follow_ups.iterator(chunk_size=EVENT_CHUNK):
         if ids:
             uses[(member, ids[0])].append(at)
@@ -355,8 +367,8 @@ def _missed_by_members(agent, start, end) -> list[dict]:
     if not missed:
         return []
     wanted = {pk for _, ids in missed for pk in ids}
-    vectors = {pk: vector for pk, vector in Memory.objects.filter(pk__in=wanted).embedded_by_configured_model()
-               .values_list("pk", "embedding")}
+    vectors = {str(pk): vector for pk, vector in Memory.objects.filter(pk__in=wanted).embedded_by_configured_model()
+               .values_list("pk", VECTOR)}
     proxies, askers = [], []
     for member, ids in missed:
         found = [vectors[pk] for pk in ids if pk in vectors]
