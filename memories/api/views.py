@@ -92,7 +92,9 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
             {"count": len(memories), "ids": [str(m.pk) for m in memories]}, status=status.HTTP_201_CREATED
         )
 
-    @extend_schema(request=UpdateMemories, responses=MemoryBulkUpdatedSerializer,
+    @extend_schema(request=UpdateMemories,
+                   responses={200: MemoryBulkUpdatedSerializer,
+                              **errors((404, "A memory named does not exist or is not yours to read."))},
                    description="Set the category, learning weight or expiry of many memories in one call, all or "
                    "nothing (what the suggestions of the insights apply).")
     @action(detail=False, methods=["post"], url_path="bulk-update")
