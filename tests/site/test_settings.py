@@ -71,14 +71,19 @@ def test_an_unknown_embedding_backend_or_precision_is_refused(name, value, messa
          "categorise-opted-in-agents memories.tasks.categorise_opted_in_agents 86400.0\n"
          "delete-expired-memories memories.tasks.delete_expired_memories 60.0\n"
          "decay-weights memories.tasks.decay_weights 3600.0\n"
-         "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 30.0"),
+         "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 30.0\n"
+         "delete-old-usage-events memories.tasks.delete_old_usage_events 86400.0\n"
+         "learn-patterns memories.tasks.learn_all_patterns <crontab: 0 3 * * * (m/h/dM/MY/d)>"),
     ({"TMWS_EMBEDDING_SWEEP_SECONDS": "60", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "5",
-      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "2"},
+      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "2", "TMWS_USAGE_RETENTION_DAYS": "0",
+      "TMWS_LEARN_PATTERNS_HOUR": "22"},
      "sweep-pending-embeddings memories.tasks.sweep_pending_embeddings 60.0\n"
      "delete-expired-memories memories.tasks.delete_expired_memories 5.0\n"
-     "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 2.0"),
+     "sweep-workflow-runs workflows.tasks.sweep_workflow_runs 2.0\n"
+     "learn-patterns memories.tasks.learn_all_patterns <crontab: 0 22 * * * (m/h/dM/MY/d)>"),
     ({"TMWS_EMBEDDING_SWEEP_SECONDS": "0", "TMWS_AUTO_CATEGORISE_SECONDS": "0", "TMWS_EXPIRY_SWEEP_SECONDS": "0",
-      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "0"}, ""),
+      "TMWS_DECAY_SECONDS": "0", "TMWS_WORKFLOW_SWEEP_SECONDS": "0", "TMWS_USAGE_RETENTION_DAYS": "0",
+      "TMWS_LEARN_PATTERNS_HOUR": "-1"}, ""),
 ])
 def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     # given
@@ -86,7 +91,9 @@ def test_the_periodic_jobs_follow_their_settings(overrides, expected):
     env.pop("TMWS_EMBEDDING_SWEEP_SECONDS", None)
     env.pop("TMWS_AUTO_CATEGORISE_SECONDS", None)
     env.pop("TMWS_EXPIRY_SWEEP_SECONDS", None)
-    env.pop("TMWS_WORKFLOW_SWEEP_SECONDS", None)
+    for name in ("TMWS_DECAY_SECONDS", "TMWS_WORKFLOW_SWEEP_SECONDS", "TMWS_USAGE_RETENTION_DAYS",
+                 "TMWS_LEARN_PATTERNS_HOUR"):
+        env.pop(name, None)
     env.update(overrides)
     code = (
         "import tmws_site.settings as s\n"
