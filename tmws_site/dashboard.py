@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from django.db.models import Count, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
@@ -12,8 +13,9 @@ from django.utils import timezone
 import access
 from agents.models import Agent
 from core.models import count_by
+from memories import usage_log
 from memories.choices import AccessLevel, EmbeddingStatus
-from memories.models import Memory
+from memories.models import LearningPattern, Memory
 from namespaces.models import Namespace
 from workflows.choices import RunStatus, TaskStatus
 from workflows.models import Task, WorkflowRun
@@ -84,6 +86,8 @@ def operator_charts(request) -> list:
         drawn.append(charts.horizontal_bars("Categories", [
             (category, count) for category, count in memories.order_by().values_list("memory_category")
             .annotate(n=Count("pk")).order_by("-n", "memory_category")[:TOP]]))
+        drawn += _searches(user)
+        drawn.append(_open_suggestions(user, memories))
     if user.has_perm("workflows.view_task"):
         drawn.append(_statuses("Tasks by status", Task.objects.filter(access.operator_scope_q(user)), TaskStatus))
     if user.has_perm("workflows.view_workflowrun"):
@@ -113,6 +117,48 @@ def _memories_per_day(memories):
         label: [counts.get((day, level), 0) for day in days] for level, label in
         ((AccessLevel.PRIVATE, "private"), (AccessLevel.SHARED, "shared"), (AccessLevel.PUBLIC, "public"),
          (AccessLevel.SYSTEM, "system"))})
+
+
+def _searches(user) -> list:
+    """Searches per day stacked by mode, and their p50/p95 latency per day: one statement over the usage events of
+    the agents the operator may see (all of them for superusers)."""
+    principal = access.Principal.of(user)
+    agent_ids = None if principal.is_superuser else list(
+        Agent.objects.filter(access.operator_scope_q(user)).values_list("pk", flat=True))
+    rows = usage_log.searches_by_day(_since(), agent_ids=agent_ids)
+    days = [day.isoformat() for day in _days()]
+    counts = {(day.isoformat(), mode): count for day, mode, count, _, _ in rows if mode is not None}
+    latency = {day.isoformat(): (p50, p95) for day, mode, _, p50, p95 in rows if mode is None}
+    modes = ["hybrid", "semantic", "keyword"]
+    return [
+        charts.stacked_columns(f"Searches per day ({DAYS} days, UTC)", days, {
+            mode: [counts.get((day, mode), 0) for day in days] for mode in modes}),
+        charts.lines("Search latency per day (ms)", days, {
+            "p50": [_rounded(latency.get(day, (None, None))[0]) for day in days],
+            "p95": [_rounded(latency.get(day, (None, None))[1]) for day in days]}, unit=" ms"),
+    ]
+
+
+def _rounded(value):
+    return None if value is None else round(value, 1)
+
+
+def _open_suggestions(user, memories):
+    """What the stored learning patterns of the operator's agents suggest, counted in memories the operator may
+    read: returned but never used (lower their weight), stale (archive), missed by other members (share)."""
+    kinds = {"lower_weight": set(), "archive_stale": set(), "share_with_members": set()}
+    patterns = LearningPattern.objects.filter(access.operator_scope_q(user, "agent__namespace")).values_list(
+        "returned_unused", "stale", "missed_by_members")
+    for unused, stale, missed in patterns:
+        kinds["lower_weight"].update(item["id"] for item in unused)
+        kinds["archive_stale"].update((stale or {}).get("memory_ids", []))
+        kinds["share_with_members"].update(item["id"] for item in missed)
+    named = [str(pk) for pk in set().union(*kinds.values())]
+    # A query even when nothing is named, so the dashboard's statements do not depend on the data.
+    readable = {str(pk) for pk in memories.filter(pk__in=RawSQL("SELECT unnest(%s::uuid[])", [named]))
+                .values_list("pk", flat=True)}
+    return charts.horizontal_bars("Open learning suggestions (memories named)", [
+        (kind.replace("_", " "), len(ids & readable)) for kind, ids in kinds.items()])
 
 
 def _statuses(title: str, queryset, choices):

@@ -119,7 +119,7 @@ def test_the_operator_console_works_in_a_browser(live_server, workload, superuse
     # then: titled TMWS 2, every chart drawn
     assert console.page.title() == "Operations | TMWS 2"
     charts = console.page.locator("#operator-charts figure.chart svg")
-    assert charts.count() == 5
+    assert charts.count() == 8
     assert all(charts.nth(i).locator("rect, circle").count() > 0 for i in range(charts.count()))
     assert "Django administration" not in index
     # when: search as the owner

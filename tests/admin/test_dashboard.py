@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 
 CHART_TITLES = [
     "Memories created per day (30 days, UTC)", "Most active agents: memories stored in 30 days", "Categories",
+    "Searches per day (30 days, UTC)", "Search latency per day (ms)", "Open learning suggestions (memories named)",
     "Tasks by status", "Workflow runs by status",
 ]
 
@@ -71,9 +72,50 @@ def test_the_dashboard_reads_the_same_number_of_queries_for_more_rows(superuser_
                                                                        django_assert_num_queries):
     add_memories(team, 3)
     add_tasks(team, 3)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(17):
         superuser_client.get(reverse("admin:index"))
     add_memories(team, 12, word="more")
     add_tasks(team, 12)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(17):
         superuser_client.get(reverse("admin:index"))
+
+
+def test_searches_and_their_latency_per_day_come_from_the_usage_events(superuser_client, team, make_operator):
+    from memories.models import UsageEvent
+
+    now = timezone_now()
+    for agent, mode, duration in [(team["owner"].agent, "hybrid", 10.0), (team["owner"].agent, "keyword", 30.0),
+                                  (team["outsider"].agent, "hybrid", 50.0)]:
+        UsageEvent.objects.create(kind="search", agent=agent, at=now, mode=mode, duration_ms=duration, result_count=1)
+    figures = _figures(superuser_client.get(reverse("admin:index")).content.decode())
+    today = now.date().isoformat()
+    assert re.findall(r"<title>([^<]+)</title>", figures["Searches per day (30 days, UTC)"]) == [
+        f"{today}: 2 hybrid", f"{today}: 1 keyword"]
+    assert re.findall(r"<title>([^<]+)</title>", figures["Search latency per day (ms)"]) == [
+        f"{today}: 30 p50 ms", f"{today}: 48 p95 ms"]
+    # an operator of `team` counts only its agents' searches
+    scoped = _figures(make_operator("ops-team", {"team": ["view_namespace"]}).get(reverse("admin:index"))
+                      .content.decode())
+    assert re.findall(r"<title>([^<]+)</title>", scoped["Searches per day (30 days, UTC)"]) == [
+        f"{today}: 1 hybrid", f"{today}: 1 keyword"]
+
+
+def test_open_suggestions_count_only_memories_the_operator_may_read(superuser_client, team, make_operator):
+    from memories.contracts import StoreMemory
+    from memories.models import LearningPattern
+    from memories.services import create_memory
+
+    now = timezone_now()
+    inside = create_memory(team["owner"].agent, StoreMemory.parse({"content": "Team note.", "access_level": "shared"}))
+    outside = create_memory(team["outsider"].agent, StoreMemory.parse({"content": "Elsewhere."}))
+    LearningPattern.objects.create(agent=team["owner"].agent, computed_at=now, window_start=now, window_end=now,
+                                   returned_unused=[{"id": str(inside.pk)}, {"id": str(outside.pk)}],
+                                   stale={"days": 90, "count": 1, "memory_ids": [str(inside.pk)]})
+    title = "Open learning suggestions (memories named)"
+    every = _figures(superuser_client.get(reverse("admin:index")).content.decode())[title]
+    scoped = _figures(make_operator("ops-team", {"team": ["view_namespace"]}).get(reverse("admin:index"))
+                      .content.decode())[title]
+    assert re.findall(r"<title>([^<]+)</title>", every) == ["lower weight: 2", "archive stale: 1",
+                                                           "share with members: 0"]
+    assert re.findall(r"<title>([^<]+)</title>", scoped) == ["lower weight: 1", "archive stale: 1",
+                                                            "share with members: 0"]
