@@ -89,6 +89,9 @@ def workload(team):
                                                                  "memory_category": "finance"})),
     ]
     Task.objects.create(title="Inspect the crane", namespace=owner.namespace, assigned_agent=owner)
+    for mode in ("hybrid", "keyword"):  # usage events for the search charts
+        response = team["owner"].client.post("/api/v2/memories/search", {"query": "crane", "mode": mode}, format="json")
+        assert response.status_code == 200
     return memories
 
 

@@ -72,11 +72,11 @@ def test_the_dashboard_reads_the_same_number_of_queries_for_more_rows(superuser_
                                                                        django_assert_num_queries):
     add_memories(team, 3)
     add_tasks(team, 3)
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(16):
         superuser_client.get(reverse("admin:index"))
     add_memories(team, 12, word="more")
     add_tasks(team, 12)
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(16):
         superuser_client.get(reverse("admin:index"))
 
 
