@@ -29,8 +29,14 @@ def embed_pending(queryset, limit: int | None = None) -> tuple[list, list]:
 
     The configured model embeds them, and each row records its name with the vector.
     """
-    from .embeddings import embed_documents
+    from .embeddings import embed_documents, ensure_loaded
 
+    try:
+        # A process's first batch loads the model (seconds) before it locks its rows, not while holding
+        # them: a freshly (re)started worker would otherwise block edits and hit counts of those rows.
+        ensure_loaded()
+    except Exception:  # the batch below meets the same error and records it on its rows
+        logger.debug("the embedding model could not be loaded ahead of a batch", exc_info=True)
     with transaction.atomic():
         # skip_locked lets several workers share a backlog without embedding a row twice.
         memories = list(

@@ -394,6 +394,12 @@ def get_encoder():
     return _encoders[key]
 
 
+def ensure_loaded() -> None:
+    """Load this process's encoder now unless it is loaded (it may raise what loading raises)."""
+    with _lock:
+        get_encoder()
+
+
 def is_loaded() -> bool:
     """Whether the encoder the settings name is loaded in this process (asking never loads it)."""
     return _encoder_key() in _encoders
