@@ -38,6 +38,7 @@ import pytest
 from django.conf import settings
 
 from memories.models import Memory
+from memories.tasks import EMBEDDING_TASK_SIZE
 
 from .conftest import BASE_DIR, RedisServer, free_port, wait_until
 from .test_database_restart import start_postgres, stop_postgres
@@ -192,6 +193,15 @@ class Load:
         with self._lock:
             return len(self.answers)
 
+    def bulk_store(self, count: int) -> None:
+        """One bulk write (as the first agent, to the first web process); its memories count as acknowledged."""
+        items = [{"content": f"Bulk note {number} about the {QUERIES[number % len(QUERIES)]}.", "namespace": NAMESPACE}
+                 for number in range(count)]
+        status, code, body = self._call(self.ports[0], self.keys[0], "POST", "/api/v2/memories/bulk", {"memories": items})
+        assert status == "201", (status, code, body)
+        with self._lock:
+            self.created.extend(json.loads(body)["ids"])
+
     def _agent(self, number: int, key: str) -> None:
         rng = random.Random(number)
         mine: list[str] = []
@@ -288,11 +298,27 @@ def reload_web(cluster: Cluster, name: str) -> None:
                BOOT_SECONDS, f"{name}'s new worker to serve\n{cluster.logs()}", interval=0.2)
 
 
-def restart_worker(cluster: Cluster, name: str, *, beat: bool = False) -> None:
-    """SIGTERM (warm shutdown: the running task ends first), wait for the exit, start it again."""
+def embedding_tasks(cluster: Cluster, name: str, event: str) -> int:
+    """How many `embed_memories` tasks the worker's log says it has `received` (or `succeeded` in) so far."""
+    return sum(line.split("] ", 1)[-1].startswith("Task memories.tasks.embed_memories[") and f"] {event}" in line
+               for line in cluster.log(name).splitlines())
+
+
+def restart_worker(cluster: Cluster, load: Load, name: str, *, beat: bool = False) -> None:
+    """SIGTERM (warm shutdown: the running task ends first) while it embeds a bulk write; wait for the exit, start it again.
+
+    A bulk write of two embedding tasks keeps both workers busy for a while: the signal comes once this
+    worker has received one of them, so its shutdown has a task to finish (or to hand back, unstarted).
+    """
     process = cluster.processes[name]
+    received = embedding_tasks(cluster, name, "received")
+    load.bulk_store(EMBEDDING_TASK_SIZE + EMBEDDING_TASK_SIZE // 2)
+    wait_until(lambda: embedding_tasks(cluster, name, "received") > received, SETTLE_SECONDS,
+               f"{name} to receive an embedding task\n{cluster.logs()}", interval=0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=SETTLE_SECONDS) == 0, cluster.log(name)
+    # the warm shutdown finished what it had started (a task handed back unstarted goes to the other worker)
+    assert embedding_tasks(cluster, name, "succeeded") >= embedding_tasks(cluster, name, "received") - 1, cluster.log(name)
     cluster.start_worker(name, beat=beat)
     wait_until(lambda: cluster.worker_ready(name, 2), BOOT_SECONDS, f"{name} to be ready again\n{cluster.logs()}")
 
@@ -323,16 +349,16 @@ def test_rolling_restarts_and_a_database_restart_under_load_fail_no_request_and_
     load = Load(keys, [cluster.ports["web-1"], cluster.ports["web-2"]])
     load.start()
     try:
-        keep_loading(load, 20, "load running")
+        keep_loading(load, 10, "load running")
         # when: each process is restarted in turn under the load
         load.phase = "rolling"
         reload_web(cluster, "web-1")
         keep_loading(load, 10, "web-1 reloaded")
         reload_web(cluster, "web-2")
         keep_loading(load, 10, "web-2 reloaded")
-        restart_worker(cluster, "worker-1", beat=True)
+        restart_worker(cluster, load, "worker-1", beat=True)
         keep_loading(load, 10, "worker-1 restarted")
-        restart_worker(cluster, "worker-2")
+        restart_worker(cluster, load, "worker-2")
         keep_loading(load, 20, "worker-2 restarted")
         # and: the database stops and comes back
         load.phase = "database"
