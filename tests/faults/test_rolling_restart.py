@@ -312,9 +312,19 @@ def restart_worker(cluster: Cluster, load: Load, name: str, *, beat: bool = Fals
     """
     process = cluster.processes[name]
     received = embedding_tasks(cluster, name, "received")
-    load.bulk_store(EMBEDDING_TASK_SIZE + EMBEDDING_TASK_SIZE // 2)
-    wait_until(lambda: embedding_tasks(cluster, name, "received") > received, SETTLE_SECONDS,
-               f"{name} to receive an embedding task\n{cluster.logs()}", interval=0.05)
+    for _ in range(3):  # the other worker may have taken both tasks: another bulk write then
+        load.bulk_store(EMBEDDING_TASK_SIZE + EMBEDDING_TASK_SIZE // 2)
+        try:
+            wait_until(lambda: embedding_tasks(cluster, name, "received") > received, 20,
+                       f"{name} to receive an embedding task", interval=0.05)
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError(f"{name} received none of three bulk writes' embedding tasks\n{cluster.logs()}")
+    # Into the task: a shutdown that began while the pool process was being handed the task was seen
+    # to take about 30 s longer (docs/operators.md, "Rolling restart"); this test is about what it keeps.
+    time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=SETTLE_SECONDS) == 0, cluster.log(name)
     # the warm shutdown finished what it had started (a task handed back unstarted goes to the other worker)
@@ -370,7 +380,8 @@ def test_rolling_restarts_and_a_database_restart_under_load_fail_no_request_and_
         wait_until(lambda: any(answer[0] == "database" and answer[2] == "201" for answer in load.answers[outage_started:]),
                    BOOT_SECONDS, "writes to succeed again")
         load.phase = "after"
-        keep_loading(load, 20, "database back")
+        keep_loading(load, 10, "database back")
+        wait_until(lambda: ("after", "create", "201", "") in load.answers, BOOT_SECONDS, "a write after the outage")
     finally:
         load.stop()
 
