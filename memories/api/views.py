@@ -102,7 +102,8 @@ class MemoryViewSet(ListModelMixin, RetrieveModelMixin, BaseViewSet):
         memories = services.bulk_update_memories(self.principal, UpdateMemories.parse(request.data))
         return Response({"count": len(memories), "ids": [str(m.pk) for m in memories]})
 
-    @extend_schema(request=MergeMemories, responses={201: MemorySerializer})
+    @extend_schema(request=MergeMemories, responses={
+        201: MemorySerializer, **errors((404, "A memory of the group is missing or hidden from you (named by its place)."))})
     @action(detail=False, methods=["post"])
     def merge(self, request):
         memory = consolidation.merge_memories(self.principal, MergeMemories.parse(request.data))
