@@ -145,6 +145,8 @@ def test_the_operator_console_works_in_a_browser(live_server, workload, superuse
         "() => { const t = document.querySelector('#result_list'); return t.scrollWidth - t.parentElement.clientWidth; }")
     assert overflow <= 0
     console.visit("/admin/agents/agent/", "agents")
+    suggestions = console.visit(f"/admin/agents/agent/{workload[0].agent_id}/suggestions/", "suggestions")
+    assert "Learning suggestions for owner-agent" in suggestions
     console.visit("/admin/audit/auditentry/", "audit")
     console.visit("/admin/workflows/task/", "tasks")
     assert console.problems == []
