@@ -504,6 +504,12 @@ def can(actor, action: Action | str, memory) -> bool:
     return _operator_changes(principal, memory.namespace_id)
 
 
+def can_see_readers(actor, memory) -> bool:
+    """Who learns which other agents may read a memory (access.explain.readers): its owner and operators."""
+    principal = Principal.of(actor)
+    return principal.agent is None or memory.agent_id == principal.agent.pk
+
+
 ACCESS_BREADTH = (AccessLevel.PRIVATE, AccessLevel.SHARED, AccessLevel.PUBLIC, AccessLevel.SYSTEM)
 
 

@@ -230,9 +230,9 @@ def explain_access(actor, memory: Memory) -> dict:
     from access.explain import readers, why_can_read
 
     principal = access.Principal.of(actor)
-    sees_readers = principal.agent is None or memory.agent_id == principal.agent.pk
     return {"memory_id": str(memory.pk), "access_level": memory.access_level, "namespace": memory.namespace.path,
-            "you": why_can_read(principal, memory), "readers": readers(principal, memory) if sees_readers else None}
+            "you": why_can_read(principal, memory),
+            "readers": readers(principal, memory) if access.can_see_readers(principal, memory) else None}
 
 
 def memory_history(actor, memory: Memory):
