@@ -94,6 +94,8 @@ def main(argv=None) -> dict:
         "database": load.database_versions(),
     }
     report["machine"]["calibration"] = calibration()
+    report["storage"] = load.storage()
+    report["postgresql_memory"] = load.server_memory(Path(args.data_dir) / "pgdata")
     report["db_search"] = db_bench.run(fixture, args.queries, log=log)
     if not args.skip_http:
         report["http"] = http_bench.run(fixture, args, log=log)
@@ -127,13 +129,18 @@ def calibration() -> dict:
 def targets(report: dict) -> dict:
     """Each ARCHITECTURE section 8 target with the measured value and whether it holds."""
     result = {}
+    size = report["corpus"]["memories"]
+    # ARCHITECTURE section 8 sets 10 ms at 100,000 memories; at a million the budget is 20 ms.
+    db_limit = 20 if size >= 1_000_000 else 10
     for name, scenario in report["db_search"]["semantic"].items():
-        result[f"db_search_p95_ms[{name}] <= 10"] = scenario["p95_ms"] <= 10
+        result[f"db_search_p95_ms[{name}] <= {db_limit}"] = scenario["p95_ms"] <= db_limit
         result[f"recall@10[{name}] >= 0.95"] = scenario["recall_at_10"] >= 0.95
     http = report.get("http") or {}
     if "search_hybrid" in http:
         result["http_search_p50_ms <= 30"] = http["search_hybrid"]["p50_ms"] <= 30
         result["http_search_p95_ms <= 60"] = http["search_hybrid"]["p95_ms"] <= 60
+        if size <= 100_000:  # serving like production: hybrid p50 at 100,000 memories
+            result["http_search_p50_ms <= 20"] = http["search_hybrid"]["p50_ms"] <= 20
     if "create" in http:
         result["create_p50_ms <= 15"] = http["create"]["p50_ms"] <= 15
     if "bulk_ingest" in http:

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -374,6 +375,7 @@ def _export(model, target: Path) -> None:
 def unload() -> None:
     """Forget the loaded model and encoder (the next embedding loads them again from the settings)."""
     _encoders.clear()
+    query_cache.clear()
     _loaded.cache_clear()
     _model_for.cache_clear()
 
@@ -491,8 +493,52 @@ def embed_queries(texts: list[str]) -> np.ndarray:
         return encoder.embed([prefix + text for text in texts])
 
 
+class QueryCache:
+    """The latest query embeddings by (model, backend, precision, text): agents repeat their questions.
+
+    A query embedding costs a few milliseconds of a core per search; a hit costs a dictionary look-up.
+    Bounded (TMWS_QUERY_CACHE_SIZE entries, least recently used go first; 0 turns it off) and per
+    process. Vectors are handed out read-only, so no caller can change what the next one gets.
+    """
+
+    def __init__(self):
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            vector = self._entries.get(key)
+            if vector is not None:
+                self._entries.move_to_end(key)
+            return vector
+
+    def put(self, key, vector, size: int) -> None:
+        vector.setflags(write=False)
+        with self._lock:
+            self._entries[key] = vector
+            self._entries.move_to_end(key)
+            while len(self._entries) > size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+query_cache = QueryCache()
+
+
 def embed_query(text: str):
-    return embed_queries([text])[0]
+    """A search query's embedding, from the query cache when this process embedded the same text lately."""
+    size = settings.TMWS_QUERY_CACHE_SIZE
+    if size <= 0:
+        return embed_queries([text])[0]
+    key = (configured_model().name, *_encoder_key(), text)
+    vector = query_cache.get(key)
+    if vector is None:
+        vector = embed_queries([text])[0]
+        query_cache.put(key, vector, size)
+    return vector
 
 
 def embed_text(text: str):

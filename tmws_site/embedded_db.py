@@ -87,7 +87,7 @@ def parse_database_url(url: str) -> dict:
     host = query.pop("host", None) or unquote(parsed.hostname or "")
     # Credentials and names with reserved characters arrive percent-encoded, as libpq expects.
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": unquote((parsed.path or "/").lstrip("/")) or "postgres",
         "USER": unquote(parsed.username or ""),
         "PASSWORD": unquote(parsed.password or ""),

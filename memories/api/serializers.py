@@ -27,6 +27,39 @@ class MemorySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def to_representation(self, memory) -> dict:
+        """The same answer as DRF's field-by-field rendering (a test holds them equal), in one pass.
+
+        Every list, search and read answers memories: the generic path walks sixteen field objects per
+        memory, and was a tenth of a search's CPU.
+        """
+        agent = memory.agent
+        return {
+            "id": str(memory.id),
+            "content": memory.content,
+            "agent_id": agent.agent_id if agent is not None else None,
+            "namespace": memory.namespace.namespace,
+            "access_level": memory.access_level,
+            "context_tags": memory.context_tags,
+            "memory_category": memory.memory_category,
+            "learning_weight": float(memory.learning_weight),
+            "parent_memory_id": str(memory.parent_memory_id) if memory.parent_memory_id is not None else None,
+            "embedding_status": memory.embedding_status,
+            "access_count": memory.access_count,
+            "last_accessed_at": _timestamp(memory.last_accessed_at),
+            "expires_at": _timestamp(memory.expires_at),
+            "metadata": memory.metadata,
+            "created_at": _timestamp(memory.created_at),
+            "updated_at": _timestamp(memory.updated_at),
+        }
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _timestamp(value) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
 
 class MemoryVersionSerializer(serializers.ModelSerializer):
     """One state of a memory, as it was current from `changed_at` on."""

@@ -170,7 +170,7 @@ def test_parse_database_url_for_tcp():
     parsed = parse_database_url("postgresql://tmws:s3cret@db.example.com:6543/tmws_prod?sslmode=require")
     # then
     assert parsed == {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": "tmws_prod",
         "USER": "tmws",
         "PASSWORD": "s3cret",
@@ -185,7 +185,7 @@ def test_parse_database_url_for_a_unix_socket():
     parsed = parse_database_url("postgresql://postgres:@/tmws?host=/tmp/tmws-data/pgdata")
     # then
     assert parsed == {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         "NAME": "tmws",
         "USER": "postgres",
         "PASSWORD": "",
