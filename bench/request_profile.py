@@ -1,4 +1,4 @@
-"""Where a request's CPU goes: `python -m bench.request_profile [--output bench/results/request-profile.json]`.
+"""Where a request's CPU goes: `python -m bench.request_profile [--output bench/results/request-profile-after.json]`.
 
 In its own embedded database (--data-dir) it registers 50 agents in 5 namespaces, stores --seed memories
 (embedded before the run) and then sends the load benchmark's mix (bench/load_http.py: search 4, create 2, get 2,
@@ -187,6 +187,9 @@ def main(argv=None) -> dict:
         "data": f"{args.seed} seeded memories, 50 agents in 5 namespaces; the load mix {MIX} through Django's "
                 "request path in one process (no HTTP server)",
         "requests": args.requests,
+        "settings": {"query_embedding_cache_size": getattr(settings, "TMWS_QUERY_CACHE_SIZE", None),
+                     "distinct_queries": len(QUERIES),
+                     "prepared_statements": settings.DATABASES["default"]["OPTIONS"].get("server_side_binding", False)},
         "statuses": {str(status): count for status, count in sorted(statuses.items())},
         "wall_ms_per_request": round(wall * per_request, 2),
         "process_cpu_ms_per_request": round(process_cpu * per_request, 2),
