@@ -494,9 +494,11 @@ def embed_queries(texts: list[str]) -> np.ndarray:
 
 
 class QueryCache:
-    """The latest query embeddings by (model, backend, precision, text): agents repeat their questions.
+    """The latest query embeddings by (asker, model, backend, precision, text): agents repeat their questions.
 
     A query embedding costs a few milliseconds of a core per search; a hit costs a dictionary look-up.
+    Entries belong to the one who asked: a hit is faster and a search answers its `took_ms`, so a cache
+    shared between callers would tell one agent what another searched for lately.
     Bounded (TMWS_QUERY_CACHE_SIZE entries, least recently used go first; 0 turns it off) and per
     process. Vectors are handed out read-only, so no caller can change what the next one gets.
     """
@@ -528,12 +530,12 @@ class QueryCache:
 query_cache = QueryCache()
 
 
-def embed_query(text: str):
-    """A search query's embedding, from the query cache when this process embedded the same text lately."""
+def embed_query(text: str, asker=None):
+    """A search query's embedding, from the query cache when `asker` (a user's key) asked the same lately."""
     size = settings.TMWS_QUERY_CACHE_SIZE
-    if size <= 0:
+    if size <= 0 or asker is None:
         return embed_queries([text])[0]
-    key = (configured_model().name, *_encoder_key(), text)
+    key = (asker, configured_model().name, *_encoder_key(), text)
     vector = query_cache.get(key)
     if vector is None:
         vector = embed_queries([text])[0]

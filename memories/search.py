@@ -383,10 +383,10 @@ def query_vector_value(vector) -> Value | None:
     return None if vector is None else Value(Vector(vector).to_text())
 
 
-def query_embedding(text: str):
+def query_embedding(text: str, asker=None):
     from .embeddings import embed_query
 
-    return embed_query(text)
+    return embed_query(text, asker)
 
 
 def _scaled(score: float, factor: float) -> float:
@@ -410,7 +410,7 @@ def search(actor, request: SearchRequest) -> SearchResult:
     vector = request.query_vector
     pending = None
     if vector is None and (mode != "keyword" or request.min_similarity is not None):
-        pending = _embedder.submit(query_embedding, request.query)
+        pending = _embedder.submit(query_embedding, request.query, Principal.of(actor).user_id)
     agent = Principal.of(actor).agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:

@@ -496,31 +496,43 @@ def test_auto_follows_the_kept_decision_and_warns_when_it_is_float32(settings, t
 
 def test_a_repeated_query_is_embedded_once_and_its_vector_cannot_be_changed(settings):
     embeddings.query_cache.clear()
-    first = embeddings.embed_query("Who signs off the quarterly budget?")
-    again = embeddings.embed_query("Who signs off the quarterly budget?")
+    first = embeddings.embed_query("Who signs off the quarterly budget?", asker=1)
+    again = embeddings.embed_query("Who signs off the quarterly budget?", asker=1)
     assert again is first  # the cached vector itself: the model did not run again
     assert np.array_equal(first, embeddings.embed_queries(["Who signs off the quarterly budget?"])[0])
     with pytest.raises(ValueError):
         first[0] = 1.0
-    other = embeddings.embed_query("Where are the deploy keys kept?")
+    other = embeddings.embed_query("Where are the deploy keys kept?", asker=1)
     assert other is not first and not np.array_equal(other, first)
 
 
 def test_the_query_cache_keeps_the_latest_queries_up_to_its_size(settings):
     settings.TMWS_QUERY_CACHE_SIZE = 2
     embeddings.query_cache.clear()
-    oldest = embeddings.embed_query("first question")
-    kept = embeddings.embed_query("second question")
-    assert embeddings.embed_query("second question") is kept
-    embeddings.embed_query("third question")  # pushes out the least recently used: "first question"
-    assert embeddings.embed_query("second question") is kept
-    again = embeddings.embed_query("first question")
+    oldest = embeddings.embed_query("first question", asker=1)
+    kept = embeddings.embed_query("second question", asker=1)
+    assert embeddings.embed_query("second question", asker=1) is kept
+    embeddings.embed_query("third question", asker=1)  # pushes out the least recently used: "first question"
+    assert embeddings.embed_query("second question", asker=1) is kept
+    again = embeddings.embed_query("first question", asker=1)
     assert again is not oldest and np.array_equal(again, oldest)
 
 
 def test_the_query_cache_can_be_turned_off(settings):
     settings.TMWS_QUERY_CACHE_SIZE = 0
     embeddings.query_cache.clear()
-    first = embeddings.embed_query("no cache for this one")
-    assert embeddings.embed_query("no cache for this one") is not first
+    first = embeddings.embed_query("no cache for this one", asker=1)
+    assert embeddings.embed_query("no cache for this one", asker=1) is not first
     assert len(embeddings.query_cache._entries) == 0
+
+
+def test_one_callers_cached_query_is_never_anothers(settings):
+    """A hit is faster and answers a shorter took_ms: shared entries would tell an agent what another asked."""
+    embeddings.query_cache.clear()
+    mine = embeddings.embed_query("Is the Berlin office closing?", asker=1)
+    theirs = embeddings.embed_query("Is the Berlin office closing?", asker=2)
+    assert theirs is not mine and np.array_equal(theirs, mine)
+    assert embeddings.embed_query("Is the Berlin office closing?", asker=2) is theirs
+    unnamed = embeddings.embed_query("Is the Berlin office closing?")  # no asker: never cached
+    assert unnamed is not mine and unnamed is not theirs
+    assert len(embeddings.query_cache._entries) == 2
