@@ -100,6 +100,12 @@ class Memory(BaseModel):
                 opclasses=["vector_cosine_ops"],
             ),
             models.Index(fields=["agent", "created_at"], name="memories_agent_idx"),
+            # An owner's memories ranked exactly from this index alone (memories.search.semantic_ranking): the
+            # vectors and every column the read rule and the search filters test, so no row is fetched.
+            models.Index(
+                fields=["agent"], name="memories_owner_vectors",
+                include=["access_level", "namespace", "id", "retired_into", "expires_at", "embedding_model", "embedding"],
+            ),
             models.Index(fields=["namespace", "access_level"], name="memories_namespace_idx"),
             models.Index(fields=["access_level"], name="memories_access_level_idx"),
             models.Index(fields=["memory_category"], name="memories_category_idx"),

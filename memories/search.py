@@ -250,10 +250,14 @@ def semantic_ranking(queryset: QuerySet, vector, depth: int, plan: dict, exact: 
         # small enough that an exact scan is cheap, and it is the only way to be sure nothing is missing.
         plan["semantic"] = "exact_after_hnsw"
     # Adding zero hides the distance from the HNSW index, so the planner filters first and sorts exactly.
+    # The ranking reads only keys and distances, so an owner's memories come from the memories_owner_vectors
+    # index alone; the scoring columns are read for the `depth` winners only.
     order = ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-    rows = (
-        embedded.annotate(distance=order).order_by("distance", "pk")
-        .values_list("pk", "distance", *SCORING_FIELDS)[:depth]
+    nearest = embedded.annotate(distance=order).order_by("distance", "pk").values("pk")[:depth]
+    rows = sorted(
+        Memory.objects.filter(pk__in=nearest).order_by().annotate(distance=distance)
+        .values_list("pk", "distance", *SCORING_FIELDS),
+        key=lambda row: (row[1], row[0]),
     )
     return _semantic_candidates(rows)
 

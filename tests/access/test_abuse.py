@@ -1032,6 +1032,8 @@ DENIED_STATEMENTS = [
     "SELECT * FROM memory_term_buckets",
     "UPDATE memory_term_documents SET documents = 0",
     "SELECT tmws_readable_buckets(NULL)",
+    "SELECT * FROM memory_tags",
+    "INSERT INTO memory_tags (tag, bucket_id, memory_id) SELECT 'x', 1, id FROM memories",
 ]
 
 

@@ -1,13 +1,20 @@
 """Search modes, ordering, min_similarity, filters and small candidate sets (service level)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import connection, transaction
 
+from access import SYSTEM
 from core.db import enter_agent_context, leave_agent_context
 from core.errors import InvalidInput
 from memories import search as memory_search
+from memories.contracts import ShareMemory, UpdateMemory
 from memories.search import clean_request, search
+from memories.services import delete_memory, share_memory, update_memory
+from namespaces.contracts import AddMember
+from namespaces.services import add_member
 
 from .conftest import ids
 
@@ -177,6 +184,71 @@ def test_the_tag_match_function_returns_only_the_tagged_memories_the_caller_may_
     assert found == {own.pk, shared.pk, public.pk}
     assert both == {own.pk}
     assert {hidden.pk, elsewhere.pk, untagged.pk}.isdisjoint(found)
+
+
+def tagged_for(agent, tags: list[str]) -> set:
+    """What tmws_tagged_memory_ids answers `agent` (None: no agent set) for `tags`."""
+    with transaction.atomic():
+        if agent is not None:
+            enter_agent_context(agent)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tmws_tagged_memory_ids(%s::jsonb)", [json.dumps(tags)])
+            found = {row[0] for row in cursor.fetchall()}
+        if agent is not None:
+            leave_agent_context()
+    return found
+
+
+def postings_of(memory) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tag FROM memory_tags WHERE memory_id = %s ORDER BY tag", [getattr(memory, "pk", memory)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db
+def test_the_tag_postings_follow_every_change_of_tags_level_namespace_and_shares(team, store, make_namespace):
+    # given: the owner's private memory tagged twice over (one tag repeated), which the member may not read
+    owner, member = team["owner"].agent, team["member"].agent
+    add_member(SYSTEM, make_namespace("annex"), AddMember.parse({"agent_id": owner.agent_id}))
+    memory, = store(owner, [{"content": "tagged note", "context_tags": ["x", "y", "x"]}], namespace="team",
+                    access_level="private")
+    pk = memory.pk
+    seen = [postings_of(memory), tagged_for(member, ["x"]), tagged_for(owner, ["x", "y"])]
+    # when: shared in the member's namespace, re-tagged, moved out of its reach, shared with it by name, deleted
+    update_memory(owner, memory, UpdateMemory.parse({"access_level": "shared"}))
+    seen.append(tagged_for(member, ["x"]))
+    update_memory(owner, memory, UpdateMemory.parse({"context_tags": ["z"]}))
+    seen += [postings_of(memory), tagged_for(member, ["x"]), tagged_for(member, ["z"])]
+    update_memory(owner, memory, UpdateMemory.parse({"namespace": "annex"}))
+    seen.append(tagged_for(member, ["z"]))
+    share_memory(owner, memory, ShareMemory.parse({"agent_ids": [member.agent_id]}))
+    seen += [tagged_for(member, ["z"]), tagged_for(None, ["z"])]
+    delete_memory(owner, memory)
+    seen += [postings_of(pk), tagged_for(owner, ["z"])]
+    # then
+    assert seen == [
+        ["x", "y"], set(), {pk},  # private: its owner only, and each tag once
+        {pk},  # shared in the member's namespace
+        ["z"], set(), {pk},  # the old tag's posting is gone
+        set(),  # in a namespace the member does not read
+        {pk}, set(),  # granted by name; nothing without an agent
+        [], set(),  # deleted with its postings
+    ]
+
+
+@pytest.mark.django_db
+def test_without_an_agent_the_tag_match_function_reads_only_public_and_system_memories(team, store):
+    # given
+    owner = team["owner"].agent
+    private, shared, public = store(owner, [
+        {"content": f"{level} tagged", "context_tags": ["t"], "access_level": level}
+        for level in ("private", "shared", "public")
+    ], namespace="team")
+    # when
+    found = tagged_for(None, ["t"])
+    # then
+    assert found == {public.pk}
+    assert {private.pk, shared.pk}.isdisjoint(found)
 
 
 @pytest.mark.django_db
