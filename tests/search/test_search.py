@@ -350,6 +350,50 @@ def test_the_keyword_ranking_tells_the_planner_how_few_matches_it_joins(team, st
     assert scored and max(node["Plan Rows"] for node in scored) <= 5
 
 
+@pytest.mark.django_db(transaction=True)  # VACUUM sets the visibility map, as in service: outside a transaction
+def test_an_agents_own_memories_are_ranked_exactly_from_the_owner_index_alone(team, store):
+    # given: the owner's memories, vacuumed, and its exact semantic search among them captured
+    owner = team["owner"].agent
+    store(owner, [{"content": f"Runbook line {i} about the cache."} for i in range(30)], namespace="team",
+          access_level="private")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) memories")
+    ranked = []
+
+    def capture(execute, sql, params, many, context):
+        if "<=>" in sql and "LIMIT" in sql:
+            ranked.append((sql, params))
+        return execute(sql, params, many, context)
+
+    request = clean_request({"query": "cache", "mode": "semantic", "limit": 5, "agent_id": owner.agent_id})
+    # when: the ranking runs as the agent, and is planned again with only the key and the owner index left (in
+    # this transaction only: on a table this small any index would do) and scans of the whole table disabled
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("""
+                SELECT string_agg(indexrelid::regclass::text, ', ') FROM pg_index
+                 WHERE indrelid = 'memories'::regclass AND NOT indisprimary
+                   AND indexrelid <> 'memories_owner_vectors'::regclass""")
+            cursor.execute(f"DROP INDEX {cursor.fetchone()[0]}")
+        enter_agent_context(owner)
+        with connection.execute_wrapper(capture):
+            rows = memory_search.semantic_ranking(memory_search.candidates(owner, request),
+                                                  memory_search.query_embedding(request.query), 5, {}, exact=True)
+        sql, params = ranked[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        leave_agent_context()
+        transaction.set_rollback(True)
+    # then: the ranking reads the owner's memories by an index-only scan of memories_owner_vectors (the read rule,
+    # the row-level-security policy and the filters test only columns it holds); the winners are read by key
+    scans = {(node["Node Type"], node.get("Index Name"), node.get("Disabled"))
+             for node in _plan_nodes(plan[0]["Plan"]) if node.get("Relation Name") == "memories"}
+    assert len(rows) == 5
+    assert scans == {("Index Only Scan", "memories_owner_vectors", False), ("Index Scan", "memories_pkey", False)}
+
+
 def _estimated_rows(queryset) -> int:
     sql, params = queryset.values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
