@@ -402,9 +402,10 @@ def _read_rule_q(actor, memory_field: str) -> Q:
     if principal.is_superuser:
         return Q()
     if principal.agent is not None:
+        # The owner first: PostgreSQL tests an OR's branches in order, and own rows then pass on one comparison.
         return (
-            Q(access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM])
-            | Q(agent_id=principal.agent.pk)
+            Q(agent_id=principal.agent.pk)
+            | Q(access_level__in=[AccessLevel.PUBLIC, AccessLevel.SYSTEM])
             | Q(access_level=AccessLevel.SHARED, namespace_id__in=readable_namespace_ids(principal))
             | (Q(access_level=AccessLevel.SHARED) & shared_with_q(principal, memory_field))
         )
