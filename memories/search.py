@@ -413,9 +413,10 @@ def search(actor, request: SearchRequest) -> SearchResult:
         depth = max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_MIN_DEPTH)  # room for boosts to reorder
     vector = request.query_vector
     pending = None
+    principal = Principal.of(actor)
     if vector is None and (mode != "keyword" or request.min_similarity is not None):
-        pending = _embedder.submit(query_embedding, request.query, Principal.of(actor).user_id)
-    agent = Principal.of(actor).agent
+        pending = _embedder.submit(query_embedding, request.query, principal.user_id)
+    agent = principal.agent
     # The request's own transaction is enough: no savepoint (a failure fails the request anyway).
     with transaction.atomic(savepoint=False), agent_search_context(agent) as rls:
         # Resolves the caller's namespaces once; expired and retired rows may rank, the page below leaves them out.

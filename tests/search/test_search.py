@@ -199,9 +199,9 @@ def tagged_for(agent, tags: list[str]) -> set:
     return found
 
 
-def postings_of(memory) -> list[str]:
+def postings_of(pk) -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tag FROM memory_tags WHERE memory_id = %s ORDER BY tag", [getattr(memory, "pk", memory)])
+        cursor.execute("SELECT tag FROM memory_tags WHERE memory_id = %s ORDER BY tag", [pk])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -213,12 +213,12 @@ def test_the_tag_postings_follow_every_change_of_tags_level_namespace_and_shares
     memory, = store(owner, [{"content": "tagged note", "context_tags": ["x", "y", "x"]}], namespace="team",
                     access_level="private")
     pk = memory.pk
-    seen = [postings_of(memory), tagged_for(member, ["x"]), tagged_for(owner, ["x", "y"])]
+    seen = [postings_of(pk), tagged_for(member, ["x"]), tagged_for(owner, ["x", "y"])]
     # when: shared in the member's namespace, re-tagged, moved out of its reach, shared with it by name, deleted
     update_memory(owner, memory, UpdateMemory.parse({"access_level": "shared"}))
     seen.append(tagged_for(member, ["x"]))
     update_memory(owner, memory, UpdateMemory.parse({"context_tags": ["z"]}))
-    seen += [postings_of(memory), tagged_for(member, ["x"]), tagged_for(member, ["z"])]
+    seen += [postings_of(pk), tagged_for(member, ["x"]), tagged_for(member, ["z"])]
     update_memory(owner, memory, UpdateMemory.parse({"namespace": "annex"}))
     seen.append(tagged_for(member, ["z"]))
     share_memory(owner, memory, ShareMemory.parse({"agent_ids": [member.agent_id]}))
